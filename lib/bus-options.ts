@@ -1,0 +1,74 @@
+import type { RedisOptions, ClusterOptions } from 'ioredis'
+
+/** A host and port, or a `host:port` string. */
+export type HostPort = string | { host: string, port: number }
+
+/** Sentinel layout: one shard per monitored master name. */
+export interface SentinelLayout {
+  /** Sentinel addresses to ask for the current primaries. */
+  sentinels: HostPort[]
+  /** Master names monitored by those Sentinels; each is one shard. */
+  names: string[]
+  /** Password of the Sentinels themselves, if they require one. */
+  sentinelPassword?: string
+  /** ACL user of the Sentinels, if any. */
+  sentinelUsername?: string
+}
+
+/** Options of `new Bus(options)`. Give at most one of `redis`, `cluster`, `sentinel`. */
+export interface BusOptions {
+  /**
+   * Direct layout: Redis URLs (`redis://[user:pass@]host:port[/db]`, `rediss://` for TLS), one shard each.
+   * @default ['redis://127.0.0.1:6379']
+   */
+  redis?: string | string[]
+  /** Redis Cluster layout: seed nodes; the whole cluster is one logical shard. */
+  cluster?: HostPort[]
+  /** Sentinel layout: one shard per monitored master name. */
+  sentinel?: SentinelLayout
+  /**
+   * Namespace of every key and pub/sub channel the bus uses (1-64 characters of `[A-Za-z0-9_-.:@/=]`).
+   * @default 'busmq'
+   */
+  prefix?: string
+  /**
+   * How long `bus.connect()` waits for every shard before it rejects with `ERR_BUSMQ_CONNECT_TIMEOUT`, in ms.
+   * @default 10000
+   */
+  connectTimeout?: number
+  /**
+   * Idle TTL of queues in ms: a queue no client is attached to expires, with all its keys, this long after
+   * its last use. Queues can override it.
+   * @default 30000
+   */
+  ttl?: number
+  /**
+   * Largest message, in bytes after encoding; a larger one is refused before it is sent.
+   * @default 16777216 (16 MiB)
+   */
+  maxMessageSize?: number
+  /**
+   * An idle reader re-checks its queue this often (ms), in case a wake-up was missed; wake-ups normally
+   * arrive by pub/sub within a millisecond of a push.
+   * @default 1000
+   */
+  pollInterval?: number
+  /**
+   * Options merged into every Redis connection (password, username, tls, retryStrategy, …).
+   * @default {}
+   */
+  redisOptions?: RedisOptions
+  /** Options for the Cluster client in the cluster layout. @default {} */
+  clusterOptions?: ClusterOptions
+  /** Identifies this client in queue attachments and channel presence. @default a random id */
+  id?: string
+}
+
+export const DEFAULT_BUS_OPTIONS = {
+  redis: ['redis://127.0.0.1:6379'],
+  prefix: 'busmq',
+  connectTimeout: 10_000,
+  ttl: 30_000,
+  maxMessageSize: 16 * 1024 * 1024,
+  pollInterval: 1000
+} as const

@@ -1,0 +1,154 @@
+import { Readable, Writable } from 'readable-stream'
+import type { Bus } from '../bus.js'
+import { pubsubChannel } from '../keys.js'
+import { checkCodec, decodeMessage, encodeMessage, jsonCodec, type Codec, type CodecOptions } from '../queue/codec.js'
+import { MessageTooLargeError } from '../errors.js'
+
+type Callback = (err?: Error | null) => void
+
+/**
+ * Plain publish/subscribe on one topic: nothing is stored, a subscriber sees what is published while it
+ * is subscribed. Topics are sharded by name like queues (rendezvous hashing over the shards).
+ */
+export class PubSub {
+  readonly name: string
+  readonly bus: Bus
+  readonly channel: string
+  readonly objectMode: boolean
+  readonly codec: Codec
+
+  constructor (bus: Bus, name: string, options: CodecOptions = {}) {
+    this.bus = bus
+    this.name = name
+    this.channel = pubsubChannel(bus.settings.prefix, name)
+    this.objectMode = options.objectMode ?? false
+    this.codec = checkCodec(options.codec) ?? jsonCodec
+  }
+
+  /** @internal */
+  encode (value: unknown): Buffer {
+    const buf = encodeMessage(value, this.objectMode, this.codec)
+    if (buf.length > this.bus.settings.maxMessageSize) {
+      throw new MessageTooLargeError(`message of ${buf.length} bytes is over maxMessageSize (${this.bus.settings.maxMessageSize} bytes)`)
+    }
+    return buf
+  }
+
+  /** Publishes one message; resolves with the number of subscribers (connections) that received it. */
+  async publish (message: unknown): Promise<number> {
+    const payload = this.encode(message)
+    await this.bus.connect()
+    return await this.bus.ownerOf(this.name).client.publish(this.channel, payload)
+  }
+
+  /** A Readable of what is published from now on (never ends by itself). */
+  createReadStream (options: { highWaterMark?: number } = {}): PubSubReadStream {
+    this.bus.assertOpen()
+    return new PubSubReadStream(this, options.highWaterMark ?? 1024)
+  }
+
+  /** A Writable publisher: each chunk is one message. */
+  createWriteStream (options: { highWaterMark?: number } = {}): PubSubWriteStream {
+    this.bus.assertOpen()
+    return new PubSubWriteStream(this, options.highWaterMark)
+  }
+}
+
+/**
+ * Subscriber. Pub/sub cannot be paused at the source, so while the consumer is slower than the
+ * publishers messages collect in this stream's buffer (Redis also bounds a slow subscriber with its
+ * client-output-buffer-limit).
+ */
+export class PubSubReadStream extends Readable {
+  private readonly pubsub: PubSub
+  private stop?: () => Promise<void>
+  private readonly untrack: () => void
+
+  constructor (pubsub: PubSub, highWaterMark: number) {
+    super({ objectMode: true, highWaterMark })
+    this.pubsub = pubsub
+    this.untrack = pubsub.bus.track(this)
+  }
+
+  _construct (callback: Callback): void {
+    (async () => {
+      await this.pubsub.bus.connect()
+      const shard = this.pubsub.bus.ownerOf(this.pubsub.name)
+      this.stop = await shard.subscribeBuffer(this.pubsub.channel, (message) => {
+        if (this.destroyed) return
+        let value: unknown
+        try {
+          value = decodeMessage(message, this.pubsub.objectMode, this.pubsub.codec)
+        } catch (err) {
+          this.destroy(err as Error)
+          return
+        }
+        this.push(value)
+      })
+    })().then(() => callback(), callback)
+  }
+
+  override _read (): void {}
+
+  override _destroy (err: Error | null, callback: (error: Error | null) => void): void {
+    this.untrack()
+    const stop = this.stop
+    this.stop = undefined
+    if (!stop) return callback(err)
+    stop().then(() => callback(err), () => callback(err))
+  }
+
+  /** @internal */
+  async close (): Promise<void> {
+    if (this.closed) return
+    await new Promise<void>((resolve) => {
+      this.once('close', () => resolve())
+      this.destroy()
+    })
+  }
+}
+
+/** Publisher: every buffered chunk is published in one pipelined round trip. */
+export class PubSubWriteStream extends Writable {
+  private readonly pubsub: PubSub
+  private readonly untrack: () => void
+
+  constructor (pubsub: PubSub, highWaterMark?: number) {
+    super({ objectMode: pubsub.objectMode, decodeStrings: true, highWaterMark })
+    this.pubsub = pubsub
+    this.untrack = pubsub.bus.track(this)
+  }
+
+  _construct (callback: Callback): void {
+    this.pubsub.bus.connect().then(() => callback(), callback)
+  }
+
+  override _writev (chunks: Array<{ chunk: any }>, callback: Callback): void {
+    let payloads: Buffer[]
+    try {
+      payloads = chunks.map(({ chunk }) => this.pubsub.encode(chunk))
+    } catch (err) {
+      return callback(err as Error)
+    }
+    const client = this.pubsub.bus.ownerOf(this.pubsub.name).client
+    Promise.all(payloads.map((p) => client.publish(this.pubsub.channel, p))).then(() => callback(), callback)
+  }
+
+  override _write (chunk: any, _encoding: string, callback: Callback): void {
+    this._writev([{ chunk }], callback)
+  }
+
+  override _destroy (err: Error | null, callback: (error: Error | null) => void): void {
+    this.untrack()
+    callback(err)
+  }
+
+  /** @internal */
+  async close (): Promise<void> {
+    if (this.destroyed) return
+    await new Promise<void>((resolve) => {
+      this.once('close', () => resolve())
+      if (!this.writableEnded) this.end()
+    })
+  }
+}

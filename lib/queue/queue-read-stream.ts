@@ -1,0 +1,288 @@
+import { Readable } from 'readable-stream'
+import createDebug from 'debug'
+import type { Queue } from './queue.js'
+import type { Shard } from '../router/shard.js'
+import { checkCodec, decodeMessage, type Codec } from './codec.js'
+import { KIND_END, parseElement, type Element } from './element.js'
+import { DEFAULT_READ_HIGH_WATER_MARK, type ReadStreamOptions } from './queue-options.js'
+import { checkInt } from '../names.js'
+import { DecodeError, InvalidOptionError, RedisCommandError } from '../errors.js'
+import { isReplyError, sleep } from '../util.js'
+
+const debug = createDebug('busmq:reader')
+
+type Callback = (err?: Error | null) => void
+
+/** What a reader emits with `withIds: true`. */
+export interface IdentifiedMessage<T = unknown> {
+  id: number
+  data: T
+}
+
+/**
+ * Shared machinery of queue readers: one fetch loop that takes up to `highWaterMark` messages per round
+ * trip, waits for a wake-up when there is nothing, honours `max`, `untilEmpty` and `untilEnd`, and hands
+ * back what it took but did not deliver when it stops.
+ */
+export abstract class QueueReader extends Readable {
+  readonly queue: Queue
+  protected readonly objectModeData: boolean
+  protected readonly codec: Codec
+  protected readonly batch: number
+  protected readonly max: number
+  protected readonly untilEmpty: boolean
+  protected readonly untilEnd: boolean
+  protected shard!: Shard
+  /** Messages pushed downstream so far. */
+  delivered = 0
+  private fetching?: Promise<void>
+  private running = false
+  private wanted = false
+  private readonly abort = new AbortController()
+  private attached = false
+  private readonly untrack: () => void
+
+  constructor (queue: Queue, options: ReadStreamOptions) {
+    const hwm = checkInt(options.highWaterMark ?? DEFAULT_READ_HIGH_WATER_MARK, 'highWaterMark', 1, 1_000_000)
+    // The Readable always counts messages, so highWaterMark is a number of messages and a byte-mode
+    // message arrives as one Buffer chunk, exactly as written.
+    super({ objectMode: true, highWaterMark: hwm })
+    this.queue = queue
+    this.objectModeData = options.objectMode ?? queue.objectMode
+    this.codec = checkCodec(options.codec) ?? queue.codec
+    this.batch = hwm
+    this.max = options.max === undefined || options.max === Infinity ? Infinity : checkInt(options.max, 'max', 0)
+    this.untilEmpty = options.untilEmpty ?? false
+    this.untilEnd = options.untilEnd ?? false
+    for (const flag of ['untilEmpty', 'untilEnd', 'withIds'] as const) {
+      if (options[flag] !== undefined && typeof options[flag] !== 'boolean') {
+        throw new InvalidOptionError(`${flag} must be a boolean`)
+      }
+    }
+    this.untrack = queue.bus.track(this)
+  }
+
+  _construct (callback: Callback): void {
+    this.queue.attach().then(async () => {
+      this.attached = true
+      this.shard = await this.queue.open()
+      callback()
+    }, callback)
+  }
+
+  /** One round trip: up to `count` stored elements. */
+  protected abstract fetch (count: number): Promise<Buffer[]>
+
+  /** Turns a data element into the chunk pushed downstream. */
+  protected abstract envelope (el: Element, data: unknown): unknown
+
+  /** Gives back elements taken from the queue and not delivered (consume-once readers). */
+  protected abstract giveBack (elements: Buffer[]): Promise<void>
+
+  /** Called with an element that cannot be decoded; returns the error to destroy the stream with. */
+  protected abstract poison (el: Element, err: DecodeError): Promise<Error>
+
+  override _read (): void {
+    // A _read while the loop runs must never be dropped: the Readable would not ask again until we
+    // push. So it only raises `wanted`, which the loop checks before it stops.
+    this.wanted = true
+    if (this.running) return
+    this.running = true
+    this.fetching = this.loop()
+  }
+
+  private async loop (): Promise<void> {
+    const signal = this.abort.signal
+    // `running` drops in the same synchronous step as the last check of `wanted`, so no _read can
+    // slip in between and be lost.
+    try {
+      while (!this.destroyed && this.wanted) {
+        if (this.delivered >= this.max) {
+          this.push(null)
+          return
+        }
+        const capacity = this.capacity()
+        if (capacity <= 0) {
+          await this.waitForCapacity(signal)
+          continue
+        }
+        const since = this.queue.generation('m')
+        let raws: Buffer[]
+        try {
+          raws = await this.fetch(Math.min(this.batch, this.max - this.delivered, capacity))
+        } catch (err) {
+          if (this.destroyed) return
+          if (isReplyError(err)) {
+            this.destroy(new RedisCommandError(`reading queue ${this.queue.name}: ${(err as Error).message}`, { cause: err }))
+            return
+          }
+          // A connection problem: ioredis reconnects; try again shortly.
+          debug('read from %s failed, retrying: %s', this.queue.name, (err as Error).message)
+          await sleep(this.queue.bus.settings.pollInterval, signal)
+          continue
+        }
+        if (this.destroyed) {
+          await this.giveBack(raws)
+          return
+        }
+        if (raws.length === 0) {
+          if (this.untilEmpty) {
+            this.push(null)
+            return
+          }
+          await this.queue.waitFor('m', since, signal)
+          continue
+        }
+        if (!await this.deliver(raws)) return
+      }
+    } finally {
+      this.running = false
+    }
+  }
+
+  /** Pushes elements downstream; returns false when the stream ended or failed. */
+  private async deliver (raws: Buffer[]): Promise<boolean> {
+    for (let i = 0; i < raws.length; i++) {
+      const el = parseElement(raws[i])
+      if (el.kind === KIND_END) {
+        await this.markerSeen(el)
+        if (!this.untilEnd) continue
+        await this.giveBack(raws.slice(i + 1))
+        this.push(null)
+        return false
+      }
+      let data: unknown
+      try {
+        data = decodeMessage(el.payload, this.objectModeData, this.codec)
+      } catch (err) {
+        await this.giveBack(raws.slice(i + 1))
+        this.destroy(await this.poison(el, err as DecodeError))
+        return false
+      }
+      this.delivered++
+      this.remember(el)
+      this.wanted = false
+      if (this.push(this.envelope(el, data))) this.wanted = true
+      if (this.delivered >= this.max) {
+        await this.giveBack(raws.slice(i + 1))
+        this.push(null)
+        return false
+      }
+    }
+    return true
+  }
+
+  /** Hook: how many more messages may be taken now (reliable readers bound what they hold). */
+  protected capacity (): number {
+    return Infinity
+  }
+
+  /** Hook: resolves when capacity() may have grown. */
+  protected async waitForCapacity (_signal: AbortSignal): Promise<void> {}
+
+  /** Hook: an end marker was taken (reliable readers acknowledge it). */
+  protected async markerSeen (_el: Element): Promise<void> {}
+
+  /** Hook: a delivered element is now in the Readable's buffer (consume-once readers keep it to give back). */
+  protected remember (_el: Element): void {}
+
+  /** Hook: elements still in the Readable's buffer when the stream is destroyed. */
+  protected async release (_buffered: number): Promise<void> {}
+
+  override _destroy (err: Error | null, callback: (error: Error | null) => void): void {
+    const buffered = this.readableLength
+    this.abort.abort()
+    this.untrack()
+    const done = async (): Promise<void> => {
+      await this.fetching
+      if (this.shard) await this.release(buffered)
+      if (this.attached) {
+        this.attached = false
+        await this.queue.detach()
+      }
+    }
+    done().then(() => callback(err), (e: Error) => callback(err ?? e))
+  }
+
+  /** @internal Used by `bus.close()`. */
+  async close (): Promise<void> {
+    if (this.closed) return
+    await new Promise<void>((resolve) => {
+      this.once('close', () => resolve())
+      this.destroy()
+    })
+  }
+}
+
+/** Consume-once or replay reader of a queue. */
+export class QueueReadStream extends QueueReader {
+  readonly mode: 'consume' | 'replay'
+  private readonly withIds: boolean
+  /** Replay: id of the next message to read. */
+  private next: number
+  /** Consume-once: stored form of the last pushed elements, to give back what is still buffered. */
+  private recent: Buffer[] = []
+
+  constructor (queue: Queue, options: ReadStreamOptions = {}) {
+    super(queue, options)
+    const mode = options.mode ?? 'consume'
+    if (mode !== 'consume' && mode !== 'replay') {
+      throw new InvalidOptionError(`mode must be 'consume', 'replay' or 'reliable', got ${String(mode)}`)
+    }
+    this.mode = mode
+    this.withIds = options.withIds ?? false
+    this.next = mode === 'replay' ? checkInt(options.from ?? 0, 'from', 0) : 0
+  }
+
+  /** Replay: the id the next read starts from (an offset to resume from later). */
+  get offset (): number {
+    return this.next
+  }
+
+  protected override async fetch (count: number): Promise<Buffer[]> {
+    const k = this.queue.keys
+    if (this.mode === 'consume') {
+      return await this.shard.script('busmq_popBuffer', [k.messages, k.info, k.waiters, k.room, count, this.queue.ttl, k.wake]) ?? []
+    }
+    const raws: Buffer[] = await this.shard.script('busmq_rangeBuffer', [k.messages, k.waiters, this.next, count, this.queue.ttl]) ?? []
+    // Ids only grow: skip anything older than the offset (a put-back by a consume-once reader).
+    const fresh = raws.filter((r) => parseElement(r).id >= this.next)
+    if (fresh.length > 0) this.next = parseElement(fresh[fresh.length - 1]).id + 1
+    return fresh
+  }
+
+  protected override envelope (el: Element, data: unknown): unknown {
+    return this.withIds ? { id: el.id, data } : data
+  }
+
+  protected override remember (el: Element): void {
+    if (this.mode !== 'consume') return
+    this.recent.push(el.raw)
+    if (this.recent.length > 4 * this.batch) this.recent = this.recent.slice(-2 * this.batch)
+  }
+
+  protected override async giveBack (elements: Buffer[]): Promise<void> {
+    if (this.mode !== 'consume' || elements.length === 0) return
+    const k = this.queue.keys
+    await this.shard.script('busmq_unpop', [k.messages, k.info, k.waiters, this.queue.ttl, k.wake, ...elements])
+    debug('gave back %d message(s) to %s', elements.length, this.queue.name)
+  }
+
+  protected override async release (buffered: number): Promise<void> {
+    if (buffered > 0) await this.giveBack(this.recent.slice(-buffered))
+    this.recent = []
+  }
+
+  protected override async poison (el: Element, err: DecodeError): Promise<Error> {
+    err.message += ` (message id ${el.id} of queue ${this.queue.name}`
+    Object.assign(err, { id: el.id, payload: el.payload })
+    if (this.mode === 'consume') {
+      // Taken from the queue already: keep it, for inspection, in the dead-letter queue.
+      await this.queue.deadLetter().pushRaw([el.payload])
+      err.message += '; moved to its dead-letter queue)'
+    } else {
+      err.message += '; it stays in the queue)'
+    }
+    return err
+  }
+}

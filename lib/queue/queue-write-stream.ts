@@ -1,0 +1,88 @@
+import { Writable } from 'readable-stream'
+import type { Queue } from './queue.js'
+import { checkCodec, type Codec } from './codec.js'
+import { KIND_END } from './element.js'
+import {
+  DEFAULT_WRITE_HIGH_WATER_MARK_BYTES, DEFAULT_WRITE_HIGH_WATER_MARK_OBJECTS, type WriteStreamOptions
+} from './queue-options.js'
+
+interface Chunk { chunk: any, encoding?: BufferEncoding | string }
+type Callback = (err?: Error | null) => void
+
+/**
+ * Producer side of a queue. Each chunk is one message; every chunk buffered while a round trip is in
+ * flight goes out in the next one (`_writev`), and a write's callback fires once Redis has accepted it.
+ */
+export class QueueWriteStream extends Writable {
+  readonly queue: Queue
+  private readonly objectMode: boolean
+  private readonly codec: Codec
+  private readonly endMarker: boolean
+  private attached = false
+  private readonly untrack: () => void
+
+  constructor (queue: Queue, options: WriteStreamOptions = {}) {
+    const objectMode = options.objectMode ?? queue.objectMode
+    super({
+      objectMode,
+      decodeStrings: true,
+      highWaterMark: options.highWaterMark ??
+        (objectMode ? DEFAULT_WRITE_HIGH_WATER_MARK_OBJECTS : DEFAULT_WRITE_HIGH_WATER_MARK_BYTES)
+    })
+    this.queue = queue
+    this.objectMode = objectMode
+    this.codec = checkCodec(options.codec) ?? queue.codec
+    this.endMarker = options.endMarker ?? false
+    this.untrack = queue.bus.track(this)
+  }
+
+  _construct (callback: Callback): void {
+    this.queue.attach().then(() => {
+      this.attached = true
+      callback()
+    }, callback)
+  }
+
+  override _write (chunk: any, encoding: string, callback: Callback): void {
+    this._writev([{ chunk, encoding }], callback)
+  }
+
+  override _writev (chunks: Chunk[], callback: Callback): void {
+    const payloads: Buffer[] = []
+    let failure: Error | undefined
+    for (const { chunk } of chunks) {
+      try {
+        payloads.push(this.queue.encode(chunk, this.objectMode, this.codec))
+      } catch (err) {
+        // Messages before the bad one still go out, in order; the stream then fails with the error.
+        failure = err as Error
+        break
+      }
+    }
+    if (payloads.length === 0) return callback(failure)
+    this.queue.pushRaw(payloads).then(() => callback(failure), callback)
+  }
+
+  override _final (callback: Callback): void {
+    if (!this.endMarker) return callback()
+    this.queue.pushRaw([Buffer.alloc(0)], KIND_END).then(() => callback(), callback)
+  }
+
+  override _destroy (err: Error | null, callback: (error: Error | null) => void): void {
+    this.untrack()
+    if (!this.attached) return callback(err)
+    this.attached = false
+    this.queue.detach().then(() => callback(err), () => callback(err))
+  }
+
+  /** @internal Used by `bus.close()`: ends the stream, letting buffered writes finish. */
+  async close (): Promise<void> {
+    if (this.destroyed) return
+    await new Promise<void>((resolve) => {
+      const done = (): void => resolve()
+      this.once('close', done)
+      if (this.writableEnded) return
+      this.end()
+    })
+  }
+}

@@ -1,0 +1,214 @@
+import createDebug from 'debug'
+import type { Queue } from './queue.js'
+import { QueueReader } from './queue-read-stream.js'
+import { parseElement, type Element } from './element.js'
+import type { ReliableMessage } from './reliable-message.js'
+import { DEFAULT_LEASE, DEFAULT_MAX_DELIVERIES, type ReadStreamOptions } from './queue-options.js'
+import { checkInt } from '../names.js'
+import type { DecodeError } from '../errors.js'
+
+const debug = createDebug('busmq:reliable')
+
+let readers = 0
+
+/**
+ * At-least-once reader. Each message is leased to this reader (renewed while it lives) and emitted as a
+ * {@link ReliableMessage}; until acked it stays in flight. If the process dies, the leases lapse and the
+ * messages are delivered again, to any reader, ahead of newer ones. At most `prefetch` messages are held
+ * at once (buffered or handed on, not yet acked).
+ */
+export class ReliableReadStream extends QueueReader {
+  readonly mode = 'reliable'
+  /** This reader's identity in leases and delivery histories. */
+  readonly consumerId: string
+  readonly lease: number
+  readonly maxDeliveries: number
+  readonly prefetch: number
+  /** Ids held (delivered, not acked), in delivery order. */
+  private readonly held = new Map<number, number>()
+  private readonly pendingDeliveries = new Map<number, number>()
+  private renewTimer?: NodeJS.Timeout
+  private capacityWaiters: Array<() => void> = []
+  private ackBatch: Array<{ id: number, resolve: (ok: boolean) => void, reject: (err: Error) => void }> = []
+  /** Ids of the envelopes pushed, newest last, to know which are still in the Readable's buffer. */
+  private recent: number[] = []
+  private lingering = false
+  private untrackLinger?: () => void
+
+  constructor (queue: Queue, options: ReadStreamOptions = {}) {
+    super(queue, options)
+    this.consumerId = `${queue.bus.settings.id}/${++readers}`
+    this.lease = checkInt(options.lease ?? DEFAULT_LEASE, 'lease', 100)
+    this.maxDeliveries = checkInt(options.maxDeliveries ?? DEFAULT_MAX_DELIVERIES, 'maxDeliveries', 1)
+    this.prefetch = checkInt(options.prefetch ?? this.batch, 'prefetch', 1)
+  }
+
+  /** Messages held by this reader: delivered and not yet acknowledged. */
+  get inFlight (): number {
+    return this.held.size
+  }
+
+  override _construct (callback: (err?: Error | null) => void): void {
+    super._construct((err) => {
+      if (!err) {
+        this.renewTimer = setInterval(() => { this.renew() }, Math.max(50, Math.floor(this.lease / 3)))
+        this.renewTimer.unref()
+      }
+      callback(err)
+    })
+  }
+
+  private renew (): void {
+    if (this.held.size === 0 || !this.shard) return
+    const k = this.queue.keys
+    this.shard.script('busmq_renew', [k.leases, k.owners, this.consumerId, this.lease, ...this.held.keys()])
+      .then((lost: Array<string | number>) => {
+        for (const id of lost) this.forget(Number(id))
+        if (lost.length > 0) debug('%s lost %d lease(s) on %s', this.consumerId, lost.length, this.queue.name)
+      }, (err: Error) => debug('lease renewal on %s failed: %s', this.queue.name, err.message))
+  }
+
+  private forget (id: number): void {
+    if (!this.held.delete(id)) return
+    const waiters = this.capacityWaiters
+    this.capacityWaiters = []
+    for (const w of waiters) w()
+    if (this.held.size === 0 && this.lingering) this.stopLingering()
+  }
+
+  protected override capacity (): number {
+    return this.prefetch - this.held.size
+  }
+
+  protected override waitForCapacity (signal: AbortSignal): Promise<void> {
+    return new Promise((resolve) => {
+      if (signal.aborted) return resolve()
+      const done = (): void => {
+        signal.removeEventListener('abort', done)
+        resolve()
+      }
+      this.capacityWaiters.push(done)
+      signal.addEventListener('abort', done, { once: true })
+    })
+  }
+
+  protected override async fetch (count: number): Promise<Buffer[]> {
+    const k = this.queue.keys
+    const dl = k.deadLetter()
+    const reply: Array<Buffer | number> = await this.shard.script('busmq_reserveBuffer', [...k.reliable(),
+      count, this.queue.ttl, k.wake, this.consumerId, this.lease, this.maxDeliveries, dl.wake]) ?? []
+    const out: Buffer[] = []
+    for (let i = 0; i < reply.length; i += 2) {
+      const raw = reply[i] as Buffer
+      const id = parseElement(raw).id
+      this.held.set(id, id)
+      this.pendingDeliveries.set(id, reply[i + 1] as number)
+      out.push(raw)
+    }
+    return out
+  }
+
+  protected override envelope (el: Element, data: unknown): ReliableMessage {
+    const deliveries = this.pendingDeliveries.get(el.id) ?? 1
+    this.pendingDeliveries.delete(el.id)
+    const id = el.id
+    return {
+      id,
+      data,
+      deliveries,
+      redelivered: deliveries > 1,
+      ack: () => this.ack(id),
+      nack: (options = {}) => this.requeue(options.deadLetter === true ? 'dead' : 'nack', [id], 0).then(() => {})
+    }
+  }
+
+  protected override remember (el: Element): void {
+    this.recent.push(el.id)
+    if (this.recent.length > 4 * this.batch) this.recent = this.recent.slice(-2 * this.batch)
+  }
+
+  /** Acks are gathered for one tick and sent in one round trip. */
+  ack (id: number): Promise<boolean> {
+    return new Promise((resolve, reject) => {
+      this.ackBatch.push({ id, resolve, reject })
+      if (this.ackBatch.length === 1) setImmediate(() => this.flushAcks())
+    })
+  }
+
+  private flushAcks (): void {
+    const batch = this.ackBatch
+    this.ackBatch = []
+    const k = this.queue.keys
+    this.shard.script('busmq_ack', [k.inflight, k.leases, k.deliveries, k.owners, this.consumerId, ...batch.map((b) => b.id)])
+      .then((res: number[]) => {
+        batch.forEach((b, i) => {
+          this.forget(b.id)
+          b.resolve(res[i] === 1)
+        })
+      }, (err: Error) => { for (const b of batch) b.reject(err) })
+  }
+
+  /** Hands messages back (see requeue-12.lua); `undo` = how many of the first ids never reached the app. */
+  private async requeue (mode: 'release' | 'nack' | 'dead' | 'decode', ids: number[], undo: number): Promise<void> {
+    if (ids.length === 0) return
+    const k = this.queue.keys
+    await this.shard.script('busmq_requeue', [...k.reliable(), this.consumerId, this.queue.ttl, k.wake,
+      k.deadLetter().wake, this.maxDeliveries, mode, undo, ...ids])
+    for (const id of ids) this.forget(id)
+  }
+
+  protected override async giveBack (elements: Buffer[]): Promise<void> {
+    const ids = elements.map((raw) => parseElement(raw).id)
+    for (const id of ids) this.pendingDeliveries.delete(id)
+    await this.requeue('release', ids, ids.length)
+  }
+
+  protected override async markerSeen (el: Element): Promise<void> {
+    this.pendingDeliveries.delete(el.id)
+    await this.ack(el.id)
+  }
+
+  protected override async poison (el: Element, err: DecodeError): Promise<Error> {
+    await this.requeue('decode', [el.id], 0)
+    err.message += ` (message id ${el.id} of queue ${this.queue.name}; moved to its dead-letter queue)`
+    Object.assign(err, { id: el.id, payload: el.payload })
+    return err
+  }
+
+  protected override async release (buffered: number): Promise<void> {
+    if (this.readableEnded && buffered === 0 && this.held.size > 0) {
+      // The stream ended normally, but what it handed on is still being processed downstream (the end
+      // of a pipeline acks it later): keep those leases alive, and the queue attached, until every
+      // message is acked or nacked, or the bus closes.
+      this.lingering = true
+      await this.queue.attach()
+      this.untrackLinger = this.queue.bus.track({ close: () => this.releaseAll() })
+      return
+    }
+    await this.releaseAll(buffered)
+  }
+
+  private stopLingering (): void {
+    this.lingering = false
+    clearInterval(this.renewTimer)
+    this.untrackLinger?.()
+    this.queue.detach().catch(() => {})
+  }
+
+  /** Gives every held message back; the first `buffered` of the newest never reached the application. */
+  private async releaseAll (buffered = 0): Promise<void> {
+    const lingering = this.lingering
+    this.lingering = false
+    clearInterval(this.renewTimer)
+    if (this.ackBatch.length > 0) this.flushAcks()
+    // Messages still in the Readable's buffer never reached the application: their delivery is undone.
+    const unread = buffered > 0 ? this.recent.slice(-buffered).filter((id) => this.held.has(id)) : []
+    const unreadSet = new Set(unread)
+    const handed = [...this.held.keys()].filter((id) => !unreadSet.has(id))
+    await this.requeue('release', [...unread, ...handed], unread.length)
+    if (lingering) {
+      this.untrackLinger?.()
+      await this.queue.detach()
+    }
+  }
+}

@@ -1,0 +1,74 @@
+--[[
+  Shared by reserve and requeue. Expects KEYS laid out as:
+  KEYS[1] messages  KEYS[2] info  KEYS[3] waiters  KEYS[4] room  KEYS[5] inflight  KEYS[6] leases
+  KEYS[7] deliveries (history)  KEYS[8] owners  KEYS[9] dead-letter messages  KEYS[10] dead-letter info
+  KEYS[11] dead-letter waiters  KEYS[12] dead-letter history
+]]
+
+-- Number of deliveries recorded in a history string "consumer@ms;consumer@ms;…".
+local function countDeliveries(hist)
+  if not hist then return 0 end
+  local _, n = string.gsub(hist, ';', '')
+  return n
+end
+
+-- Forget an in-flight message everywhere but in the deliveries history.
+local function dropInflight(id)
+  redis.call('HDEL', KEYS[5], id)
+  redis.call('ZREM', KEYS[6], id)
+  redis.call('HDEL', KEYS[8], id)
+end
+
+-- Move an element to the dead-letter queue with a new id, recording why and its delivery history.
+local function deadLetter(id, elem, reason, ttl)
+  local hist = redis.call('HGET', KEYS[7], id) or ''
+  local dlid = redis.call('HINCRBY', KEYS[10], 'seq', 1)
+  redis.call('RPUSH', KEYS[9], struct.pack('>BI7', 0, dlid) .. string.sub(elem, 9))
+  local deliveries = {}
+  for consumer, at in string.gmatch(hist, '([^@;]+)@(%d+);') do
+    deliveries[#deliveries + 1] = { consumer = consumer, at = tonumber(at) }
+  end
+  redis.call('HSET', KEYS[12], dlid, cjson.encode({ id = tonumber(id), reason = reason, deliveries = deliveries }))
+  redis.call('HDEL', KEYS[7], id)
+  for i = 9, 12 do redis.call('PEXPIRE', KEYS[i], ttl) end
+  return dlid
+end
+
+-- Put in-flight ids back at the head of the queue in id order, or dead-letter those delivered
+-- maxDeliveries times (or all of them, for reason `force`, when force is not nil). undo = how many of the first ids (in the
+-- order given) were never handed to the application: their last delivery is struck from the history.
+local function requeue(ids, maxDeliveries, ttl, force, undo, wake, dlwake)
+  local items = {}
+  for i, id in ipairs(ids) do
+    local elem = redis.call('HGET', KEYS[5], id)
+    if elem then items[#items + 1] = { id = tonumber(id), key = id, elem = elem, undo = i <= undo } end
+  end
+  table.sort(items, function(a, b) return a.id < b.id end)
+  local back, dead = 0, 0
+  for i = #items, 1, -1 do
+    local it = items[i]
+    dropInflight(it.key)
+    local hist = redis.call('HGET', KEYS[7], it.key)
+    if it.undo and hist then
+      hist = string.gsub(hist, '[^;]*;$', '')
+      if hist == '' then redis.call('HDEL', KEYS[7], it.key) else redis.call('HSET', KEYS[7], it.key, hist) end
+    end
+    if force then
+      deadLetter(it.key, it.elem, force, ttl)
+      dead = dead + 1
+    elseif countDeliveries(hist) >= maxDeliveries then
+      deadLetter(it.key, it.elem, 'max-deliveries', ttl)
+      dead = dead + 1
+    else
+      redis.call('LPUSH', KEYS[1], it.elem)
+      back = back + 1
+    end
+  end
+  if back > 0 then
+    redis.call('HINCRBY', KEYS[2], 'consumed', -back)
+    redis.call('PEXPIRE', KEYS[1], ttl)
+    if redis.call('DEL', KEYS[3]) == 1 then redis.call('PUBLISH', wake, 'm') end
+  end
+  if dead > 0 and redis.call('DEL', KEYS[11]) == 1 then redis.call('PUBLISH', dlwake, 'm') end
+  return back, dead
+end

@@ -1,0 +1,20 @@
+--[[
+  Take up to COUNT messages from the head of a queue (consume-once).
+
+  KEYS[1] messages list        KEYS[2] info hash
+  KEYS[3] waiters flag         KEYS[4] room flag
+  ARGV[1] count   ARGV[2] ttl in ms   ARGV[3] wake-up pub/sub channel
+
+  When the queue is empty, sets the waiters flag so that the next push publishes a wake-up.
+  When a producer waits for room, publishes 'r'.
+  Returns the elements taken (header + payload), possibly none.
+]]
+local r = redis.call('LPOP', KEYS[1], ARGV[1])
+if not r then
+  redis.call('SET', KEYS[3], '1', 'PX', ARGV[2])
+  return {}
+end
+redis.call('HINCRBY', KEYS[2], 'consumed', #r)
+redis.call('PEXPIRE', KEYS[2], ARGV[2])
+if redis.call('DEL', KEYS[4]) == 1 then redis.call('PUBLISH', ARGV[3], 'r') end
+return r

@@ -1,0 +1,19 @@
+--[[
+  Reliable mode: a live consumer extends the leases of the messages it holds.
+
+  KEYS[1] leases  KEYS[2] owners
+  ARGV[1] consumer id  ARGV[2] lease ms  ARGV[3..] ids
+  Returns the ids this consumer no longer owns (their lease had expired and they were requeued).
+]]
+--@include now
+
+local deadline = nowMs() + tonumber(ARGV[2])
+local lost = {}
+for i = 3, #ARGV do
+  if redis.call('HGET', KEYS[2], ARGV[i]) == ARGV[1] then
+    redis.call('ZADD', KEYS[1], 'XX', deadline, ARGV[i])
+  else
+    lost[#lost + 1] = ARGV[i]
+  end
+end
+return lost

@@ -1,0 +1,46 @@
+--[[
+  Reliable mode: take up to COUNT messages from the head of the queue and lease them to a consumer.
+  First, messages whose lease expired (their consumer died or stalled) go back to the head of the queue
+  in id order — or to the dead-letter queue once delivered maxDeliveries times — so they are delivered
+  again ahead of newer messages.
+
+  KEYS[1] messages  KEYS[2] info  KEYS[3] waiters  KEYS[4] room  KEYS[5] inflight (id -> element)
+  KEYS[6] leases (zset id -> deadline ms)  KEYS[7] deliveries (id -> history "consumer@ms;…")
+  KEYS[8] owners (id -> consumer)  KEYS[9..12] dead-letter messages, info, waiters, history
+  ARGV[1] count  ARGV[2] ttl ms  ARGV[3] wake channel  ARGV[4] consumer id  ARGV[5] lease ms
+  ARGV[6] maxDeliveries  ARGV[7] dead-letter wake channel
+
+  Returns { element, deliveries, element, deliveries, … } (deliveries counts this one).
+]]
+--@include now
+--@include requeue
+
+local now = nowMs()
+local ttl = tonumber(ARGV[2])
+local expired = redis.call('ZRANGEBYSCORE', KEYS[6], '-inf', now, 'LIMIT', 0, 1000)
+if #expired > 0 then
+  requeue(expired, tonumber(ARGV[6]), ttl, nil, 0, ARGV[3], ARGV[7])
+end
+
+local r = redis.call('LPOP', KEYS[1], ARGV[1])
+if not r then
+  redis.call('SET', KEYS[3], '1', 'PX', ttl)
+  return {}
+end
+local out = {}
+local consumer = ARGV[4]
+local deadline = now + tonumber(ARGV[5])
+for _, elem in ipairs(r) do
+  local _, id = struct.unpack('>BI7', elem)
+  local hist = (redis.call('HGET', KEYS[7], id) or '') .. consumer .. '@' .. now .. ';'
+  redis.call('HSET', KEYS[7], id, hist)
+  redis.call('HSET', KEYS[5], id, elem)
+  redis.call('ZADD', KEYS[6], deadline, id)
+  redis.call('HSET', KEYS[8], id, consumer)
+  out[#out + 1] = elem
+  out[#out + 1] = countDeliveries(hist)
+end
+redis.call('HINCRBY', KEYS[2], 'consumed', #r)
+for i = 2, 8 do redis.call('PEXPIRE', KEYS[i], ttl) end
+if redis.call('DEL', KEYS[4]) == 1 then redis.call('PUBLISH', ARGV[3], 'r') end
+return out

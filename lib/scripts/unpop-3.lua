@@ -1,0 +1,17 @@
+--[[
+  Put elements a reader took but did not hand on back at the head of the queue, in their order.
+
+  KEYS[1] messages list   KEYS[2] info hash   KEYS[3] waiters flag
+  ARGV[1] ttl in ms   ARGV[2] wake-up pub/sub channel   ARGV[3..] elements (header + payload), in order
+  Returns the new length of the list.
+]]
+local n = #ARGV - 2
+local len = 0
+for i = n, 1, -1 do
+  len = redis.call('LPUSH', KEYS[1], ARGV[2 + i])
+end
+redis.call('HINCRBY', KEYS[2], 'consumed', -n)
+redis.call('PEXPIRE', KEYS[1], ARGV[1])
+redis.call('PEXPIRE', KEYS[2], ARGV[1])
+if redis.call('DEL', KEYS[3]) == 1 then redis.call('PUBLISH', ARGV[2], 'm') end
+return len

@@ -1,0 +1,42 @@
+/** True for an error Redis itself replied with (as opposed to a connection problem worth retrying). */
+export function isReplyError (err: unknown): boolean {
+  return err instanceof Error && err.name === 'ReplyError'
+}
+
+/** Resolves after `ms`, or at once when `signal` aborts; the timer never keeps the process alive. */
+export function sleep (ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal?.aborted) return resolve()
+    const done = (): void => {
+      clearTimeout(timer)
+      signal?.removeEventListener('abort', done)
+      resolve()
+    }
+    const timer = setTimeout(done, ms)
+    timer.unref()
+    signal?.addEventListener('abort', done, { once: true })
+  })
+}
+
+/** Splits `items` into consecutive batches of at most `maxCount` items and about `maxBytes` bytes. */
+export function batches (items: Buffer[], maxCount: number, maxBytes: number): Buffer[][] {
+  if (items.length <= maxCount) {
+    let total = 0
+    for (const b of items) total += b.length
+    if (total <= maxBytes) return [items]
+  }
+  const out: Buffer[][] = []
+  let cur: Buffer[] = []
+  let bytes = 0
+  for (const b of items) {
+    if (cur.length > 0 && (cur.length >= maxCount || bytes + b.length > maxBytes)) {
+      out.push(cur)
+      cur = []
+      bytes = 0
+    }
+    cur.push(b)
+    bytes += b.length
+  }
+  if (cur.length > 0) out.push(cur)
+  return out
+}
