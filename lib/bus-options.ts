@@ -54,6 +54,21 @@ export interface BusOptions {
    */
   pollInterval?: number
   /**
+   * A command a shard does not answer within this many ms fails with `ERR_BUSMQ_SHARD_UNAVAILABLE`
+   * (producers and one-off calls see the error; readers retry until the shard is back).
+   * @default 15000
+   */
+  commandTimeout?: number
+  /**
+   * Make every push wait until this many replicas have it (Redis WAIT) before its callback or promise
+   * resolves; fewer within `replicasTimeout` fails it with `ERR_BUSMQ_REPLICATION` (the primary has it).
+   * Direct and Sentinel layouts only.
+   * @default 0
+   */
+  replicas?: number
+  /** ms a push waits for `replicas`. @default 1000 */
+  replicasTimeout?: number
+  /**
    * Options merged into every Redis connection (password, username, tls, retryStrategy, …).
    * @default {}
    */
@@ -70,5 +85,7 @@ export const DEFAULT_BUS_OPTIONS = {
   connectTimeout: 10_000,
   ttl: 30_000,
   maxMessageSize: 16 * 1024 * 1024,
-  pollInterval: 1000
+  pollInterval: 1000,
+  commandTimeout: 15_000,
+  replicasTimeout: 1000
 } as const

@@ -10,6 +10,8 @@ import { QueueKeys } from './keys.js'
 import { BusClosedError, ConnectTimeoutError, InvalidOptionError } from './errors.js'
 import { Queue } from './queue/queue.js'
 import type { QueueOptions } from './queue/queue-options.js'
+import { Channel } from './channel/channel.js'
+import type { ChannelOptions } from './channel/channel-options.js'
 import { PubSub } from './pubsub/pubsub.js'
 import type { CodecOptions } from './queue/codec.js'
 
@@ -21,6 +23,9 @@ export interface BusSettings {
   ttl: number
   maxMessageSize: number
   pollInterval: number
+  commandTimeout: number
+  replicas: number
+  replicasTimeout: number
   id: string
 }
 
@@ -60,6 +65,7 @@ export class Bus extends EventEmitter {
   private readonly options: BusOptions
   private connecting?: Promise<void>
   private closing?: Promise<void>
+  private shutDown = false
   /** Streams and handles to close with the bus. */
   private readonly resources = new Set<{ close: () => Promise<void> }>()
 
@@ -73,10 +79,13 @@ export class Bus extends EventEmitter {
       ttl: checkInt(options.ttl ?? DEFAULT_BUS_OPTIONS.ttl, 'ttl', 10),
       maxMessageSize: checkInt(options.maxMessageSize ?? DEFAULT_BUS_OPTIONS.maxMessageSize, 'maxMessageSize', 1, 512 * 1024 * 1024 - 64),
       pollInterval: checkInt(options.pollInterval ?? DEFAULT_BUS_OPTIONS.pollInterval, 'pollInterval', 1),
+      commandTimeout: checkInt(options.commandTimeout ?? DEFAULT_BUS_OPTIONS.commandTimeout, 'commandTimeout', 1),
+      replicas: checkInt(options.replicas ?? 0, 'replicas', 0),
+      replicasTimeout: checkInt(options.replicasTimeout ?? DEFAULT_BUS_OPTIONS.replicasTimeout, 'replicasTimeout', 1),
       id: options.id ?? randomUUID()
     }
     checkInt(options.connectTimeout ?? DEFAULT_BUS_OPTIONS.connectTimeout, 'connectTimeout', 1)
-    const base: RedisOptions = { lazyConnect: true, enableAutoPipelining: true, ...options.redisOptions }
+    const base = this.redisOptions()
     if (options.cluster) {
       if (!Array.isArray(options.cluster) || options.cluster.length === 0) {
         throw new InvalidOptionError('cluster must be a non-empty list of seed nodes')
@@ -86,8 +95,8 @@ export class Bus extends EventEmitter {
         lazyConnect: true,
         enableAutoPipelining: true,
         ...options.clusterOptions,
-        redisOptions: { ...options.redisOptions, ...options.clusterOptions?.redisOptions }
-      })))
+        redisOptions: { commandTimeout: this.settings.commandTimeout, ...options.redisOptions, ...options.clusterOptions?.redisOptions }
+      }), this.settings.prefix))
     } else if (options.sentinel) {
       const { sentinels, names, sentinelPassword, sentinelUsername } = options.sentinel
       if (!Array.isArray(sentinels) || sentinels.length === 0 || !Array.isArray(names) || names.length === 0) {
@@ -96,11 +105,23 @@ export class Bus extends EventEmitter {
       for (const name of names) {
         this.addShard(new Shard(`sentinel:${name}`, () => new Redis({
           ...base, sentinels: sentinels.map(hostPort), name, sentinelPassword, sentinelUsername
-        })))
+        }), this.settings.prefix))
       }
     } else {
       const urls = options.redis === undefined ? DEFAULT_BUS_OPTIONS.redis : options.redis
       this.addShards(typeof urls === 'string' ? [urls] : urls)
+    }
+  }
+
+  private redisOptions (): RedisOptions {
+    return {
+      lazyConnect: true,
+      enableAutoPipelining: true,
+      commandTimeout: this.settings.commandTimeout,
+      // After a failover a connection may still point at the demoted primary: reconnect (Sentinel finds
+      // the new one) and resend the command.
+      reconnectOnError: (err: Error) => err.message.startsWith('READONLY') ? 2 : false,
+      ...this.options.redisOptions
     }
   }
 
@@ -113,8 +134,7 @@ export class Bus extends EventEmitter {
     for (const url of urls) {
       const id = shardIdOf(url)
       if (this.shards.has(id)) continue
-      const base: RedisOptions = { lazyConnect: true, enableAutoPipelining: true, ...this.options.redisOptions }
-      const shard = new Shard(id, () => new Redis(url, base))
+      const shard = new Shard(id, () => new Redis(url, this.redisOptions()), this.settings.prefix)
       this.addShard(shard)
       if (this.connecting) shard.connect().catch(() => {})
     }
@@ -124,6 +144,10 @@ export class Bus extends EventEmitter {
     this.shards.set(shard.id, shard)
     shard.on('online', () => this.emit('online', shard.id))
     shard.on('offline', () => this.emit('offline', shard.id))
+    shard.on('dataloss', (err: Error) => {
+      if (this.listenerCount('error') > 0) this.emit('error', err)
+      this.emit('dataloss', shard.id, err)
+    })
     shard.on('error', (err: Error) => {
       // An 'error' event without a listener would crash the process; connection errors are
       // retried by ioredis, so they are only worth reporting to those who listen.
@@ -143,7 +167,8 @@ export class Bus extends EventEmitter {
    * and streams call it themselves.
    */
   connect (): Promise<void> {
-    if (this.closing) return Promise.reject(new BusClosedError())
+    // Streams opened before close() may still connect while it closes them; after it, nothing may.
+    if (this.shutDown) return Promise.reject(new BusClosedError())
     this.connecting ??= (async () => {
       const timeout = this.options.connectTimeout ?? DEFAULT_BUS_OPTIONS.connectTimeout
       let timer: NodeJS.Timeout | undefined
@@ -153,8 +178,11 @@ export class Bus extends EventEmitter {
         pending.delete(s.id)
       }))
       const expired = new Promise<never>((resolve, reject) => {
-        timer = setTimeout(() => reject(new ConnectTimeoutError(
-          `could not reach shard(s) ${[...pending].join(', ')} within ${timeout} ms`)), timeout)
+        timer = setTimeout(() => {
+          const last = [...pending].map((id) => this.shards.get(id)?.lastError).find((e) => e !== undefined)
+          reject(new ConnectTimeoutError(`could not reach shard(s) ${[...pending].join(', ')} within ${timeout} ms` +
+            (last ? ` (last error: ${last.message})` : ''), { cause: last }))
+        }, timeout)
       })
       try {
         await Promise.race([all, expired])
@@ -190,15 +218,19 @@ export class Bus extends EventEmitter {
   /**
    * Where queue `name` lives: the highest-ranked shard that holds any key of it, or the owner when
    * none does. So a queue whose data is on its previous owner stays reachable there after shards are
-   * added, until it is drained and expires.
+   * added, until it is drained and expires. Shards that are down are not waited for (they count as
+   * holding nothing), so one lost shard does not hold up queues that live elsewhere.
    */
   async locate (name: string, keys: QueueKeys): Promise<Shard> {
     await this.connect()
     const ids = rank(this.shardIds, name)
     if (ids.length === 1) return this.shards.get(ids[0])!
-    const found = await Promise.all(ids.map((id) =>
-      this.shards.get(id)!.client.exists(keys.info, keys.messages, keys.clients, keys.inflight)))
-    const i = found.findIndex((n) => n > 0)
+    const found = await Promise.allSettled(ids.map(async (id) => {
+      const shard = this.shards.get(id)!
+      if (!shard.online) return 0
+      return await shard.run((c) => c.exists(keys.info, keys.messages, keys.clients, keys.inflight))
+    }))
+    const i = found.findIndex((r) => r.status === 'fulfilled' && r.value > 0)
     return this.shards.get(ids[i < 0 ? 0 : i])!
   }
 
@@ -206,6 +238,12 @@ export class Bus extends EventEmitter {
   queue (name: string, options: QueueOptions = {}): Queue {
     this.assertOpen()
     return new Queue(this, validateName(name, 'queue name'), options)
+  }
+
+  /** A channel (a Duplex stream) between two peers; see `ChannelOptions`. */
+  channel (name: string, options: ChannelOptions = {}): Channel {
+    this.assertOpen()
+    return new Channel(this, validateName(name, 'channel name'), options)
   }
 
   /** A plain (not stored) publish/subscribe topic. */
@@ -227,6 +265,7 @@ export class Bus extends EventEmitter {
   close (): Promise<void> {
     this.closing ??= (async () => {
       await Promise.allSettled([...this.resources].map((r) => r.close()))
+      this.shutDown = true
       await Promise.allSettled([...this.shards.values()].map((s) => s.close()))
       debug('closed')
     })()

@@ -46,5 +46,7 @@ export class DecodeError extends define('DecodeError', 'ERR_BUSMQ_DECODE', 'mess
 export class RedisCommandError extends define('RedisCommandError', 'ERR_BUSMQ_REDIS', 'Redis command failed') {}
 /** A shard came back without the data it had (restarted empty, without persistence). */
 export class ShardDataLossError extends define('ShardDataLossError', 'ERR_BUSMQ_SHARD_DATA_LOST', 'a shard restarted without its data') {}
+/** A push reached the primary but fewer than `replicas` replicas confirmed it within `replicasTimeout`. */
+export class ReplicationError extends define('ReplicationError', 'ERR_BUSMQ_REPLICATION', 'not enough replicas confirmed the write') {}
 /** The channel's peer destroyed its side of the channel. */
 export class PeerDestroyedError extends define('PeerDestroyedError', 'ERR_BUSMQ_PEER_DESTROYED', 'the channel peer destroyed the channel') {}

@@ -17,8 +17,10 @@ export { validateName, MAX_NAME_LENGTH, NAME_PATTERN } from './names.js'
 export {
   BusMQError, InvalidNameError, InvalidOptionError, ConnectTimeoutError, RedisVersionError, BusClosedError,
   ShardUnavailableError, MessageTooLargeError, EncodeError, DecodeError, RedisCommandError, ShardDataLossError,
-  PeerDestroyedError
+  PeerDestroyedError, ReplicationError
 } from './errors.js'
 export { ReliableReadStream } from './queue/reliable-read-stream.js'
 export { AckStream } from './queue/ack-stream.js'
 export type { ReliableMessage, DeadLetterRecord } from './queue/reliable-message.js'
+export { Channel } from './channel/channel.js'
+export type { ChannelOptions } from './channel/channel-options.js'

@@ -1,6 +1,6 @@
 /** True for an error Redis itself replied with (as opposed to a connection problem worth retrying). */
 export function isReplyError (err: unknown): boolean {
-  return err instanceof Error && err.name === 'ReplyError'
+  return (err as { code?: unknown })?.code === 'ERR_BUSMQ_REDIS'
 }
 
 /** Resolves after `ms`, or at once when `signal` aborts; the timer never keeps the process alive. */

@@ -38,7 +38,7 @@ export class PubSub {
   async publish (message: unknown): Promise<number> {
     const payload = this.encode(message)
     await this.bus.connect()
-    return await this.bus.ownerOf(this.name).client.publish(this.channel, payload)
+    return await this.bus.ownerOf(this.name).run((c) => c.publish(this.channel, payload))
   }
 
   /** A Readable of what is published from now on (never ends by itself). */
@@ -130,8 +130,8 @@ export class PubSubWriteStream extends Writable {
     } catch (err) {
       return callback(err as Error)
     }
-    const client = this.pubsub.bus.ownerOf(this.pubsub.name).client
-    Promise.all(payloads.map((p) => client.publish(this.pubsub.channel, p))).then(() => callback(), callback)
+    const shard = this.pubsub.bus.ownerOf(this.pubsub.name)
+    shard.run((c) => Promise.all(payloads.map((p) => c.publish(this.pubsub.channel, p)))).then(() => callback(), callback)
   }
 
   override _write (chunk: any, _encoding: string, callback: Callback): void {

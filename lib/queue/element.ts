@@ -1,24 +1,60 @@
 /**
- * A stored element is an 8-byte header followed by the payload: byte 0 is the kind (0 data, 1 end
- * marker), bytes 1-7 the message id, big-endian (ids are below 2^53).
+ * How a message is stored in a queue's list. The common form is one kind byte followed by the payload;
+ * the message's id is implicit, its position in the queue's log: the list's head element has id
+ * `seq - LLEN + 1`, where `seq` counts every message ever pushed, and ids grow by one along the list. So
+ * a producer pushes with plain RPUSH (no script has to copy payloads to stamp ids on them).
+ *
+ * A message that goes back to the head of the queue (a reader giving back what it did not deliver, a
+ * reliable message redelivered) must keep its id, so it is stored in the second form: kind | 0x80,
+ * then its id in 7 bytes big-endian, then the payload. Elements after it keep their implicit ids: the
+ * head's implicit id moves down by one for each element put back.
  */
-export const HEADER_SIZE = 8
 export const KIND_DATA = 0
 export const KIND_END = 1
+/** A channel peer destroyed its side: the reader fails with ERR_BUSMQ_PEER_DESTROYED. */
+export const KIND_ABORT = 2
+const WITH_ID = 0x80
+const ID_HEADER = 8
 
 export interface Element {
   kind: number
   id: number
   payload: Buffer
-  /** The element as stored, for putting it back. */
-  raw: Buffer
 }
 
-export function parseElement (raw: Buffer): Element {
+const kindBytes = [Buffer.from([KIND_DATA]), Buffer.from([KIND_END]), Buffer.from([KIND_ABORT])]
+
+/** The stored form of a new message (implicit id). */
+export function encodeElement (payload: Buffer, kind = KIND_DATA): Buffer {
+  return Buffer.concat([kindBytes[kind], payload], payload.length + 1)
+}
+
+/** The stored form of a message going back to the head of its queue: it carries its id. */
+export function encodeElementWithId (el: Element): Buffer {
+  const out = Buffer.allocUnsafe(ID_HEADER + el.payload.length)
+  out[0] = el.kind | WITH_ID
+  out[1] = Math.floor(el.id / 2 ** 48)
+  out.writeUIntBE(el.id % 2 ** 48, 2, 6)
+  el.payload.copy(out, ID_HEADER)
+  return out
+}
+
+/** Parses a stored element whose implicit id (its position in the log) is `positionId`. */
+export function parseElement (raw: Buffer, positionId: number): Element {
+  const kind = raw[0]
+  if ((kind & WITH_ID) === 0) return { kind, id: positionId, payload: raw.subarray(1) }
   return {
-    kind: raw[0],
+    kind: kind & ~WITH_ID,
     id: raw[1] * 2 ** 48 + raw.readUIntBE(2, 6),
-    payload: raw.subarray(HEADER_SIZE),
-    raw
+    payload: raw.subarray(ID_HEADER)
   }
+}
+
+/** Parses a script reply `[positionIdOfFirst, element, element, …]`. */
+export function parseElements (reply: Array<Buffer | number> | null): Element[] {
+  if (!reply || reply.length < 2) return []
+  const first = Number(reply[0])
+  const out: Element[] = new Array(reply.length - 1)
+  for (let i = 1; i < reply.length; i++) out[i - 1] = parseElement(reply[i] as Buffer, first + i - 1)
+  return out
 }

@@ -3,10 +3,10 @@ import createDebug from 'debug'
 import type { Queue } from './queue.js'
 import type { Shard } from '../router/shard.js'
 import { checkCodec, decodeMessage, type Codec } from './codec.js'
-import { KIND_END, parseElement, type Element } from './element.js'
+import { KIND_ABORT, KIND_END, encodeElementWithId, parseElements, type Element } from './element.js'
 import { DEFAULT_READ_HIGH_WATER_MARK, type ReadStreamOptions } from './queue-options.js'
 import { checkInt } from '../names.js'
-import { DecodeError, InvalidOptionError, RedisCommandError } from '../errors.js'
+import { DecodeError, InvalidOptionError, PeerDestroyedError } from '../errors.js'
 import { isReplyError, sleep } from '../util.js'
 
 const debug = createDebug('busmq:reader')
@@ -35,6 +35,11 @@ export abstract class QueueReader extends Readable {
   protected shard!: Shard
   /** Messages pushed downstream so far. */
   delivered = 0
+  /**
+   * @internal Messages a wrapping stream (a channel) took from this reader but has not handed on; they
+   * are given back with this reader's own buffer when it is destroyed.
+   */
+  downstreamBuffered = 0
   private fetching?: Promise<void>
   private running = false
   private wanted = false
@@ -70,14 +75,14 @@ export abstract class QueueReader extends Readable {
     }, callback)
   }
 
-  /** One round trip: up to `count` stored elements. */
-  protected abstract fetch (count: number): Promise<Buffer[]>
+  /** One round trip: up to `count` stored messages. */
+  protected abstract fetch (count: number): Promise<Element[]>
 
   /** Turns a data element into the chunk pushed downstream. */
   protected abstract envelope (el: Element, data: unknown): unknown
 
   /** Gives back elements taken from the queue and not delivered (consume-once readers). */
-  protected abstract giveBack (elements: Buffer[]): Promise<void>
+  protected abstract giveBack (elements: Element[]): Promise<void>
 
   /** Called with an element that cannot be decoded; returns the error to destroy the stream with. */
   protected abstract poison (el: Element, err: DecodeError): Promise<Error>
@@ -107,13 +112,14 @@ export abstract class QueueReader extends Readable {
           continue
         }
         const since = this.queue.generation('m')
-        let raws: Buffer[]
+        let els: Element[]
         try {
-          raws = await this.fetch(Math.min(this.batch, this.max - this.delivered, capacity))
+          els = await this.fetch(Math.min(this.batch, this.max - this.delivered, capacity))
         } catch (err) {
           if (this.destroyed) return
           if (isReplyError(err)) {
-            this.destroy(new RedisCommandError(`reading queue ${this.queue.name}: ${(err as Error).message}`, { cause: err }))
+            // Redis refused the command (OOM, NOPERM, …): retrying would not help.
+            this.destroy(err as Error)
             return
           }
           // A connection problem: ioredis reconnects; try again shortly.
@@ -122,10 +128,10 @@ export abstract class QueueReader extends Readable {
           continue
         }
         if (this.destroyed) {
-          await this.giveBack(raws)
+          await this.giveBack(els)
           return
         }
-        if (raws.length === 0) {
+        if (els.length === 0) {
           if (this.untilEmpty) {
             this.push(null)
             return
@@ -133,7 +139,7 @@ export abstract class QueueReader extends Readable {
           await this.queue.waitFor('m', since, signal)
           continue
         }
-        if (!await this.deliver(raws)) return
+        if (!await this.deliver(els)) return
       }
     } finally {
       this.running = false
@@ -141,21 +147,26 @@ export abstract class QueueReader extends Readable {
   }
 
   /** Pushes elements downstream; returns false when the stream ended or failed. */
-  private async deliver (raws: Buffer[]): Promise<boolean> {
-    for (let i = 0; i < raws.length; i++) {
-      const el = parseElement(raws[i])
-      if (el.kind === KIND_END) {
+  private async deliver (els: Element[]): Promise<boolean> {
+    for (let i = 0; i < els.length; i++) {
+      const el = els[i]
+      if (el.kind === KIND_END || el.kind === KIND_ABORT) {
         await this.markerSeen(el)
         if (!this.untilEnd) continue
-        await this.giveBack(raws.slice(i + 1))
-        this.push(null)
+        await this.giveBack(els.slice(i + 1))
+        if (el.kind === KIND_END) this.push(null)
+        else this.destroy(new PeerDestroyedError(`the peer writing to ${this.queue.name} destroyed its stream`))
         return false
       }
       let data: unknown
       try {
         data = decodeMessage(el.payload, this.objectModeData, this.codec)
+        if (data === null && this.bare) {
+          throw new DecodeError('the payload decodes to null, which cannot travel through a Readable (null ends it); ' +
+            'read with withIds or reliable mode to receive it')
+        }
       } catch (err) {
-        await this.giveBack(raws.slice(i + 1))
+        await this.giveBack(els.slice(i + 1))
         this.destroy(await this.poison(el, err as DecodeError))
         return false
       }
@@ -163,12 +174,22 @@ export abstract class QueueReader extends Readable {
       this.remember(el)
       this.wanted = false
       if (this.push(this.envelope(el, data))) this.wanted = true
+      if (this.destroyed) {
+        // Destroyed by a 'data' handler of this very push: the rest of the batch goes back.
+        await this.giveBack(els.slice(i + 1))
+        return false
+      }
       if (this.delivered >= this.max) {
-        await this.giveBack(raws.slice(i + 1))
+        await this.giveBack(els.slice(i + 1))
         this.push(null)
         return false
       }
     }
+    return true
+  }
+
+  /** Whether chunks are bare messages (not envelopes), so a null message cannot be pushed. */
+  protected get bare (): boolean {
     return true
   }
 
@@ -190,7 +211,7 @@ export abstract class QueueReader extends Readable {
   protected async release (_buffered: number): Promise<void> {}
 
   override _destroy (err: Error | null, callback: (error: Error | null) => void): void {
-    const buffered = this.readableLength
+    const buffered = this.readableLength + this.downstreamBuffered
     this.abort.abort()
     this.untrack()
     const done = async (): Promise<void> => {
@@ -221,7 +242,7 @@ export class QueueReadStream extends QueueReader {
   /** Replay: id of the next message to read. */
   private next: number
   /** Consume-once: stored form of the last pushed elements, to give back what is still buffered. */
-  private recent: Buffer[] = []
+  private recent: Element[] = []
 
   constructor (queue: Queue, options: ReadStreamOptions = {}) {
     super(queue, options)
@@ -239,15 +260,17 @@ export class QueueReadStream extends QueueReader {
     return this.next
   }
 
-  protected override async fetch (count: number): Promise<Buffer[]> {
+  protected override async fetch (count: number): Promise<Element[]> {
     const k = this.queue.keys
     if (this.mode === 'consume') {
-      return await this.shard.script('busmq_popBuffer', [k.messages, k.info, k.waiters, k.room, count, this.queue.ttl, k.wake]) ?? []
+      return parseElements(await this.shard.script('busmq_popBuffer',
+        [k.messages, k.info, k.waiters, k.room, count, this.queue.ttl, k.wake]))
     }
-    const raws: Buffer[] = await this.shard.script('busmq_rangeBuffer', [k.messages, k.waiters, this.next, count, this.queue.ttl]) ?? []
-    // Ids only grow: skip anything older than the offset (a put-back by a consume-once reader).
-    const fresh = raws.filter((r) => parseElement(r).id >= this.next)
-    if (fresh.length > 0) this.next = parseElement(fresh[fresh.length - 1]).id + 1
+    const els = parseElements(await this.shard.script('busmq_rangeBuffer',
+      [k.messages, k.info, k.waiters, this.next, count, this.queue.ttl]))
+    // Ids only grow: skip anything older than the offset (put back at the head by a consume-once reader).
+    const fresh = els.filter((el) => el.id >= this.next)
+    if (fresh.length > 0) this.next = fresh[fresh.length - 1].id + 1
     return fresh
   }
 
@@ -255,16 +278,21 @@ export class QueueReadStream extends QueueReader {
     return this.withIds ? { id: el.id, data } : data
   }
 
-  protected override remember (el: Element): void {
-    if (this.mode !== 'consume') return
-    this.recent.push(el.raw)
-    if (this.recent.length > 4 * this.batch) this.recent = this.recent.slice(-2 * this.batch)
+  protected override get bare (): boolean {
+    return !this.withIds
   }
 
-  protected override async giveBack (elements: Buffer[]): Promise<void> {
+  protected override remember (el: Element): void {
+    if (this.mode !== 'consume') return
+    this.recent.push(el)
+    if (this.recent.length > 8 * this.batch) this.recent = this.recent.slice(-4 * this.batch)
+  }
+
+  protected override async giveBack (elements: Element[]): Promise<void> {
     if (this.mode !== 'consume' || elements.length === 0) return
     const k = this.queue.keys
-    await this.shard.script('busmq_unpop', [k.messages, k.info, k.waiters, this.queue.ttl, k.wake, ...elements])
+    await this.shard.script('busmq_unpop', [k.messages, k.info, k.waiters, this.queue.ttl, k.wake,
+      ...elements.map(encodeElementWithId)])
     debug('gave back %d message(s) to %s', elements.length, this.queue.name)
   }
 

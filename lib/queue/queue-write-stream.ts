@@ -1,4 +1,5 @@
 import { Writable } from 'readable-stream'
+import createDebug from 'debug'
 import type { Queue } from './queue.js'
 import { checkCodec, type Codec } from './codec.js'
 import { KIND_END } from './element.js'
@@ -8,6 +9,8 @@ import {
 
 interface Chunk { chunk: any, encoding?: BufferEncoding | string }
 type Callback = (err?: Error | null) => void
+
+const debug = createDebug('busmq:writer')
 
 /**
  * Producer side of a queue. Each chunk is one message; every chunk buffered while a round trip is in
@@ -75,14 +78,19 @@ export class QueueWriteStream extends Writable {
     this.queue.detach().then(() => callback(err), () => callback(err))
   }
 
-  /** @internal Used by `bus.close()`: ends the stream, letting buffered writes finish. */
+  /**
+   * @internal Used by `bus.close()`: ends the stream, letting buffered writes finish. Writes still
+   * waiting for room in a full queue fail with `ERR_BUSMQ_CLOSED`; after `bus.close()` nobody listens,
+   * so that error is not re-thrown as an uncaught 'error' event.
+   */
   async close (): Promise<void> {
-    if (this.destroyed) return
+    if (this.closed) return
+    if (this.listenerCount('error') === 0) this.on('error', (err) => debug('closed with %s', err.message))
     await new Promise<void>((resolve) => {
-      const done = (): void => resolve()
-      this.once('close', done)
-      if (this.writableEnded) return
-      this.end()
+      this.once('close', () => resolve())
+      if (!this.writableEnded) this.end()
+      // Wake a producer waiting for room, so it sees the bus closing.
+      this.queue.wakeAll()
     })
   }
 }

@@ -4,10 +4,10 @@ import type { Bus } from '../bus.js'
 import type { Shard } from '../router/shard.js'
 import { QueueKeys } from '../keys.js'
 import { checkInt } from '../names.js'
-import { MessageTooLargeError } from '../errors.js'
+import { BusClosedError, EncodeError, MessageTooLargeError, ReplicationError } from '../errors.js'
 import { batches, sleep } from '../util.js'
 import { checkCodec, encodeMessage, jsonCodec, type Codec } from './codec.js'
-import { KIND_DATA } from './element.js'
+import { KIND_DATA, encodeElement } from './element.js'
 import type { QueueOptions, ReadStreamOptions, WriteStreamOptions } from './queue-options.js'
 import { QueueWriteStream } from './queue-write-stream.js'
 import { QueueReadStream } from './queue-read-stream.js'
@@ -95,7 +95,6 @@ export class Queue extends EventEmitter {
 
   /** @internal Resolves the shard and subscribes to wake-ups (once). */
   async open (): Promise<Shard> {
-    this.bus.assertOpen()
     const shard = await this.shard()
     this.untrack ??= this.bus.track(this)
     this.subscribed ??= shard.subscribe(this.keys.wake, this.onWake).catch((err) => {
@@ -109,6 +108,11 @@ export class Queue extends EventEmitter {
   private bump (kind: WakeKind): void {
     this.gen[kind]++
     for (const w of this.waiters) if (w.kind === kind) w.wake()
+  }
+
+  /** @internal Wakes everything waiting on this handle (closing). */
+  wakeAll (): void {
+    for (const w of this.waiters) w.wake()
   }
 
   /** @internal Current wake-up generation; read it before a Redis call that may find nothing. */
@@ -137,6 +141,9 @@ export class Queue extends EventEmitter {
 
   /** @internal Encodes one message with this queue's (or the given) mode and codec, checking its size. */
   encode (value: unknown, objectMode = this.objectMode, codec = this.codec): Buffer {
+    if (value === null && objectMode) {
+      throw new EncodeError('null cannot be a message: a Readable ends at null (wrap it, for example { value: null })')
+    }
     const buf = encodeMessage(value, objectMode, codec)
     const max = this.bus.settings.maxMessageSize
     if (buf.length > max) {
@@ -151,28 +158,67 @@ export class Queue extends EventEmitter {
    */
   async pushRaw (payloads: Buffer[], kind = KIND_DATA): Promise<number> {
     const shard = this.maxLength > 0 ? await this.open() : await this.shard()
-    const k = this.keys
-    const send = (batch: Buffer[]): Promise<[number, number]> => shard.script('busmq_push',
-      [k.messages, k.info, k.waiters, k.room, this.ttl, this.maxLength, this.retain, kind, k.wake, ...batch])
-    const parts = batches(payloads, MAX_BATCH_COUNT, MAX_BATCH_BYTES)
+    const parts = batches(payloads.map((p) => encodeElement(p, kind)), MAX_BATCH_COUNT, MAX_BATCH_BYTES)
     if (this.maxLength === 0) {
       // Unbounded: every batch is accepted whole, so they can all be in flight at once.
-      const results = await Promise.all(parts.map(send))
-      return results[0][1]
+      const seqs = await Promise.all(parts.map((part) => this.append(shard, part)))
+      return seqs[0] - parts[0].length + 1
     }
     // Bounded: a batch may be accepted in part; send in order and wait for room in between.
+    const k = this.keys
     let firstId = 0
     for (const part of parts) {
       let rest = part
-      while (rest.length > 0) {
+      for (;;) {
         const since = this.gen.r
-        const [n, first] = await send(rest)
-        if (firstId === 0 && n > 0) firstId = first
+        const [n, seq] = await shard.script('busmq_push',
+          [k.messages, k.info, k.waiters, k.room, this.ttl, this.maxLength, this.retain, k.wake, ...rest])
+        if (n > 0) {
+          await this.replicate(shard)
+          if (firstId === 0) firstId = seq - n + 1
+        }
         rest = rest.slice(n)
-        if (rest.length > 0) await this.waitFor('r', since)
+        if (rest.length === 0) break
+        if (this.bus.closed) {
+          throw new BusClosedError(`the bus closed while ${rest.length} message(s) waited for room in ${this.name}`)
+        }
+        await this.waitFor('r', since)
       }
     }
     return firstId
+  }
+
+  /**
+   * Unbounded push: plain RPUSH in a MULTI with the id counter and the expiries, so Redis stores the
+   * elements as they arrive (a script would copy every payload twice). Resolves with `seq` after it.
+   */
+  private async append (shard: Shard, elements: Buffer[]): Promise<number> {
+    const k = this.keys
+    const replies = await shard.run(async (c) => {
+      const m = c.multi().rpush(k.messages, ...elements).hincrby(k.info, 'seq', elements.length)
+        .pexpire(k.messages, this.ttl).pexpire(k.info, this.ttl)
+      if (this.retain > 0) m.ltrim(k.messages, -this.retain, -1)
+      const res = await m.del(k.waiters).exec() as Array<[Error | null, unknown]>
+      for (const [err] of res) if (err) throw err
+      return res
+    })
+    // A reader found the queue empty and waits: wake it (it re-checks every pollInterval anyway).
+    if (replies[replies.length - 1][1] === 1) {
+      shard.run((c) => c.publish(k.wake, 'm')).catch((err) => debug('wake-up of %s failed: %s', this.name, err.message))
+    }
+    await this.replicate(shard)
+    return replies[1][1] as number
+  }
+
+  /** With the bus option `replicas`, waits until that many replicas have what this connection wrote. */
+  private async replicate (shard: Shard): Promise<void> {
+    const { replicas, replicasTimeout } = this.bus.settings
+    if (replicas === 0) return
+    const acked = await shard.run((c) => c.wait(replicas, replicasTimeout))
+    if (acked < replicas) {
+      throw new ReplicationError(`only ${acked} of ${replicas} replica(s) confirmed a push to ${this.name} ` +
+        `within ${replicasTimeout} ms (the primary has it)`)
+    }
   }
 
   /** Pushes one message; resolves with its id once Redis has accepted it. */
@@ -206,7 +252,7 @@ export class Queue extends EventEmitter {
 
   /** Why message `id` of this dead-letter queue got there, and its delivery history. */
   async history (id: number): Promise<DeadLetterRecord | null> {
-    const json = await (await this.shard()).client.hget(this.keys.history, String(id))
+    const json = await (await this.shard()).run((c) => c.hget(this.keys.history, String(id)))
     return json === null ? null : JSON.parse(json)
   }
 
@@ -241,6 +287,9 @@ export class Queue extends EventEmitter {
     clearInterval(this.heartbeat)
     this.heartbeat = undefined
     await this.beat(false)
+    // Nothing of this handle is open any more: drop the wake-up subscription too (a later stream
+    // opens it again).
+    if (this.attachments === 0) await this.release()
   }
 
   private async beat (attach: boolean): Promise<number> {
@@ -253,37 +302,37 @@ export class Queue extends EventEmitter {
 
   /** Messages waiting in the queue. */
   async count (): Promise<number> {
-    return await (await this.shard()).client.llen(this.keys.messages)
+    return await (await this.shard()).run((c) => c.llen(this.keys.messages))
   }
 
   /** True when any key of the queue exists (it was used and has not expired). */
   async exists (): Promise<boolean> {
     const k = this.keys
-    return (await (await this.shard()).client.exists(k.info, k.messages, k.clients, k.inflight)) > 0
+    return (await (await this.shard()).run((c) => c.exists(k.info, k.messages, k.clients, k.inflight))) > 0
   }
 
   /** Deletes every waiting and in-flight message; counters and attachments stay. */
   async flush (): Promise<void> {
     const k = this.keys
-    await (await this.shard()).client.del(k.messages, k.inflight, k.leases, k.deliveries, k.owners)
+    await (await this.shard()).run((c) => c.del(k.messages, k.inflight, k.leases, k.deliveries, k.owners))
   }
 
   /** ms until the queue expires if nobody touches it; -2 when it does not exist. */
   async ttlLeft (): Promise<number> {
-    return await (await this.shard()).client.pttl(this.keys.info)
+    return await (await this.shard()).run((c) => c.pttl(this.keys.info))
   }
 
   /** Length, counters, attached clients, TTL left and shard. */
   async stats (): Promise<QueueStats> {
     const shard = await this.shard()
     const k = this.keys
-    const [length, info, inFlight, clients, ttl] = await Promise.all([
-      shard.client.llen(k.messages),
-      shard.client.hmget(k.info, 'seq', 'consumed'),
-      shard.client.hlen(k.inflight),
-      shard.client.zcount(k.clients, Date.now(), '+inf'),
-      shard.client.pttl(k.info)
-    ])
+    const [length, info, inFlight, clients, ttl] = await shard.run((c) => Promise.all([
+      c.llen(k.messages),
+      c.hmget(k.info, 'seq', 'consumed'),
+      c.hlen(k.inflight),
+      c.zcount(k.clients, Date.now(), '+inf'),
+      c.pttl(k.info)
+    ]))
     return {
       name: this.name,
       shard: shard.id,
@@ -300,28 +349,32 @@ export class Queue extends EventEmitter {
   async getMeta (): Promise<Record<string, string>>
   async getMeta (field: string): Promise<string | null>
   async getMeta (field?: string): Promise<Record<string, string> | string | null> {
-    const client = (await this.shard()).client
-    return field === undefined ? await client.hgetall(this.keys.meta) : await client.hget(this.keys.meta, field)
+    const shard = await this.shard()
+    if (field === undefined) return await shard.run((c) => c.hgetall(this.keys.meta))
+    return await shard.run((c) => c.hget(this.keys.meta, field))
   }
 
   /** Sets metadata fields (strings); they expire with the queue. */
   async setMeta (fields: Record<string, string | number>): Promise<void> {
-    const client = (await this.shard()).client
-    await client.multi().hset(this.keys.meta, fields).pexpire(this.keys.meta, this.ttl).exec()
+    await (await this.shard()).run((c) => c.multi().hset(this.keys.meta, fields).pexpire(this.keys.meta, this.ttl).exec())
   }
 
-  /** @internal Closes the handle: drops attachments and the wake-up subscription. */
-  async close (): Promise<void> {
+  private async release (): Promise<void> {
     this.untrack?.()
     this.untrack = undefined
-    for (const w of this.waiters) w.wake()
-    if (this.attachments > 0) {
-      this.attachments = 1
-      await this.detach().catch(() => {})
-    }
     if (this.subscribed && this.shardResolved) {
       this.subscribed = undefined
       await this.shardResolved.unsubscribe(this.keys.wake, this.onWake)
     }
+  }
+
+  /** @internal Closes the handle (`bus.close()`): drops attachments and the wake-up subscription. */
+  async close (): Promise<void> {
+    this.wakeAll()
+    if (this.attachments > 0) {
+      this.attachments = 1
+      await this.detach().catch(() => {})
+    }
+    await this.release()
   }
 }

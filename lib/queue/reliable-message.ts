@@ -1,3 +1,12 @@
+/** @internal Key under which an envelope carries its reader, so an ack stream can release it. */
+export const READER = Symbol('busmq.reader')
+
+/** @internal What an ack stream needs of a reliable reader. */
+export interface Releasable {
+  /** Gives back every message the reader still holds. */
+  releaseHeld: () => Promise<void>
+}
+
 /** What a reliable reader emits: a message to acknowledge once it has been dealt with. */
 export interface ReliableMessage<T = unknown> {
   /** The message id (monotonic per queue). */

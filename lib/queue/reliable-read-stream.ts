@@ -2,7 +2,7 @@ import createDebug from 'debug'
 import type { Queue } from './queue.js'
 import { QueueReader } from './queue-read-stream.js'
 import { parseElement, type Element } from './element.js'
-import type { ReliableMessage } from './reliable-message.js'
+import { READER, type Releasable, type ReliableMessage } from './reliable-message.js'
 import { DEFAULT_LEASE, DEFAULT_MAX_DELIVERIES, type ReadStreamOptions } from './queue-options.js'
 import { checkInt } from '../names.js'
 import type { DecodeError } from '../errors.js'
@@ -17,7 +17,7 @@ let readers = 0
  * messages are delivered again, to any reader, ahead of newer ones. At most `prefetch` messages are held
  * at once (buffered or handed on, not yet acked).
  */
-export class ReliableReadStream extends QueueReader {
+export class ReliableReadStream extends QueueReader implements Releasable {
   readonly mode = 'reliable'
   /** This reader's identity in leases and delivery histories. */
   readonly consumerId: string
@@ -76,6 +76,10 @@ export class ReliableReadStream extends QueueReader {
     if (this.held.size === 0 && this.lingering) this.stopLingering()
   }
 
+  protected override get bare (): boolean {
+    return false
+  }
+
   protected override capacity (): number {
     return this.prefetch - this.held.size
   }
@@ -92,18 +96,17 @@ export class ReliableReadStream extends QueueReader {
     })
   }
 
-  protected override async fetch (count: number): Promise<Buffer[]> {
+  protected override async fetch (count: number): Promise<Element[]> {
     const k = this.queue.keys
     const dl = k.deadLetter()
     const reply: Array<Buffer | number> = await this.shard.script('busmq_reserveBuffer', [...k.reliable(),
       count, this.queue.ttl, k.wake, this.consumerId, this.lease, this.maxDeliveries, dl.wake]) ?? []
-    const out: Buffer[] = []
-    for (let i = 0; i < reply.length; i += 2) {
-      const raw = reply[i] as Buffer
-      const id = parseElement(raw).id
-      this.held.set(id, id)
-      this.pendingDeliveries.set(id, reply[i + 1] as number)
-      out.push(raw)
+    const out: Element[] = []
+    for (let i = 0; i < reply.length; i += 3) {
+      const el = parseElement(reply[i] as Buffer, reply[i + 1] as number)
+      this.held.set(el.id, el.id)
+      this.pendingDeliveries.set(el.id, reply[i + 2] as number)
+      out.push(el)
     }
     return out
   }
@@ -112,7 +115,7 @@ export class ReliableReadStream extends QueueReader {
     const deliveries = this.pendingDeliveries.get(el.id) ?? 1
     this.pendingDeliveries.delete(el.id)
     const id = el.id
-    return {
+    const msg: ReliableMessage = {
       id,
       data,
       deliveries,
@@ -120,11 +123,13 @@ export class ReliableReadStream extends QueueReader {
       ack: () => this.ack(id),
       nack: (options = {}) => this.requeue(options.deadLetter === true ? 'dead' : 'nack', [id], 0).then(() => {})
     }
+    Object.defineProperty(msg, READER, { value: this })
+    return msg
   }
 
   protected override remember (el: Element): void {
     this.recent.push(el.id)
-    if (this.recent.length > 4 * this.batch) this.recent = this.recent.slice(-2 * this.batch)
+    if (this.recent.length > 8 * this.batch) this.recent = this.recent.slice(-4 * this.batch)
   }
 
   /** Acks are gathered for one tick and sent in one round trip. */
@@ -157,8 +162,8 @@ export class ReliableReadStream extends QueueReader {
     for (const id of ids) this.forget(id)
   }
 
-  protected override async giveBack (elements: Buffer[]): Promise<void> {
-    const ids = elements.map((raw) => parseElement(raw).id)
+  protected override async giveBack (elements: Element[]): Promise<void> {
+    const ids = elements.map((el) => el.id)
     for (const id of ids) this.pendingDeliveries.delete(id)
     await this.requeue('release', ids, ids.length)
   }
@@ -193,6 +198,14 @@ export class ReliableReadStream extends QueueReader {
     clearInterval(this.renewTimer)
     this.untrackLinger?.()
     this.queue.detach().catch(() => {})
+  }
+
+  /**
+   * Gives back, at once, every message this reader holds (delivered, not acked): for a pipeline that
+   * failed after the reader had ended. An ack stream destroyed with an error calls it by itself.
+   */
+  async releaseHeld (): Promise<void> {
+    if (this.held.size > 0) await this.releaseAll()
   }
 
   /** Gives every held message back; the first `buffered` of the newest never reached the application. */

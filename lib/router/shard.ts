@@ -2,7 +2,8 @@ import { EventEmitter } from 'node:events'
 import createDebug from 'debug'
 import type { Redis, Cluster } from 'ioredis'
 import { defineScripts } from '../scripts/index.js'
-import { RedisVersionError } from '../errors.js'
+import { RedisCommandError, RedisVersionError, ShardDataLossError, ShardUnavailableError } from '../errors.js'
+import { shardMarkerKey } from '../keys.js'
 
 const debug = createDebug('busmq:shard')
 
@@ -14,7 +15,8 @@ type WakeHandler = (message: string) => void
  * connections, created from one factory: `client` for commands (auto-pipelined, scripts defined on it)
  * and, lazily, `subscriber` for wake-up channels.
  *
- * Events: `online` when the command connection is ready (again), `offline` when it is lost, `error`.
+ * Events: `online` when the command connection is ready (again), `offline` when it is lost, `error`,
+ * `dataloss` when it came back without its data.
  */
 export class Shard extends EventEmitter {
   readonly id: string
@@ -27,9 +29,16 @@ export class Shard extends EventEmitter {
   private closing?: Promise<void>
   private versionChecked?: Promise<void>
 
-  constructor (id: string, factory: () => Client) {
+  /** Value of this shard's marker key when last seen (see checkMarker). */
+  private marker?: string
+  private readonly prefix?: string
+  /** Last connection error, to explain a connect timeout. */
+  lastError?: Error
+
+  constructor (id: string, factory: () => Client, prefix?: string) {
     super()
     this.id = id
+    this.prefix = prefix
     this.factory = factory
     this.client = factory()
     defineScripts(this.client)
@@ -38,6 +47,9 @@ export class Shard extends EventEmitter {
       this.online = true
       debug('%s online', id)
       this.emit('online')
+      if (this.marker !== undefined) {
+        this.checkMarker().catch((err) => debug('%s marker check failed: %s', id, err.message))
+      }
     })
     this.client.on('close', () => {
       if (!this.online) return
@@ -45,7 +57,10 @@ export class Shard extends EventEmitter {
       debug('%s offline', id)
       this.emit('offline')
     })
-    this.client.on('error', (err: Error) => this.emit('error', err))
+    this.client.on('error', (err: Error) => {
+      this.lastError = err
+      this.emit('error', err)
+    })
   }
 
   /** Resolves when the command connection is ready and the server is Redis >= 6.2. */
@@ -61,17 +76,70 @@ export class Shard extends EventEmitter {
   }
 
   private async checkVersion (): Promise<void> {
-    const info = await this.client.info('server')
-    const m = /redis_version:(\d+)\.(\d+)/.exec(info)
+    // HELLO (not INFO, which ACLs usually deny as @dangerous) tells the server version.
+    let version: string | undefined
+    try {
+      const hello = await this.client.call('HELLO') as unknown[]
+      const i = hello.indexOf('version')
+      if (i >= 0) version = String(hello[i + 1])
+    } catch {
+      const info = await this.client.info('server').catch(() => '')
+      version = /redis_version:([\d.]+)/.exec(info)?.[1]
+    }
+    const m = /^(\d+)\.(\d+)/.exec(version ?? '')
     if (m && (Number(m[1]) < 6 || (Number(m[1]) === 6 && Number(m[2]) < 2))) {
       this.versionChecked = undefined
       throw new RedisVersionError(`shard ${this.id} runs Redis ${m[1]}.${m[2]}; BusMQ needs Redis >= 6.2`)
+    }
+    await this.checkMarker()
+  }
+
+  /**
+   * A shard that restarts without its data (no persistence, or a wiped replica promoted) would silently
+   * lose every queue on it. Each shard holds one marker key; after every reconnection the bus checks
+   * that the marker it saw is still there and reports `ERR_BUSMQ_SHARD_DATA_LOST` if not. (Cluster
+   * layout: the marker lives on one node only, so only that node's loss is detected.)
+   */
+  private async checkMarker (): Promise<void> {
+    if (!this.prefix) return
+    const key = shardMarkerKey(this.prefix)
+    const fresh = `${Date.now()}-${Math.random().toString(36).slice(2)}`
+    const [, current] = await this.client.multi().set(key, fresh, 'NX').get(key).exec() as Array<[Error | null, any]>
+    const seen = current[1] as string
+    if (this.marker !== undefined && seen !== this.marker) {
+      const err = new ShardDataLossError(`shard ${this.id} came back without its data (marker ${this.marker} is gone): ` +
+        'messages stored on it were lost')
+      debug('%s', err.message)
+      this.emit('dataloss', err)
+    }
+    this.marker = seen
+  }
+
+  /**
+   * Runs commands on the command connection, turning failures into coded errors: Redis's own refusals
+   * into `ERR_BUSMQ_REDIS`, a shard that does not answer (command timeout, connection lost for good)
+   * into `ERR_BUSMQ_SHARD_UNAVAILABLE`.
+   */
+  async run<T> (fn: (client: Client) => Promise<T>): Promise<T> {
+    try {
+      return await fn(this.client)
+    } catch (err) {
+      throw this.wrapError(err)
     }
   }
 
   /** Calls a script registered by `defineScripts` (for example `busmq_pop`). */
   script (name: string, args: Array<string | Buffer | number>): Promise<any> {
-    return (this.client as any)[name](...args)
+    return this.run((c) => (c as any)[name](...args))
+  }
+
+  private wrapError (err: unknown): unknown {
+    if (!(err instanceof Error) || 'code' in err && typeof (err as any).code === 'string' && (err as any).code.startsWith('ERR_BUSMQ')) return err
+    if (err.name === 'ReplyError') return new RedisCommandError(`shard ${this.id}: ${err.message}`, { cause: err })
+    if (/timed out|Connection is closed|MaxRetriesPerRequest|enableOfflineQueue|Reached the max retries/i.test(`${err.name} ${err.message}`)) {
+      return new ShardUnavailableError(`shard ${this.id} is unavailable: ${err.message}`, { cause: err })
+    }
+    return err
   }
 
   /**

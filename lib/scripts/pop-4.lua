@@ -7,8 +7,10 @@
 
   When the queue is empty, sets the waiters flag so that the next push publishes a wake-up.
   When a producer waits for room, publishes 'r'.
-  Returns the elements taken (header + payload), possibly none.
+  Returns { implicit id of the first element, element, element, … }, or {} when empty.
 ]]
+--@include head
+local head = headId(KEYS[1], KEYS[2])
 local r = redis.call('LPOP', KEYS[1], ARGV[1])
 if not r then
   redis.call('SET', KEYS[3], '1', 'PX', ARGV[2])
@@ -17,4 +19,5 @@ end
 redis.call('HINCRBY', KEYS[2], 'consumed', #r)
 redis.call('PEXPIRE', KEYS[2], ARGV[2])
 if redis.call('DEL', KEYS[4]) == 1 then redis.call('PUBLISH', ARGV[3], 'r') end
+table.insert(r, 1, head)
 return r

@@ -22,8 +22,9 @@ for i = 8, #ARGV do
     if i - 7 <= undo then undoOwned = undoOwned + 1 end
   end
 end
+-- A release counts like any other end of a delivery: the application had the message (deliveries
+-- that never reached it were struck by `undo`), so maxDeliveries applies.
 local maxDeliveries = tonumber(ARGV[5])
-if ARGV[6] == 'release' then maxDeliveries = math.huge end
 local force = nil
 if ARGV[6] == 'dead' then force = 'nack' elseif ARGV[6] == 'decode' then force = 'decode' end
 local back, dead = requeue(ids, maxDeliveries, tonumber(ARGV[2]), force, undoOwned, ARGV[3], ARGV[4])

@@ -10,9 +10,10 @@
   ARGV[1] count  ARGV[2] ttl ms  ARGV[3] wake channel  ARGV[4] consumer id  ARGV[5] lease ms
   ARGV[6] maxDeliveries  ARGV[7] dead-letter wake channel
 
-  Returns { element, deliveries, element, deliveries, … } (deliveries counts this one).
+  Returns { element, id, deliveries, element, id, deliveries, … } (deliveries counts this one).
 ]]
 --@include now
+--@include head
 --@include requeue
 
 local now = nowMs()
@@ -22,6 +23,7 @@ if #expired > 0 then
   requeue(expired, tonumber(ARGV[6]), ttl, nil, 0, ARGV[3], ARGV[7])
 end
 
+local head = headId(KEYS[1], KEYS[2])
 local r = redis.call('LPOP', KEYS[1], ARGV[1])
 if not r then
   redis.call('SET', KEYS[3], '1', 'PX', ttl)
@@ -30,14 +32,16 @@ end
 local out = {}
 local consumer = ARGV[4]
 local deadline = now + tonumber(ARGV[5])
-for _, elem in ipairs(r) do
-  local _, id = struct.unpack('>BI7', elem)
+for i, elem in ipairs(r) do
+  local id = head + i - 1
+  if string.byte(elem, 1) >= 128 then id = struct.unpack('>I7', elem, 2) end
   local hist = (redis.call('HGET', KEYS[7], id) or '') .. consumer .. '@' .. now .. ';'
   redis.call('HSET', KEYS[7], id, hist)
   redis.call('HSET', KEYS[5], id, elem)
   redis.call('ZADD', KEYS[6], deadline, id)
   redis.call('HSET', KEYS[8], id, consumer)
   out[#out + 1] = elem
+  out[#out + 1] = id
   out[#out + 1] = countDeliveries(hist)
 end
 redis.call('HINCRBY', KEYS[2], 'consumed', #r)

@@ -1,8 +1,9 @@
 --[[
-  Put elements a reader took but did not hand on back at the head of the queue, in their order.
+  Put back, at the head of the queue and in their order, messages a reader took but did not hand on.
 
   KEYS[1] messages list   KEYS[2] info hash   KEYS[3] waiters flag
-  ARGV[1] ttl in ms   ARGV[2] wake-up pub/sub channel   ARGV[3..] elements (header + payload), in order
+  ARGV[1] ttl in ms   ARGV[2] wake-up pub/sub channel
+  ARGV[3..] elements in the with-id form (they keep their ids; see lib/queue/element.ts), in order
   Returns the new length of the list.
 ]]
 local n = #ARGV - 2

@@ -19,11 +19,27 @@ local function dropInflight(id)
   redis.call('HDEL', KEYS[8], id)
 end
 
--- Move an element to the dead-letter queue with a new id, recording why and its delivery history.
+-- Kind byte and payload of a stored element (lib/queue/element.ts: kind | 0x80 means an id follows).
+local function splitElement(elem)
+  local kind = string.byte(elem, 1)
+  if kind >= 128 then return kind - 128, string.sub(elem, 9) end
+  return kind, string.sub(elem, 2)
+end
+
+-- The with-id form of an element, for putting it back at the head of a queue.
+local function withId(elem, id)
+  if string.byte(elem, 1) >= 128 then return elem end
+  local kind, payload = splitElement(elem)
+  return struct.pack('>BI7', kind + 128, id) .. payload
+end
+
+-- Move an element to the dead-letter queue (where it gets the next id), recording why and its
+-- delivery history.
 local function deadLetter(id, elem, reason, ttl)
   local hist = redis.call('HGET', KEYS[7], id) or ''
+  local kind, payload = splitElement(elem)
+  redis.call('RPUSH', KEYS[9], string.char(kind) .. payload)
   local dlid = redis.call('HINCRBY', KEYS[10], 'seq', 1)
-  redis.call('RPUSH', KEYS[9], struct.pack('>BI7', 0, dlid) .. string.sub(elem, 9))
   local deliveries = {}
   for consumer, at in string.gmatch(hist, '([^@;]+)@(%d+);') do
     deliveries[#deliveries + 1] = { consumer = consumer, at = tonumber(at) }
@@ -60,7 +76,7 @@ local function requeue(ids, maxDeliveries, ttl, force, undo, wake, dlwake)
       deadLetter(it.key, it.elem, 'max-deliveries', ttl)
       dead = dead + 1
     else
-      redis.call('LPUSH', KEYS[1], it.elem)
+      redis.call('LPUSH', KEYS[1], withId(it.elem, it.id))
       back = back + 1
     end
   end

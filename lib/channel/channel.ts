@@ -1,0 +1,216 @@
+import { Duplex } from 'readable-stream'
+import { randomUUID } from 'node:crypto'
+import createDebug from 'debug'
+import type { Bus } from '../bus.js'
+import type { Queue } from '../queue/queue.js'
+import type { QueueReader } from '../queue/queue-read-stream.js'
+import type { ReliableMessage } from '../queue/reliable-message.js'
+import type { Shard } from '../router/shard.js'
+import { checkCodec, jsonCodec, type Codec } from '../queue/codec.js'
+import { KIND_ABORT, KIND_END } from '../queue/element.js'
+import { validateName, checkInt } from '../names.js'
+import { InvalidNameError } from '../errors.js'
+import { DEFAULT_HEARTBEAT, type ChannelOptions } from './channel-options.js'
+import { DEFAULT_WRITE_HIGH_WATER_MARK_BYTES, DEFAULT_WRITE_HIGH_WATER_MARK_OBJECTS } from '../queue/queue-options.js'
+
+const debug = createDebug('busmq:channel')
+
+type Callback = (err?: Error | null) => void
+
+/**
+ * A bi-directional channel between two peers, as one Duplex stream. Writes go to the queue
+ * `<name>:<remote>`, reads come from `<name>:<local>`, so either peer may start first: what one writes
+ * before the other arrives waits in the queue (for the queue TTL).
+ *
+ * `allowHalfOpen` is on, as with TCP: `end()` sends an end marker after everything written, the peer's
+ * readable ends (`'end'`) once it has read all of it, and the peer can still write back. `destroy()`
+ * sends an abort marker: the peer's channel fails with `ERR_BUSMQ_PEER_DESTROYED` after the data written
+ * before it. Events: `connect` when this side is attached, `remote:connect` / `remote:disconnect` when the
+ * peer's presence appears or lapses.
+ */
+export class Channel extends Duplex {
+  readonly name: string
+  readonly local: string
+  readonly remote: string
+  readonly bus: Bus
+  readonly reliable: boolean
+  readonly heartbeat: number
+  /** True while the peer's presence is seen. */
+  remoteConnected = false
+  private readonly inQueue: Queue
+  private readonly outQueue: Queue
+  private readonly objectModeData: boolean
+  private readonly codec: Codec
+  private readonly presenceKeys: [string, string]
+  private readonly instance = randomUUID()
+  private reader?: QueueReader
+  private presenceShard?: Shard
+  private beatTimer?: NodeJS.Timeout
+  private attached = false
+  private finished = false
+  /** Reliable mode: envelopes pushed into the readable, oldest first, not yet acknowledged. */
+  private unacked: ReliableMessage[] = []
+  private pushedTotal = 0
+  private ackedTotal = 0
+  private readonly untrack: () => void
+
+  constructor (bus: Bus, name: string, options: ChannelOptions = {}) {
+    const objectMode = options.objectMode ?? false
+    const hwm = checkInt(options.highWaterMark ?? 256, 'highWaterMark', 1)
+    super({
+      allowHalfOpen: true,
+      readableObjectMode: true,
+      readableHighWaterMark: hwm,
+      writableObjectMode: objectMode,
+      writableHighWaterMark: options.writableHighWaterMark ??
+        (objectMode ? DEFAULT_WRITE_HIGH_WATER_MARK_OBJECTS : DEFAULT_WRITE_HIGH_WATER_MARK_BYTES),
+      decodeStrings: true
+    })
+    this.bus = bus
+    this.name = name
+    const listen = options.listen ?? false
+    this.local = validateName(options.local ?? (listen ? 'remote' : 'local'), 'channel local role')
+    this.remote = validateName(options.remote ?? (listen ? 'local' : 'remote'), 'channel remote role')
+    if (this.local === this.remote) throw new InvalidNameError(`channel roles must differ, both are ${this.local}`)
+    this.reliable = options.reliable ?? false
+    this.heartbeat = checkInt(options.heartbeat ?? DEFAULT_HEARTBEAT, 'heartbeat', 10)
+    this.objectModeData = objectMode
+    this.codec = checkCodec(options.codec) ?? jsonCodec
+    const queueOptions = { ttl: options.ttl, objectMode, codec: this.codec }
+    this.inQueue = bus.queue(validateName(`${name}:${this.local}`, 'channel name and role'), queueOptions)
+    this.outQueue = bus.queue(validateName(`${name}:${this.remote}`, 'channel name and role'), queueOptions)
+    const base = `${bus.settings.prefix}:ch:{${name}}:p:`
+    this.presenceKeys = [base + this.local, base + this.remote]
+    this.untrack = bus.track(this)
+    this.on('end', () => debug('%s:%s read to the end', name, this.local))
+  }
+
+  _construct (callback: Callback): void {
+    (async () => {
+      await Promise.all([this.inQueue.attach(), this.outQueue.attach()])
+      this.attached = true
+      this.presenceShard = this.bus.ownerOf(this.name)
+      await this.presenceShard.subscribe(this.presenceKeys[0], this.onPresence)
+      await this.beat('beat')
+      this.beatTimer = setInterval(() => {
+        this.beat('beat').catch((err) => debug('presence of %s failed: %s', this.name, err.message))
+      }, this.heartbeat)
+      this.beatTimer.unref()
+      this.reader = this.inQueue.createReadStream({
+        mode: this.reliable ? 'reliable' : 'consume',
+        untilEnd: true,
+        highWaterMark: this.readableHighWaterMark
+      })
+      this.reader.on('data', (chunk: unknown) => this.accept(chunk))
+      this.reader.on('end', () => this.push(null))
+      this.reader.on('error', (err: Error) => this.destroy(err))
+      this.reader.pause()
+    })().then(() => {
+      callback()
+      process.nextTick(() => this.emit('connect'))
+    }, callback)
+  }
+
+  private readonly onPresence = (): void => {
+    // The peer appeared or left (or the subscription reconnected): look now, not at the next beat.
+    if (!this.destroyed) this.beat('beat').catch((err) => debug('presence of %s failed: %s', this.name, err.message))
+  }
+
+  private async beat (op: 'beat' | 'leave'): Promise<void> {
+    const [own, other] = this.presenceKeys
+    // Presence keys double as the pub/sub channels on which each peer hears of the other.
+    const peer = await this.presenceShard!.script('busmq_presence',
+      [own, other, this.instance, this.heartbeat * 3, op, other])
+    if (op === 'leave' || this.destroyed) return
+    const up = peer !== null
+    if (up === this.remoteConnected) return
+    this.remoteConnected = up
+    this.emit(up ? 'remote:connect' : 'remote:disconnect')
+  }
+
+  private accept (chunk: unknown): void {
+    let data = chunk
+    if (this.reliable) {
+      const msg = chunk as ReliableMessage
+      this.unacked.push(msg)
+      data = msg.data
+    }
+    this.pushedTotal++
+    const more = this.push(data)
+    this.settle()
+    if (!more) this.reader!.pause()
+  }
+
+  /** Reliable mode: acknowledges what the readable has handed on (everything not in its buffer). */
+  private settle (): void {
+    if (!this.reliable) return
+    const handed = this.pushedTotal - this.readableLength
+    while (this.ackedTotal < handed && this.unacked.length > 0) {
+      this.ackedTotal++
+      this.unacked.shift()!.ack().catch((err) => debug('ack on %s failed: %s', this.name, err.message))
+    }
+  }
+
+  override read (size?: number): any {
+    const chunk = super.read(size)
+    this.settle()
+    return chunk
+  }
+
+  override _read (): void {
+    this.settle()
+    this.reader?.resume()
+  }
+
+  override _writev (chunks: Array<{ chunk: any }>, callback: Callback): void {
+    let payloads: Buffer[]
+    try {
+      payloads = chunks.map(({ chunk }) => this.outQueue.encode(chunk, this.objectModeData, this.codec))
+    } catch (err) {
+      return callback(err as Error)
+    }
+    this.outQueue.pushRaw(payloads).then(() => callback(), callback)
+  }
+
+  override _write (chunk: any, _encoding: string, callback: Callback): void {
+    this._writev([{ chunk }], callback)
+  }
+
+  override _final (callback: Callback): void {
+    this.outQueue.pushRaw([Buffer.alloc(0)], KIND_END).then(() => {
+      this.finished = true
+      callback()
+    }, callback)
+  }
+
+  override _destroy (err: Error | null, callback: (error: Error | null) => void): void {
+    this.untrack()
+    clearInterval(this.beatTimer)
+    const reader = this.reader
+    const done = async (): Promise<void> => {
+      if (!this.attached) return
+      this.attached = false
+      const tasks: Array<Promise<unknown>> = [this.beat('leave'),
+        this.presenceShard!.unsubscribe(this.presenceKeys[0], this.onPresence)]
+      // An abrupt end is signalled to the peer, after the data already written.
+      if (!this.finished) tasks.push(this.outQueue.pushRaw([Buffer.alloc(0)], KIND_ABORT))
+      if (reader && !reader.destroyed) {
+        // What this side took but did not hand on goes back to the queue (reliable: is released).
+        reader.downstreamBuffered = this.reliable ? 0 : this.readableLength
+        tasks.push(new Promise((resolve) => { reader.once('close', resolve); reader.destroy() }))
+      }
+      await Promise.allSettled(tasks)
+      await Promise.allSettled([this.inQueue.detach(), this.outQueue.detach()])
+    }
+    done().then(() => callback(err), (e: Error) => callback(err ?? e))
+  }
+
+  /** @internal Used by `bus.close()`: ends the writable side and closes the channel. */
+  async close (): Promise<void> {
+    if (this.closed) return
+    await new Promise<void>((resolve) => {
+      this.once('close', () => resolve())
+      this.destroy()
+    })
+  }
+}
