@@ -9,7 +9,7 @@ import type { Shard } from '../router/shard.js'
 import { checkCodec, jsonCodec, type Codec } from '../queue/codec.js'
 import { KIND_ABORT, KIND_END } from '../queue/element.js'
 import { validateName, checkInt } from '../names.js'
-import { InvalidNameError } from '../errors.js'
+import { InvalidNameError, PeerDestroyedError } from '../errors.js'
 import { DEFAULT_HEARTBEAT, type ChannelOptions } from './channel-options.js'
 import { DEFAULT_WRITE_HIGH_WATER_MARK_BYTES, DEFAULT_WRITE_HIGH_WATER_MARK_OBJECTS } from '../queue/queue-options.js'
 
@@ -51,38 +51,49 @@ export class Channel extends Duplex {
   /** Reliable mode: envelopes pushed into the readable, oldest first, not yet acknowledged. */
   private unacked: ReliableMessage[] = []
   private pushedTotal = 0
+  private pendingError?: Error
   private ackedTotal = 0
   private readonly untrack: () => void
 
   constructor (bus: Bus, name: string, options: ChannelOptions = {}) {
+    // Everything is checked before super(): once the Duplex exists it schedules _construct, and a
+    // half-built channel must never get that far.
     const objectMode = options.objectMode ?? false
     const hwm = checkInt(options.highWaterMark ?? 256, 'highWaterMark', 1)
+    const writableHwm = options.writableHighWaterMark === undefined
+      ? (objectMode ? DEFAULT_WRITE_HIGH_WATER_MARK_OBJECTS : DEFAULT_WRITE_HIGH_WATER_MARK_BYTES)
+      : checkInt(options.writableHighWaterMark, 'writableHighWaterMark', 1)
+    const listen = options.listen ?? false
+    const local = validateName(options.local ?? (listen ? 'remote' : 'local'), 'channel local role')
+    const remote = validateName(options.remote ?? (listen ? 'local' : 'remote'), 'channel remote role')
+    if (local === remote) throw new InvalidNameError(`channel roles must differ, both are ${local}`)
+    const heartbeat = checkInt(options.heartbeat ?? DEFAULT_HEARTBEAT, 'heartbeat', 10)
+    const codec = checkCodec(options.codec) ?? jsonCodec
+    const queueOptions = { ttl: options.ttl, objectMode, codec }
+    const inQueue = bus.queue(validateName(`${name}:${local}`, 'channel name and role'), queueOptions)
+    const outQueue = bus.queue(validateName(`${name}:${remote}`, 'channel name and role'), queueOptions)
     super({
       allowHalfOpen: true,
       readableObjectMode: true,
       readableHighWaterMark: hwm,
       writableObjectMode: objectMode,
-      writableHighWaterMark: options.writableHighWaterMark ??
-        (objectMode ? DEFAULT_WRITE_HIGH_WATER_MARK_OBJECTS : DEFAULT_WRITE_HIGH_WATER_MARK_BYTES),
+      writableHighWaterMark: writableHwm,
       decodeStrings: true
     })
     this.bus = bus
     this.name = name
-    const listen = options.listen ?? false
-    this.local = validateName(options.local ?? (listen ? 'remote' : 'local'), 'channel local role')
-    this.remote = validateName(options.remote ?? (listen ? 'local' : 'remote'), 'channel remote role')
-    if (this.local === this.remote) throw new InvalidNameError(`channel roles must differ, both are ${this.local}`)
+    this.local = local
+    this.remote = remote
     this.reliable = options.reliable ?? false
-    this.heartbeat = checkInt(options.heartbeat ?? DEFAULT_HEARTBEAT, 'heartbeat', 10)
+    this.heartbeat = heartbeat
     this.objectModeData = objectMode
-    this.codec = checkCodec(options.codec) ?? jsonCodec
-    const queueOptions = { ttl: options.ttl, objectMode, codec: this.codec }
-    this.inQueue = bus.queue(validateName(`${name}:${this.local}`, 'channel name and role'), queueOptions)
-    this.outQueue = bus.queue(validateName(`${name}:${this.remote}`, 'channel name and role'), queueOptions)
+    this.codec = codec
+    this.inQueue = inQueue
+    this.outQueue = outQueue
     const base = `${bus.settings.prefix}:ch:{${name}}:p:`
-    this.presenceKeys = [base + this.local, base + this.remote]
+    this.presenceKeys = [base + local, base + remote]
     this.untrack = bus.track(this)
-    this.on('end', () => debug('%s:%s read to the end', name, this.local))
+    this.on('end', () => debug('%s:%s read to the end', name, local))
   }
 
   _construct (callback: Callback): void {
@@ -103,7 +114,11 @@ export class Channel extends Duplex {
       })
       this.reader.on('data', (chunk: unknown) => this.accept(chunk))
       this.reader.on('end', () => this.push(null))
-      this.reader.on('error', (err: Error) => this.destroy(err))
+      this.reader.on('error', (err: Error) => {
+        // The peer's abort: fail once what arrived before it has been read, as TCP does with a reset.
+        if (err instanceof PeerDestroyedError) this.failAfterBuffer(err)
+        else this.destroy(err)
+      })
       this.reader.pause()
     })().then(() => {
       callback()
@@ -151,9 +166,18 @@ export class Channel extends Duplex {
     }
   }
 
+  private failAfterBuffer (err: Error): void {
+    this.pendingError = err
+    if (this.readableLength === 0) this.destroy(err)
+  }
+
   override read (size?: number): any {
     const chunk = super.read(size)
     this.settle()
+    if (this.pendingError && this.readableLength === 0 && !this.destroyed) {
+      const err = this.pendingError
+      process.nextTick(() => this.destroy(err))
+    }
     return chunk
   }
 
@@ -192,8 +216,11 @@ export class Channel extends Duplex {
       this.attached = false
       const tasks: Array<Promise<unknown>> = [this.beat('leave'),
         this.presenceShard!.unsubscribe(this.presenceKeys[0], this.onPresence)]
-      // An abrupt end is signalled to the peer, after the data already written.
-      if (!this.finished) tasks.push(this.outQueue.pushRaw([Buffer.alloc(0)], KIND_ABORT))
+      // An abrupt end is signalled to the peer, after the data already written (not echoed back to a
+      // peer that aborted first: a later channel on the same roles would inherit the marker).
+      if (!this.finished && !(err instanceof PeerDestroyedError)) {
+        tasks.push(this.outQueue.pushRaw([Buffer.alloc(0)], KIND_ABORT))
+      }
       if (reader && !reader.destroyed) {
         // What this side took but did not hand on goes back to the queue (reliable: is released).
         reader.downstreamBuffered = this.reliable ? 0 : this.readableLength

@@ -48,22 +48,26 @@ export abstract class QueueReader extends Readable {
   private readonly untrack: () => void
 
   constructor (queue: Queue, options: ReadStreamOptions) {
+    // Every option is checked before super(): once the Readable exists it schedules _construct, and
+    // a half-built stream must never get that far.
     const hwm = checkInt(options.highWaterMark ?? DEFAULT_READ_HIGH_WATER_MARK, 'highWaterMark', 1, 1_000_000)
-    // The Readable always counts messages, so highWaterMark is a number of messages and a byte-mode
-    // message arrives as one Buffer chunk, exactly as written.
-    super({ objectMode: true, highWaterMark: hwm })
-    this.queue = queue
-    this.objectModeData = options.objectMode ?? queue.objectMode
-    this.codec = checkCodec(options.codec) ?? queue.codec
-    this.batch = hwm
-    this.max = options.max === undefined || options.max === Infinity ? Infinity : checkInt(options.max, 'max', 0)
-    this.untilEmpty = options.untilEmpty ?? false
-    this.untilEnd = options.untilEnd ?? false
+    const max = options.max === undefined || options.max === Infinity ? Infinity : checkInt(options.max, 'max', 0)
     for (const flag of ['untilEmpty', 'untilEnd', 'withIds'] as const) {
       if (options[flag] !== undefined && typeof options[flag] !== 'boolean') {
         throw new InvalidOptionError(`${flag} must be a boolean`)
       }
     }
+    const codec = checkCodec(options.codec) ?? queue.codec
+    // The Readable always counts messages, so highWaterMark is a number of messages and a byte-mode
+    // message arrives as one Buffer chunk, exactly as written.
+    super({ objectMode: true, highWaterMark: hwm })
+    this.queue = queue
+    this.objectModeData = options.objectMode ?? queue.objectMode
+    this.codec = codec
+    this.batch = hwm
+    this.max = max
+    this.untilEmpty = options.untilEmpty ?? false
+    this.untilEnd = options.untilEnd ?? false
     this.untrack = queue.bus.track(this)
   }
 
@@ -154,8 +158,12 @@ export abstract class QueueReader extends Readable {
         await this.markerSeen(el)
         if (!this.untilEnd) continue
         await this.giveBack(els.slice(i + 1))
-        if (el.kind === KIND_END) this.push(null)
-        else this.destroy(new PeerDestroyedError(`the peer writing to ${this.queue.name} destroyed its stream`))
+        if (el.kind === KIND_END) {
+          this.push(null)
+        } else {
+          // Fail only after the consumer has read everything written before the abort.
+          this.failAfterBuffer(new PeerDestroyedError(`the peer writing to ${this.queue.name} destroyed its stream`))
+        }
         return false
       }
       let data: unknown
@@ -186,6 +194,24 @@ export abstract class QueueReader extends Readable {
       }
     }
     return true
+  }
+
+  /** An error to fail with once the buffer is drained (the peer's abort marker). */
+  private pendingError?: Error
+
+  private failAfterBuffer (err: Error): void {
+    this.pendingError = err
+    if (this.readableLength === 0) this.destroy(err)
+  }
+
+  override read (size?: number): any {
+    const chunk = super.read(size)
+    if (this.pendingError && this.readableLength === 0 && !this.destroyed) {
+      const err = this.pendingError
+      // After the 'data' of the last chunk has been emitted.
+      process.nextTick(() => this.destroy(err))
+    }
+    return chunk
   }
 
   /** Whether chunks are bare messages (not envelopes), so a null message cannot be pushed. */
@@ -245,14 +271,15 @@ export class QueueReadStream extends QueueReader {
   private recent: Element[] = []
 
   constructor (queue: Queue, options: ReadStreamOptions = {}) {
-    super(queue, options)
     const mode = options.mode ?? 'consume'
     if (mode !== 'consume' && mode !== 'replay') {
       throw new InvalidOptionError(`mode must be 'consume', 'replay' or 'reliable', got ${String(mode)}`)
     }
+    const from = mode === 'replay' ? checkInt(options.from ?? 0, 'from', 0) : 0
+    super(queue, options)
     this.mode = mode
     this.withIds = options.withIds ?? false
-    this.next = mode === 'replay' ? checkInt(options.from ?? 0, 'from', 0) : 0
+    this.next = from
   }
 
   /** Replay: the id the next read starts from (an offset to resume from later). */

@@ -26,6 +26,7 @@ export class QueueWriteStream extends Writable {
 
   constructor (queue: Queue, options: WriteStreamOptions = {}) {
     const objectMode = options.objectMode ?? queue.objectMode
+    const codec = checkCodec(options.codec) ?? queue.codec
     super({
       objectMode,
       decodeStrings: true,
@@ -34,7 +35,7 @@ export class QueueWriteStream extends Writable {
     })
     this.queue = queue
     this.objectMode = objectMode
-    this.codec = checkCodec(options.codec) ?? queue.codec
+    this.codec = codec
     this.endMarker = options.endMarker ?? false
     this.untrack = queue.bus.track(this)
   }

@@ -36,11 +36,14 @@ export class ReliableReadStream extends QueueReader implements Releasable {
   private untrackLinger?: () => void
 
   constructor (queue: Queue, options: ReadStreamOptions = {}) {
+    const lease = checkInt(options.lease ?? DEFAULT_LEASE, 'lease', 100)
+    const maxDeliveries = checkInt(options.maxDeliveries ?? DEFAULT_MAX_DELIVERIES, 'maxDeliveries', 1)
+    const prefetch = options.prefetch === undefined ? undefined : checkInt(options.prefetch, 'prefetch', 1)
     super(queue, options)
     this.consumerId = `${queue.bus.settings.id}/${++readers}`
-    this.lease = checkInt(options.lease ?? DEFAULT_LEASE, 'lease', 100)
-    this.maxDeliveries = checkInt(options.maxDeliveries ?? DEFAULT_MAX_DELIVERIES, 'maxDeliveries', 1)
-    this.prefetch = checkInt(options.prefetch ?? this.batch, 'prefetch', 1)
+    this.lease = lease
+    this.maxDeliveries = maxDeliveries
+    this.prefetch = prefetch ?? this.batch
   }
 
   /** Messages held by this reader: delivered and not yet acknowledged. */
