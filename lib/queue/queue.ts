@@ -68,11 +68,15 @@ export class Queue extends EventEmitter {
     if (message === 'r' || message === 'reconnect') this.bump('r')
   }
 
-  constructor (bus: Bus, name: string, options: QueueOptions = {}, keys?: QueueKeys) {
+  /** A dead-letter queue's queue: they share a hash slot, so they always live on one shard. */
+  private readonly parent?: Queue
+
+  constructor (bus: Bus, name: string, options: QueueOptions = {}, parent?: Queue) {
     super()
     this.bus = bus
     this.name = name
-    this.keys = keys ?? QueueKeys.forQueue(bus.settings.prefix, name)
+    this.parent = parent
+    this.keys = parent ? parent.keys.deadLetter() : QueueKeys.forQueue(bus.settings.prefix, name)
     this.ttl = checkInt(options.ttl ?? bus.settings.ttl, 'ttl', 10)
     this.maxLength = checkInt(options.maxLength ?? 0, 'maxLength', 0)
     this.retain = checkInt(options.retain ?? 0, 'retain', 0)
@@ -82,7 +86,7 @@ export class Queue extends EventEmitter {
 
   /** The shard holding this queue (resolved once per handle; see "Sharding" in the README). */
   shard (): Promise<Shard> {
-    this.shardP ??= this.bus.locate(this.name, this.keys).then((s) => {
+    this.shardP ??= (this.parent ? this.parent.shard() : this.bus.locate(this.name, this.keys)).then((s) => {
       this.shardResolved = s
       debug('queue %s on shard %s', this.name, s.id)
       return s
@@ -259,7 +263,7 @@ export class Queue extends EventEmitter {
   /** The queue's dead-letter queue: an ordinary queue in the same hash slot. */
   deadLetter (): Queue {
     return new Queue(this.bus, `${this.name}:dead-letter`, { ttl: this.ttl, objectMode: this.objectMode, codec: this.codec },
-      this.keys.deadLetter())
+      this)
   }
 
   /**

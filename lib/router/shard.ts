@@ -26,6 +26,7 @@ export class Shard extends EventEmitter {
   private subscriber?: Client
   private subscriberReady?: Promise<Client>
   private readonly handlers = new Map<string, Set<WakeHandler>>()
+  private readonly bufferHandlers = new Map<string, Set<(message: Buffer) => void>>()
   private closing?: Promise<void>
   private versionChecked?: Promise<void>
 
@@ -166,15 +167,17 @@ export class Shard extends EventEmitter {
     }
   }
 
-  /** Binary-safe subscription for pub/sub payloads. */
+  /** Binary-safe subscription for pub/sub payloads; resolves with the function that ends it. */
   async subscribeBuffer (channel: string, handler: (message: Buffer) => void): Promise<() => Promise<void>> {
-    const sub = await this.getSubscriber()
-    const listener = (ch: Buffer, message: Buffer): void => { if (ch.toString() === channel) handler(message) }
-    sub.on('messageBuffer', listener)
+    let set = this.bufferHandlers.get(channel)
+    if (!set) { set = new Set(); this.bufferHandlers.set(channel, set) }
+    set.add(handler)
     const wake: WakeHandler = () => {}
     await this.subscribe(channel, wake)
     return async () => {
-      sub.off('messageBuffer', listener)
+      const handlers = this.bufferHandlers.get(channel)
+      handlers?.delete(handler)
+      if (handlers?.size === 0) this.bufferHandlers.delete(channel)
       await this.unsubscribe(channel, wake)
     }
   }
@@ -187,6 +190,11 @@ export class Shard extends EventEmitter {
       sub.on('error', (err: Error) => debug('%s subscriber error: %s', this.id, err.message))
       sub.on('message', (channel: string, message: string) => {
         const set = this.handlers.get(channel)
+        if (set) for (const h of set) h(message)
+      })
+      sub.on('messageBuffer', (channel: Buffer, message: Buffer) => {
+        if (this.bufferHandlers.size === 0) return
+        const set = this.bufferHandlers.get(channel.toString())
         if (set) for (const h of set) h(message)
       })
       sub.on('ready', () => {

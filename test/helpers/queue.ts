@@ -1,9 +1,8 @@
 // Small stream helpers shared by the queue tests.
 import { once } from 'node:events'
 import { afterEach } from 'node:test'
-import type { Bus, BusOptions } from '../../lib/index.js'
+import { Bus, type BusOptions } from '../../lib/index.js'
 import type { RedisServer } from './redis-server.js'
-import { openBus } from './bus.js'
 
 /** [from, from + 1, …, to - 1] */
 export function range (from: number, to: number): number[] {
@@ -55,10 +54,10 @@ export async function keysContaining (server: RedisServer, part: string): Promis
 }
 
 /**
- * openBus() whose buses are all closed after each test, so a test that fails half-way leaves no
- * connection behind to keep the test process alive.
+ * Like openBus() (servers, or anything with a Redis `url`), but every bus it opened is closed after
+ * each test, so a test that fails half-way leaves no connection behind to keep the process alive.
  */
-export function trackBuses (): (servers: RedisServer[], options?: BusOptions) => Promise<Bus> {
+export function trackBuses (): (servers: Array<{ url: string }>, options?: BusOptions) => Promise<Bus> {
   const open = new Set<Bus>()
   afterEach(async () => {
     const all = [...open]
@@ -66,8 +65,9 @@ export function trackBuses (): (servers: RedisServer[], options?: BusOptions) =>
     await Promise.all(all.map((b) => b.close()))
   })
   return async (servers, options) => {
-    const bus = await openBus(servers, options)
+    const bus = new Bus({ redis: servers.map((s) => s.url), ...options })
     open.add(bus)
+    await bus.connect()
     return bus
   }
 }
