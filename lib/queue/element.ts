@@ -22,11 +22,24 @@ export interface Element {
   payload: Buffer
 }
 
-const kindBytes = [Buffer.from([KIND_DATA]), Buffer.from([KIND_END]), Buffer.from([KIND_ABORT])]
-
-/** The stored form of a new message (implicit id). */
-export function encodeElement (payload: Buffer, kind = KIND_DATA): Buffer {
-  return Buffer.concat([kindBytes[kind], payload], payload.length + 1)
+/**
+ * The stored form of new messages (implicit ids). All of them are views into one allocation, so a
+ * batch of small messages costs one buffer, not one per message.
+ */
+export function encodeElements (payloads: Buffer[], kind = KIND_DATA): Buffer[] {
+  let total = payloads.length
+  for (const p of payloads) total += p.length
+  const block = Buffer.allocUnsafe(total)
+  const out: Buffer[] = new Array(payloads.length)
+  let at = 0
+  for (let i = 0; i < payloads.length; i++) {
+    const p = payloads[i]
+    block[at] = kind
+    p.copy(block, at + 1)
+    out[i] = block.subarray(at, at + 1 + p.length)
+    at += 1 + p.length
+  }
+  return out
 }
 
 /** The stored form of a message going back to the head of its queue: it carries its id. */

@@ -7,7 +7,7 @@ import { checkInt } from '../names.js'
 import { BusClosedError, EncodeError, MessageTooLargeError, ReplicationError } from '../errors.js'
 import { batches, sleep } from '../util.js'
 import { checkCodec, encodeMessage, jsonCodec, type Codec } from './codec.js'
-import { KIND_DATA, encodeElement } from './element.js'
+import { KIND_DATA, encodeElements } from './element.js'
 import type { QueueOptions, ReadStreamOptions, WriteStreamOptions } from './queue-options.js'
 import { QueueWriteStream } from './queue-write-stream.js'
 import { QueueReadStream } from './queue-read-stream.js'
@@ -162,7 +162,7 @@ export class Queue extends EventEmitter {
    */
   async pushRaw (payloads: Buffer[], kind = KIND_DATA): Promise<number> {
     const shard = this.maxLength > 0 ? await this.open() : await this.shard()
-    const parts = batches(payloads.map((p) => encodeElement(p, kind)), MAX_BATCH_COUNT, MAX_BATCH_BYTES)
+    const parts = batches(payloads, MAX_BATCH_COUNT, MAX_BATCH_BYTES).map((part) => encodeElements(part, kind))
     if (this.maxLength === 0) {
       // Unbounded: every batch is accepted whole, so they can all be in flight at once.
       const seqs = await Promise.all(parts.map((part) => this.append(shard, part)))
