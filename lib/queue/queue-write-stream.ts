@@ -22,6 +22,7 @@ export class QueueWriteStream extends Writable {
   private readonly codec: Codec
   private readonly endMarker: boolean
   private attached = false
+  private closingByBus = false
   private readonly untrack: () => void
 
   constructor (queue: Queue, options: WriteStreamOptions = {}) {
@@ -68,7 +69,8 @@ export class QueueWriteStream extends Writable {
   }
 
   override _final (callback: Callback): void {
-    if (!this.endMarker) return callback()
+    // bus.close() is not the producer finishing its input: no end marker then.
+    if (!this.endMarker || this.closingByBus) return callback()
     this.queue.pushRaw([Buffer.alloc(0)], KIND_END).then(() => callback(), callback)
   }
 
@@ -80,13 +82,15 @@ export class QueueWriteStream extends Writable {
   }
 
   /**
-   * @internal Used by `bus.close()`: ends the stream, letting buffered writes finish. Writes still
+   * @internal Used by `bus.close()`: ends the stream, letting buffered writes finish, without an end
+   * marker (the producer did not finish its input). Writes still
    * waiting for room in a full queue fail with `ERR_BUSMQ_CLOSED`; after `bus.close()` nobody listens,
    * so that error is not re-thrown as an uncaught 'error' event.
    */
   async close (): Promise<void> {
     if (this.closed) return
     if (this.listenerCount('error') === 0) this.on('error', (err) => debug('closed with %s', err.message))
+    this.closingByBus = true
     await new Promise<void>((resolve) => {
       this.once('close', () => resolve())
       if (!this.writableEnded) this.end()

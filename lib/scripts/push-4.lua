@@ -1,11 +1,11 @@
 --[[
-  Append messages to a bounded queue (maxLength > 0), as many as fit. Unbounded queues are pushed to
-  with plain RPUSH in a MULTI instead (see Queue.pushRaw); this script only adds the bound.
+  Append messages to a queue; with maxLength > 0, only as many as fit. (Large unbounded batches go
+  with plain RPUSH in a MULTI instead, see Queue.pushRaw: this script copies each payload twice.)
 
   KEYS[1] messages list        KEYS[2] info hash (seq, consumed)
   KEYS[3] waiters flag         KEYS[4] room flag
   ARGV[1] ttl in ms (every key touched expires after it unless refreshed)
-  ARGV[2] maxLength: push only what fits; set the room flag when something did not fit
+  ARGV[2] maxLength (0 = unbounded): push only what fits; set the room flag when something did not fit
   ARGV[3] retain (0 = keep all): trim the list to its newest `retain` elements
   ARGV[4] wake-up pub/sub channel
   ARGV[5..] elements (kind byte + payload, see lib/queue/element.ts), in order
@@ -14,11 +14,14 @@
 ]]
 local ttl = tonumber(ARGV[1])
 local n = #ARGV - 4
-local room = tonumber(ARGV[2]) - redis.call('LLEN', KEYS[1])
-if room < n then
-  if room < 0 then room = 0 end
-  n = room
-  redis.call('SET', KEYS[4], '1', 'PX', ttl)
+local maxlen = tonumber(ARGV[2])
+if maxlen > 0 then
+  local room = maxlen - redis.call('LLEN', KEYS[1])
+  if room < n then
+    if room < 0 then room = 0 end
+    n = room
+    redis.call('SET', KEYS[4], '1', 'PX', ttl)
+  end
 end
 if n == 0 then return { 0, tonumber(redis.call('HGET', KEYS[2], 'seq') or 0) } end
 
