@@ -1,0 +1,234 @@
+import { setImmediate as nextTurn } from 'node:timers/promises'
+import type { QueueReader } from '../queue/queue-read-stream.js'
+import type { ReliableMessage } from '../queue/reliable-message.js'
+import type { ReadStreamOptions } from '../queue/queue-options.js'
+import { exclusive, expectPositionals, intOption, nameArg, type ParsedArgs } from './args.js'
+import type { Command } from './command.js'
+import { boxedJsonCodec, formatMessage, type Framing } from './framing.js'
+import { Progress } from './progress.js'
+import { flushed, onStopSignal, openBus, queueByName } from './session.js'
+
+const help = `Usage: busmq pull <queue> [options]
+
+Writes the messages of <queue> to stdout, in order. Each message is taken by this reader only
+(consume-once), unless --from replays without taking. By default it follows the queue forever.
+"<queue>:dead-letter" names the dead-letter queue of <queue>.
+
+  busmq pull q --until-end | gzip > out.gz      busmq pull q --lines --max 10 | head -3
+
+Options:
+  --max N          stop after N messages
+  --until-empty    stop as soon as the queue is found empty
+  --until-end      stop at the end marker a "busmq push --end" (or an endMarker writer) left
+  --follow         wait for new messages forever (the default; for scripts that want to say so)
+  --lines          write a newline after each message
+  --json           messages are JSON (objectMode); write each as one line of JSON
+  --reliable       at-least-once: acknowledge each message only once its bytes have been handed to
+                   stdout; a message not acked when busmq stops or dies is delivered again
+  --from OFFSET    replay: read without removing, from message id OFFSET (0 = the oldest kept);
+                   follows the queue unless --until-empty, --until-end or --max says when to stop
+
+A message counts as delivered once stdout has handed its bytes to the OS (the write callback fired):
+what a pipe has taken is out of busmq's hands, so "| head -3" consumes the messages that fitted in
+the pipe, not only 3; use --max to take exactly N.
+
+Stopping: Ctrl-C, SIGTERM, or a closed stdout (EPIPE, as in "| head") end the command with exit code
+0. Output already written gets up to 1 s to drain; then messages taken but not delivered go back to
+the front of the queue, in order (--reliable: they are released unacknowledged), so nothing is lost.
+A message of which stdout had taken only a part is given back whole (the reader saw a cut line).`
+
+/** Most bytes gathered into one write to stdout. */
+const MAX_WRITE_BYTES = 1024 * 1024
+/** How long a stopping pull waits for stdout to take what was already written to it. */
+const STOP_GRACE_MS = 1000
+
+interface Pending {
+  /** Bytes of each message in this write, in order. */
+  sizes: number[]
+  bytes: number
+  envelopes: ReliableMessage[]
+}
+
+/**
+ * Bytes given to `stream.write()` that have not reached the OS yet: those queued in libuv (a write the
+ * pipe took only part of) plus those still in the Writable's buffer. Undefined when the stream does not
+ * tell (then every unconfirmed write counts as not delivered).
+ */
+function unwrittenBytes (stream: NodeJS.WriteStream): number | undefined {
+  // Node's stream handles expose libuv's write queue size (net.Socket's own timeout logic reads it).
+  const handle = (stream as unknown as { _handle?: { writeQueueSize?: unknown } })._handle
+  if (stream.destroyed || typeof handle?.writeQueueSize !== 'number') return undefined
+  let buffered = 0
+  for (const entry of (stream as unknown as { writableBuffer?: Array<{ chunk: { length: number } }> }).writableBuffer ?? []) {
+    buffered += entry.chunk.length
+  }
+  return handle.writeQueueSize + buffered
+}
+
+async function run ({ values, positionals, common }: ParsedArgs): Promise<number> {
+  const cmd = 'pull'
+  expectPositionals(positionals, 1, 1, 'queue name', cmd)
+  exclusive(values, ['lines', 'json'], cmd)
+  exclusive(values, ['reliable', 'from'], cmd)
+  exclusive(values, ['follow', 'until-empty'], cmd)
+  exclusive(values, ['follow', 'until-end'], cmd)
+  const name = nameArg(positionals[0], 'queue name', cmd)
+  const framing: Framing = values.json === true ? 'json' : values.lines === true ? 'lines' : 'bytes'
+  const reliable = values.reliable === true
+  const options: ReadStreamOptions = {
+    max: values.max === undefined ? undefined : intOption(values.max, '--max', 1, Number.MAX_SAFE_INTEGER, cmd),
+    untilEmpty: values['until-empty'] === true,
+    untilEnd: values['until-end'] === true
+  }
+  if (values.from !== undefined) {
+    options.mode = 'replay'
+    options.from = intOption(values.from, '--from', 0, Number.MAX_SAFE_INTEGER, cmd)
+  }
+  if (reliable) options.mode = 'reliable'
+  if (framing === 'json') {
+    options.objectMode = true
+    options.codec = boxedJsonCodec
+  }
+
+  const bus = await openBus(common)
+  const stdout = process.stdout
+  const progress = new Progress(`pull ${name}`, Progress.wanted(common.quiet))
+  let reader: QueueReader | undefined
+  let removeSignals = (): void => {}
+  /** Set once a write to stdout failed: nothing unconfirmed reached the reader then. */
+  let broken = false
+  const onStdoutError = (err: NodeJS.ErrnoException): void => {
+    broken = true
+    stop(err.code === 'EPIPE' ? undefined : err)
+  }
+  let stop: (err?: Error) => void = () => {}
+  try {
+    reader = queueByName(bus, name).createReadStream(options)
+    const r = reader
+    /** Writes handed to stdout whose callback has not fired yet, oldest first. */
+    const pending: Pending[] = []
+    const acks = new Set<Promise<unknown>>()
+    const ack = (env: ReliableMessage): void => {
+      const p = env.ack().catch(() => {})
+      acks.add(p)
+      void p.finally(() => acks.delete(p))
+    }
+    let blocked = false
+    let stopping = false
+    let settled = false
+    let ended = false
+
+    const outcome = new Promise<Error | undefined>((resolve) => {
+      const settle = (err?: Error): void => {
+        if (stopping) return
+        stopping = true
+        resolve(err)
+      }
+      stop = settle
+      r.on('end', () => {
+        ended = true
+        if (pending.length === 0) settle()
+      })
+      r.on('error', (err: Error) => settle(err))
+    })
+
+    const pump = (): void => {
+      while (!stopping && !blocked) {
+        const parts: Buffer[] = []
+        const sizes: number[] = []
+        const envelopes: ReliableMessage[] = []
+        let bytes = 0
+        let m: unknown
+        while (bytes < MAX_WRITE_BYTES && (m = r.read()) !== null) {
+          const data = reliable ? (m as ReliableMessage).data : m
+          if (reliable) envelopes.push(m as ReliableMessage)
+          const buf = formatMessage(framing, data)
+          parts.push(buf)
+          sizes.push(buf.length)
+          bytes += buf.length
+        }
+        if (parts.length === 0) return
+        const entry: Pending = { sizes, bytes, envelopes }
+        pending.push(entry)
+        const out = parts.length === 1 ? parts[0] : Buffer.concat(parts, bytes)
+        const more = stdout.write(out, (err) => {
+          // Writes complete in order; a failed one (EPIPE) fails every later one as well.
+          if (err) {
+            broken = true
+            return
+          }
+          // After the stop below has settled what was delivered, a late completion changes nothing.
+          if (settled) return
+          pending.shift()
+          progress.add(entry.sizes.length, entry.bytes)
+          for (const env of entry.envelopes) ack(env)
+          if (ended && pending.length === 0) stop()
+        })
+        if (!more) {
+          blocked = true
+          stdout.once('drain', () => {
+            blocked = false
+            pump()
+          })
+        }
+      }
+    }
+    stdout.on('error', onStdoutError)
+    removeSignals = onStopSignal(() => stop())
+    progress.start()
+    r.on('readable', pump)
+
+    const failure = await outcome
+    // Stopped with output still on its way: give stdout a moment to take it.
+    if (pending.length > 0 && !broken) await flushed(stdout, STOP_GRACE_MS)
+    await nextTurn()
+    // Of the writes not confirmed yet, the OS may have taken a part: the messages wholly in it are
+    // delivered (and acked); from the first one that is not, everything goes back.
+    let inOs = 0
+    const unwritten = broken ? undefined : unwrittenBytes(stdout)
+    if (unwritten !== undefined) inOs = Math.max(0, pending.reduce((n, p) => n + p.bytes, 0) - unwritten)
+    let undelivered = 0
+    settled = true
+    for (const entry of pending) {
+      entry.sizes.forEach((size, i) => {
+        if (inOs >= size && undelivered === 0) {
+          inOs -= size
+          progress.add(1, size)
+          if (reliable) ack(entry.envelopes[i])
+        } else {
+          undelivered++
+        }
+      })
+    }
+    // The undelivered messages go back to the front of the queue together with the reader's own buffer
+    // (reliable: they are released). The library's hook for this is the count a channel uses for
+    // the same purpose.
+    r.downstreamBuffered = undelivered
+    if (!r.destroyed) await new Promise((resolve) => { r.once('close', resolve); r.destroy() })
+    await Promise.allSettled([...acks])
+    progress.stop()
+    if (failure) throw failure
+    return 0
+  } finally {
+    removeSignals()
+    stdout.off('error', onStdoutError)
+    await bus.close()
+  }
+}
+
+export const pull: Command = {
+  name: 'pull',
+  summary: 'write a queue to stdout (until empty, until an end marker, N messages, or forever)',
+  help,
+  options: {
+    max: { type: 'string' },
+    'until-empty': { type: 'boolean' },
+    'until-end': { type: 'boolean' },
+    follow: { type: 'boolean' },
+    lines: { type: 'boolean' },
+    json: { type: 'boolean' },
+    reliable: { type: 'boolean' },
+    from: { type: 'string' }
+  },
+  run
+}

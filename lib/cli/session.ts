@@ -1,0 +1,86 @@
+import { Bus } from '../bus.js'
+import { ConnectTimeoutError } from '../errors.js'
+import type { Queue } from '../queue/queue.js'
+import type { CommonOptions } from './args.js'
+
+/**
+ * A connected bus for a command. Fails within `--timeout` ms when a shard cannot be reached, naming the
+ * last connection error (ECONNREFUSED, ENOTFOUND, NOAUTH…), which says more than the timeout alone.
+ */
+export async function openBus (common: CommonOptions): Promise<Bus> {
+  const bus = new Bus({ redis: common.redis, prefix: common.prefix, connectTimeout: common.timeout })
+  let lastError: Error | undefined
+  // With a listener the bus reports connection errors instead of only logging them; ioredis retries.
+  bus.on('error', (err: Error) => {
+    lastError = err
+    if (common.debug) process.stderr.write(`busmq: redis: ${err.message}\n`)
+  })
+  try {
+    await bus.connect()
+  } catch (err) {
+    await bus.close()
+    if (err instanceof ConnectTimeoutError && lastError && !err.message.includes(lastError.message)) {
+      throw new ConnectTimeoutError(`${err.message}: ${lastError.message}`, { cause: err })
+    }
+    throw err
+  }
+  return bus
+}
+
+/**
+ * Calls `stop` on the first SIGINT or SIGTERM, so the command can end cleanly (give back unread
+ * messages, flush, close the bus). A second signal means "now": exit at once with 130.
+ * Returns a function that removes the handlers.
+ */
+export function onStopSignal (stop: (signal: NodeJS.Signals) => void): () => void {
+  let seen = false
+  const handler = (signal: NodeJS.Signals): void => {
+    if (seen) {
+      process.stderr.write(`\nbusmq: second ${signal}, exiting without cleaning up\n`)
+      process.exit(130)
+    }
+    seen = true
+    stop(signal)
+  }
+  process.on('SIGINT', handler)
+  process.on('SIGTERM', handler)
+  return () => {
+    process.off('SIGINT', handler)
+    process.off('SIGTERM', handler)
+  }
+}
+
+/**
+ * Resolves once everything written to `stream` so far has been handed to the OS, or after `ms` (a reader
+ * that stopped reading must not hold the process forever), or at once if the stream failed.
+ */
+export function flushed (stream: NodeJS.WritableStream & { writableLength?: number, destroyed?: boolean }, ms = 2000): Promise<void> {
+  if (stream.destroyed === true || stream.writableLength === 0) return Promise.resolve()
+  return new Promise((resolve) => {
+    const timer = setTimeout(resolve, ms)
+    timer.unref()
+    try {
+      stream.write('', () => {
+        clearTimeout(timer)
+        resolve()
+      })
+    } catch {
+      clearTimeout(timer)
+      resolve()
+    }
+  })
+}
+
+/** How the library names a queue's dead-letter queue (`queue.deadLetter().name`). */
+export const DEAD_LETTER_SUFFIX = ':dead-letter'
+
+/**
+ * The queue a command-line name means: `<queue>:dead-letter` is the dead-letter queue of `<queue>`
+ * (whose keys live beside its queue's, not under a queue of that name), anything else the queue itself.
+ */
+export function queueByName (bus: Bus, name: string): Queue {
+  if (name.endsWith(DEAD_LETTER_SUFFIX) && name.length > DEAD_LETTER_SUFFIX.length) {
+    return bus.queue(name.slice(0, -DEAD_LETTER_SUFFIX.length)).deadLetter()
+  }
+  return bus.queue(name)
+}
