@@ -1,0 +1,183 @@
+/** Turns job results into the printed tables, the targets (PASS/MISS) and the ranking. */
+import { median, type BenchConfig } from './common.js'
+import type { JobResult } from './job.js'
+import { BEE, BULL, OURS, RAW } from './jobs.js'
+
+export const TABLE_HEADER = 'contender'
+
+function si (x: number | undefined): string {
+  if (x === undefined || !Number.isFinite(x)) return '—'
+  if (x >= 1e6) return `${(x / 1e6).toFixed(2)}M`
+  if (x >= 1e4) return `${Math.round(x / 1e3)}k`
+  if (x >= 1e3) return `${(x / 1e3).toFixed(1)}k`
+  return x.toFixed(0)
+}
+
+/** Median and, with several rounds, the range: `412k (405k–420k)`. */
+function fig (xs: number[] | undefined, fmt: (x: number) => string = si): string {
+  if (!xs || xs.length === 0) return '—'
+  const m = fmt(median(xs))
+  if (xs.length === 1) return m
+  return `${m} (${fmt(Math.min(...xs))}–${fmt(Math.max(...xs))})`
+}
+
+const us = (x: number): string => x >= 100 ? x.toFixed(0) : x >= 10 ? x.toFixed(1) : x.toFixed(2)
+const ms = (x: number): string => x >= 100 ? `${x.toFixed(0)} ms` : x >= 10 ? `${x.toFixed(1)} ms` : `${x.toFixed(2)} ms`
+const mb = (bytes: number | undefined): string => {
+  if (bytes === undefined) return '—'
+  const m = bytes / 1048576
+  return m >= 10 ? `${Math.round(m)} MiB` : m >= 1 ? `${m.toFixed(1)} MiB` : `${Math.round(bytes / 1024)} KiB`
+}
+
+function table (head: string[], rows: string[][], right: boolean[]): string {
+  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)))
+  const line = (cells: string[]): string => cells.map((c, i) => right[i] ? c.padStart(widths[i]) : c.padEnd(widths[i])).join('  ').trimEnd()
+  return [line(head), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.map(line)].join('\n')
+}
+
+function check (r: JobResult): string {
+  return r.failed ? `FAILED: ${r.failed}` : 'ok'
+}
+
+export function report (results: JobResult[], config: BenchConfig, machine: Record<string, unknown>): { text: string, fatal: boolean } {
+  const out: string[] = []
+  out.push(`BusMQ benchmark — ${String(machine.date)}`)
+  out.push(`machine: ${String(machine.cpus)} CPU(s) (${String(machine.cpuModel)}), ${String(machine.platform)}, node ${String(machine.node)}, redis-server ${String(machine.redis)}`)
+  out.push(`config: N=${config.n} per round (1 KiB: ${config.nLarge}, reliable: ${config.nReliable}, BusMQ 3.1 and bee-queue: ${config.peerN}, ` +
+    `BullMQ: ${config.bullN}), ${config.rounds} round(s) after a warm-up, ` +
+    `median (min–max) shown; ${config.quick ? 'QUICK smoke run: figures are not meaningful; ' : ''}total ${(machine.seconds as number).toFixed(0)} s`)
+  out.push('')
+
+  const queueRows = results.filter((r) => r.push || r.drain || r.concurrent)
+  out.push(table(
+    [TABLE_HEADER, 'workload', 'N/round', 'pushed/s', 'drained/s', 'concurrent/s', 'node µs/msg', 'redis µs/msg', 'peak RSS', 'check'],
+    queueRows.map((r) => [r.contender, r.workload, String(r.n), fig(r.push), fig(r.drain), fig(r.concurrent),
+      fig(r.nodeUs, us), fig(r.redisUs, us), mb(r.rss), check(r)]),
+    [false, false, true, true, true, true, true, true, true, false]))
+  out.push('pushed/s: push N, time until stored; drained/s: then consume all N; concurrent/s: a writer and a reader at once, ' +
+    'time until the reader has all N; µs/msg: CPU over push + drain per message (node = the job process, redis = INFO used_cpu_*)')
+
+  const other = results.filter((r) => !(r.push || r.drain || r.concurrent))
+  if (other.length > 0) {
+    out.push('')
+    out.push(table(['contender', 'workload', 'result', 'peak RSS', 'check'], other.map((r) => {
+      let res = '—'
+      if (r.mbps) {
+        res = `${fig(r.mbps, (x) => x.toFixed(0))} MB/s`
+        if (r.nodeBusy && r.redisBusy) res += `; CPU: node ${median(r.nodeBusy).toFixed(0)}%, redis ${median(r.redisBusy).toFixed(0)}% of a core`
+      }
+      if (r.latency) {
+        const l = r.latency
+        res = `p50 ${ms(l.p50)}  p99 ${ms(l.p99)}  p99.9 ${ms(l.p999)}  max ${ms(l.max)}  (${si(l.achieved)} msgs/s achieved, ${l.samples} samples` +
+          (r.nodeBusy && r.redisBusy ? `; CPU node ${median(r.nodeBusy).toFixed(0)}%, redis ${median(r.redisBusy).toFixed(0)}%)` : ')')
+      }
+      if (r.idle) {
+        const i = r.idle
+        res = `redis ${(i.queueBytes / i.queues).toFixed(0)} B/queue vs bare list ${(i.bareBytes / i.queues).toFixed(0)} B = ` +
+          `${i.ratio.toFixed(2)}×; all keys gone ${(i.goneAfterMs / 1000).toFixed(1)} s after the last push (details below)`
+      }
+      return [r.contender, r.workload, res, mb(r.rss), check(r)]
+    }), [false, false, false, true, false]))
+    out.push('MB/s = 10^6 bytes/s. Latency: push → receive, one paced producer (q.push: one call per message; ' +
+      'write: ws.write per message, a tick\'s writes go out as one batch) and one reader, same process; warm-up not recorded.')
+    const idle = other.find((r) => r.idle)?.idle
+    if (idle) {
+      out.push('')
+      out.push(`Idle queues (${idle.queues} queues × one 32 B message, q.push on a fresh handle each, handles dropped; ` +
+        'memory measured with a long TTL so that all exist at once, expiry checked on a second set with the short TTL):')
+      out.push(`  Redis: ${(idle.queueBytes / idle.queues).toFixed(0)} B per queue (${idle.keysPerQueue.toFixed(1)} keys each) vs ` +
+        `${(idle.bareBytes / idle.queues).toFixed(0)} B per bare one-element list = ${idle.ratio.toFixed(2)}× ` +
+        `(used_memory deltas: ${mb(idle.queueBytes)} vs ${mb(idle.bareBytes)})`)
+      out.push(`  Node: created in ${idle.createSeconds.toFixed(1)} s (${si(idle.queues / idle.createSeconds)} q.push/s); ` +
+        `heap +${idle.nodeHeapGrowthMB.toFixed(0)} MiB at peak, +${idle.nodeHeapAfterGcMB.toFixed(1)} MiB after a full GC; ` +
+        `RSS +${idle.nodeRssGrowthMB.toFixed(0)} MiB at peak`)
+      out.push(`  Expiry: SCAN of the queue prefix finds 0 keys ${(idle.goneAfterMs / 1000).toFixed(1)} s after the last push; ` +
+        `${idle.otherKeys} other key(s) under the bus prefix; used_memory back to +${Math.round(idle.memoryAfterExpiry / 1024)} KiB`)
+    }
+  }
+
+  // --- targets ---
+  const find = (id: string): JobResult | undefined => results.find((r) => r.id === id)
+  const ok = (r: JobResult | undefined): r is JobResult => r !== undefined && r.failed === undefined
+  const targets: string[] = []
+  const verdict = (pass: boolean | undefined): string => pass === undefined ? 'N/A ' : pass ? 'PASS' : 'MISS'
+  const line = (pass: boolean | undefined, what: string, detail: string): void => {
+    targets.push(`  ${verdict(pass)}  ${what.padEnd(48)} ${detail}`)
+  }
+  const ratio = (ours: JobResult | undefined, base: JobResult | undefined, key: 'push' | 'drain' | 'concurrent'): [number | undefined, string] => {
+    if (!ok(ours) || !ok(base) || !ours[key] || !base[key]) {
+      const why = !ours ? 'not run' : !base ? 'baseline not run' : ours.failed ? 'busmq FAILED' : base.failed ? 'baseline FAILED' : 'no figure'
+      return [undefined, `(${why})`]
+    }
+    const a = median(ours[key]!)
+    const b = median(base[key]!)
+    return [a / b, `${si(a)} / ${si(b)}`]
+  }
+  const ours32 = find('busmq-bytes-32')
+  const raw32 = find('raw-32')
+  for (const key of ['push', 'drain'] as const) {
+    const [x, d] = ratio(ours32, raw32, key)
+    line(x === undefined ? undefined : x >= 0.5, `queue stream 32 B ${key === 'push' ? 'pushed' : 'drained'}/s ≥ 50% of raw`,
+      x === undefined ? d : `${d} = ${(x * 100).toFixed(0)}%`)
+  }
+  {
+    const [x, d] = ratio(ours32, raw32, 'concurrent')
+    targets.push(`  info  ${'queue stream 32 B concurrent/s vs raw'.padEnd(48)} ${x === undefined ? d : `${d} = ${(x * 100).toFixed(0)}%`}`)
+  }
+  const orig = find('busmq31-32')
+  for (const key of ['push', 'drain', 'concurrent'] as const) {
+    const [x, d] = ratio(ours32, orig, key)
+    const label = key === 'push' ? 'pushed' : key === 'drain' ? 'drained' : 'concurrent'
+    line(x === undefined ? undefined : x >= 20, `≥ 20× BusMQ 3.1 msgs/s (${label})`, x === undefined ? d : `${d} = ${x.toFixed(1)}×`)
+  }
+  const manyOurs = find('busmq-many')
+  const manyOrig = find('busmq31-many')
+  {
+    const [x, d] = ratio(manyOurs, manyOrig, 'concurrent')
+    line(x === undefined ? undefined : x >= 20, `≥ 20× BusMQ 3.1 msgs/s (${config.queues} queues)`, x === undefined ? d : `${d} = ${x.toFixed(1)}×`)
+  }
+  for (const [id, name] of [['bullmq-32', BULL], ['bee-32', BEE]] as const) {
+    const peer = find(id)
+    if (!peer) continue
+    const parts = (['push', 'drain', 'concurrent'] as const).map((k) => {
+      const [x] = ratio(ours32, peer, k)
+      return `${k} ${x === undefined ? '—' : `${x.toFixed(1)}×`}`
+    })
+    targets.push(`  info  ${`vs ${name}`.padEnd(48)} ${peer.failed ? `(${name} FAILED)` : parts.join(', ')}`)
+  }
+  const ch = find('busmq-channel')
+  line(ok(ch) && ch.mbps ? median(ch.mbps) >= 100 : undefined, 'channel ≥ 100 MB/s (64 KiB chunks)',
+    ok(ch) && ch.mbps ? `${median(ch.mbps).toFixed(0)} MB/s` : ch ? '(FAILED)' : '(not run)')
+  for (const via of ['push', 'write']) {
+    const lat = find(`busmq-latency-1k-${via}`)
+    line(ok(lat) && lat.latency ? lat.latency.p99 <= 2 : undefined, `p99 push → receive ≤ 2 ms at 1k msgs/s (${via === 'push' ? 'q.push' : 'ws.write'})`,
+      ok(lat) && lat.latency ? `p99 ${ms(lat.latency.p99)}` : lat ? '(FAILED)' : '(not run)')
+  }
+  const idle = find('busmq-idle')
+  line(ok(idle) && idle.idle ? idle.idle.ratio <= 2 : undefined, `idle queues: Redis memory ≤ 2× a bare list`,
+    ok(idle) && idle.idle ? `${idle.idle.ratio.toFixed(2)}× (${config.idleQueues} queues)` : idle ? '(FAILED)' : '(not run)')
+  line(idle ? idle.failed === undefined : undefined, 'idle queues: every key gone after the TTL',
+    ok(idle) && idle.idle ? `SCAN count 0 after ${(idle.idle.goneAfterMs / 1000).toFixed(1)} s (ttl ${config.idleTtl} ms)` : idle ? `(${idle.failed})` : '(not run)')
+  out.push('')
+  out.push('Targets (same run, same server):')
+  out.push(...targets)
+
+  // --- ranking: one queue, 32 B, contenders that passed their checks ---
+  const ranked = (key: 'push' | 'drain' | 'concurrent'): string => results
+    .filter((r) => ['raw-32', 'busmq-bytes-32', 'busmq-object-32', 'busmq31-32', 'bullmq-32', 'bee-32'].includes(r.id) && ok(r) && r[key])
+    .sort((a, b) => median(b[key]!) - median(a[key]!))
+    .map((r, i) => `${i + 1}. ${r.contender}${r.id === 'busmq-object-32' ? ' objectMode' : ''} ${si(median(r[key]!))}`)
+    .join('  ')
+  out.push('')
+  out.push('Ranking, 1 queue, 32 B (contenders that failed a check are not ranked):')
+  out.push(`  pushed/s:     ${ranked('push')}`)
+  out.push(`  drained/s:    ${ranked('drain')}`)
+  out.push(`  concurrent/s: ${ranked('concurrent')}`)
+  const failed = results.filter((r) => r.failed)
+  if (failed.length > 0) {
+    out.push('')
+    for (const r of failed) out.push(`FAILED ${r.contender} — ${r.workload}: ${r.failed}`)
+  }
+  const fatal = results.some((r) => r.failed && (r.contender === OURS || r.contender === RAW))
+  return { text: out.join('\n'), fatal }
+}
