@@ -33,9 +33,10 @@ test('connect() rejects with ERR_BUSMQ_CONNECT_TIMEOUT when a shard cannot be re
   await bus.close()
 })
 
-test('killing a shard emits offline, restarting it emits online, and its queues work again', async () => {
+test('killing a shard emits offline, restarting it emits online, and its queues work again', async (t) => {
   const victim = redis.servers[2]
   const bus = await openBus([victim])
+  t.after(() => bus.close())
   const id = bus.shardIds[0]
   const q = bus.queue(uniqueName())
   await q.push(Buffer.from('before'))
@@ -49,7 +50,6 @@ test('killing a shard emits offline, restarting it emits online, and its queues 
   await q.push(Buffer.from('after'))
   const got = await collect<Buffer>(q.createReadStream({ untilEmpty: true }))
   assert.deepEqual(got.map(String), ['before', 'after'])
-  await bus.close()
 })
 
 test('invalid options are rejected with ERR_BUSMQ_INVALID_OPTION', () => {
@@ -72,10 +72,11 @@ test('close() leaves nothing running: a process that used the bus exits by itsel
   assert.equal(out.trim(), 'received 100')
 })
 
-test('growing from 2 shards to 3 keeps every queue reachable, with all its messages in order', async () => {
+test('growing from 2 shards to 3 keeps every queue reachable, with all its messages in order', async (t) => {
   const two = redis.servers.slice(0, 2)
   const names = Array.from({ length: 60 }, () => uniqueName('grow'))
   const before = await openBus(two)
+  t.after(() => before.close())
   for (const name of names) {
     const w = before.queue(name).createWriteStream()
     for (let i = 0; i < 20; i++) w.write(`${name}:${i}`)
@@ -85,6 +86,7 @@ test('growing from 2 shards to 3 keeps every queue reachable, with all its messa
   await before.close()
 
   const after = await openBus(redis.servers)
+  t.after(() => after.close())
   const third = after.shardIds.find((id) => !before.shardIds.includes(id))!
   // Some names now belong to the new shard: their data must still be found on the old one.
   const movedOwners = names.filter((n) => after.ownerOf(n).id === third)

@@ -1,5 +1,4 @@
 import { randomUUID } from 'node:crypto'
-import { once } from 'node:events'
 import { Bus, type BusOptions } from '../../lib/index.js'
 import type { RedisServer } from './redis-server.js'
 
@@ -15,12 +14,20 @@ export async function openBus (servers: RedisServer[], options: BusOptions = {})
   return bus
 }
 
-/** Resolves with the first emission of `event` whose first argument satisfies `match`. */
+/**
+ * Resolves with the first emission of `event` whose arguments satisfy `match`. Unlike events.once it
+ * does not listen for 'error' (a bus reports connection errors there while a shard is down, and those
+ * are expected, not a reason to fail).
+ */
 export async function nextEvent (emitter: NodeJS.EventEmitter, event: string, match: (...args: any[]) => boolean = () => true): Promise<any[]> {
-  for (;;) {
-    const args = await once(emitter, event)
-    if (match(...args)) return args
-  }
+  return await new Promise((resolve) => {
+    const listener = (...args: any[]): void => {
+      if (!match(...args)) return
+      emitter.off(event, listener)
+      resolve(args)
+    }
+    emitter.on(event, listener)
+  })
 }
 
 /** Polls `check` every 20 ms until it returns true or `ms` pass; returns whether it did. */
