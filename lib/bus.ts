@@ -68,6 +68,7 @@ export class Bus extends EventEmitter {
   private shutDown = false
   /** Streams and handles to close with the bus. */
   private readonly resources = new Set<{ close: () => Promise<void> }>()
+  private readonly growthListeners = new Set<() => void>()
 
   constructor (options: BusOptions = {}) {
     super()
@@ -94,9 +95,10 @@ export class Bus extends EventEmitter {
       this.addShard(new Shard('cluster', () => new Cluster(seeds, {
         lazyConnect: true,
         enableAutoPipelining: true,
+        enableOfflineQueue: false,
         ...options.clusterOptions,
-        redisOptions: { commandTimeout: this.settings.commandTimeout, ...options.redisOptions, ...options.clusterOptions?.redisOptions }
-      }), this.settings.prefix))
+        redisOptions: { ...options.redisOptions, ...options.clusterOptions?.redisOptions }
+      }), this.settings.prefix, this.settings.commandTimeout))
     } else if (options.sentinel) {
       const { sentinels, names, sentinelPassword, sentinelUsername } = options.sentinel
       if (!Array.isArray(sentinels) || sentinels.length === 0 || !Array.isArray(names) || names.length === 0) {
@@ -105,11 +107,14 @@ export class Bus extends EventEmitter {
       for (const name of names) {
         this.addShard(new Shard(`sentinel:${name}`, () => new Redis({
           ...base, sentinels: sentinels.map(hostPort), name, sentinelPassword, sentinelUsername
-        }), this.settings.prefix))
+        }), this.settings.prefix, this.settings.commandTimeout))
       }
     } else {
       const urls = options.redis === undefined ? DEFAULT_BUS_OPTIONS.redis : options.redis
-      this.addShards(typeof urls === 'string' ? [urls] : urls)
+      if (!Array.isArray(urls) && typeof urls !== 'string') throw new InvalidOptionError('redis must be a URL or a list of URLs')
+      const list = typeof urls === 'string' ? [urls] : urls
+      if (list.length === 0) throw new InvalidOptionError('redis must be a non-empty list of URLs')
+      this.addShardUrls(list)
     }
   }
 
@@ -117,7 +122,9 @@ export class Bus extends EventEmitter {
     return {
       lazyConnect: true,
       enableAutoPipelining: true,
-      commandTimeout: this.settings.commandTimeout,
+      // Commands fail at once while a shard is away; Shard.run() re-sends them when it is back, until
+      // commandTimeout, so a command never runs after its caller was told it failed.
+      enableOfflineQueue: false,
       // After a failover a connection may still point at the demoted primary: reconnect (Sentinel finds
       // the new one) and resend the command.
       reconnectOnError: (err: Error) => err.message.startsWith('READONLY') ? 2 : false,
@@ -131,10 +138,21 @@ export class Bus extends EventEmitter {
    */
   addShards (urls: readonly string[]): void {
     if (!Array.isArray(urls) || urls.length === 0) throw new InvalidOptionError('redis must be a non-empty list of URLs')
+    this.addShardUrls(urls)
+    for (const fn of this.growthListeners) fn()
+  }
+
+  /** @internal Calls `fn` whenever shards are added; returns the function that stops it. */
+  onShardsAdded (fn: () => void): () => void {
+    this.growthListeners.add(fn)
+    return () => this.growthListeners.delete(fn)
+  }
+
+  private addShardUrls (urls: readonly string[]): void {
     for (const url of urls) {
       const id = shardIdOf(url)
       if (this.shards.has(id)) continue
-      const shard = new Shard(id, () => new Redis(url, this.redisOptions()), this.settings.prefix)
+      const shard = new Shard(id, () => new Redis(url, this.redisOptions()), this.settings.prefix, this.settings.commandTimeout)
       this.addShard(shard)
       if (this.connecting) shard.connect().catch(() => {})
     }

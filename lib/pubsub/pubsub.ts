@@ -38,7 +38,7 @@ export class PubSub {
   async publish (message: unknown): Promise<number> {
     const payload = this.encode(message)
     await this.bus.connect()
-    return await this.bus.ownerOf(this.name).run((c) => c.publish(this.channel, payload))
+    return await this.bus.ownerOf(this.name).script('busmq_publish', [this.channel, payload])
   }
 
   /** A Readable of what is published from now on (never ends by itself). */
@@ -61,7 +61,9 @@ export class PubSub {
  */
 export class PubSubReadStream extends Readable {
   private readonly pubsub: PubSub
-  private stop?: () => Promise<void>
+  /** Subscriptions by shard id: the owner when opened, and each new owner after shards are added. */
+  private readonly stops = new Map<string, Promise<() => Promise<void>>>()
+  private stopGrowth?: () => void
   private readonly untrack: () => void
 
   constructor (pubsub: PubSub, highWaterMark: number) {
@@ -73,29 +75,42 @@ export class PubSubReadStream extends Readable {
   _construct (callback: Callback): void {
     (async () => {
       await this.pubsub.bus.connect()
-      const shard = this.pubsub.bus.ownerOf(this.pubsub.name)
-      this.stop = await shard.subscribeBuffer(this.pubsub.channel, (message) => {
-        if (this.destroyed) return
-        let value: unknown
-        try {
-          value = decodeMessage(message, this.pubsub.objectMode, this.pubsub.codec)
-        } catch (err) {
-          this.destroy(err as Error)
-          return
-        }
-        this.push(value)
+      // Publishers use the topic's current owner: after shards are added, listen there too.
+      this.stopGrowth = this.pubsub.bus.onShardsAdded(() => {
+        this.subscribeOwner().catch((err) => this.destroy(err))
       })
+      await this.subscribeOwner()
     })().then(() => callback(), callback)
+  }
+
+  private async subscribeOwner (): Promise<void> {
+    const shard = this.pubsub.bus.ownerOf(this.pubsub.name)
+    if (this.stops.has(shard.id) || this.destroyed) return
+    const stop = shard.subscribeBuffer(this.pubsub.channel, (message) => this.receive(message))
+    this.stops.set(shard.id, stop)
+    await stop
+  }
+
+  private receive (message: Buffer): void {
+    if (this.destroyed) return
+    let value: unknown
+    try {
+      value = decodeMessage(message, this.pubsub.objectMode, this.pubsub.codec)
+    } catch (err) {
+      this.destroy(err as Error)
+      return
+    }
+    this.push(value)
   }
 
   override _read (): void {}
 
   override _destroy (err: Error | null, callback: (error: Error | null) => void): void {
     this.untrack()
-    const stop = this.stop
-    this.stop = undefined
-    if (!stop) return callback(err)
-    stop().then(() => callback(err), () => callback(err))
+    this.stopGrowth?.()
+    const stops = [...this.stops.values()]
+    this.stops.clear()
+    Promise.allSettled(stops.map(async (stop) => await (await stop)())).then(() => callback(err))
   }
 
   /** @internal */
@@ -131,7 +146,7 @@ export class PubSubWriteStream extends Writable {
       return callback(err as Error)
     }
     const shard = this.pubsub.bus.ownerOf(this.pubsub.name)
-    shard.run((c) => Promise.all(payloads.map((p) => c.publish(this.pubsub.channel, p)))).then(() => callback(), callback)
+    Promise.all(payloads.map((p) => shard.script('busmq_publish', [this.pubsub.channel, p]))).then(() => callback(), callback)
   }
 
   override _write (chunk: any, _encoding: string, callback: Callback): void {

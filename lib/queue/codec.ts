@@ -33,8 +33,9 @@ export const jsonCodec: Codec = {
     return s
   },
   decode (payload: Buffer): unknown {
-    // The reviver costs a few times the parse; only payloads that mention __proto__ need it.
-    return payload.includes('__proto__')
+    // The reviver costs a few times the parse; only payloads that mention __proto__ (or could spell it
+    // with escapes) need it.
+    return payload.includes('__proto__') || payload.includes('\\u')
       ? JSON.parse(payload.toString('utf8'), dropProto)
       : JSON.parse(payload.toString('utf8'))
   }

@@ -241,7 +241,8 @@ export abstract class QueueReader extends Readable {
     this.abort.abort()
     this.untrack()
     const done = async (): Promise<void> => {
-      await this.fetching
+      // A read in flight on a shard that is down is waited for only so long: closing must not hang.
+      await Promise.race([this.fetching, sleep(this.shard?.commandTimeout || 1)])
       if (this.shard) await this.release(buffered)
       if (this.attached) {
         this.attached = false
@@ -291,10 +292,10 @@ export class QueueReadStream extends QueueReader {
     const k = this.queue.keys
     if (this.mode === 'consume') {
       return parseElements(await this.shard.script('busmq_popBuffer',
-        [k.messages, k.info, k.waiters, k.room, count, this.queue.ttl, k.wake]))
+        [k.messages, k.info, k.waiters, k.room, count, this.queue.ttl, k.wake], 0))
     }
     const els = parseElements(await this.shard.script('busmq_rangeBuffer',
-      [k.messages, k.info, k.waiters, this.next, count, this.queue.ttl]))
+      [k.messages, k.info, k.waiters, this.next, count, this.queue.ttl], 0))
     // Ids only grow: skip anything older than the offset (put back at the head by a consume-once reader).
     const fresh = els.filter((el) => el.id >= this.next)
     if (fresh.length > 0) this.next = fresh[fresh.length - 1].id + 1

@@ -20,10 +20,10 @@ const debug = createDebug('busmq:queue')
 /** Largest script call a producer sends: messages and bytes per round trip. */
 const MAX_BATCH_COUNT = 1000
 const MAX_BATCH_BYTES = 4 * 1024 * 1024
-/** Batches smaller than this go through the push script, larger ones as RPUSH in a MULTI. */
-const SCRIPT_PUSH_MAX_BYTES = 128 * 1024
 
 type WakeKind = 'm' | 'r'
+
+let handles = 0
 
 /** What `queue.stats()` reports. */
 export interface QueueStats {
@@ -63,6 +63,9 @@ export class Queue extends EventEmitter {
   private readonly gen: Record<WakeKind, number> = { m: 0, r: 0 }
   private readonly waiters = new Set<{ kind: WakeKind, wake: () => void }>()
   private attachments = 0
+  /** Identity of this handle's pushes in the queue's producers hash, and its last batch number. */
+  private readonly producerId: string
+  private batchNo = 0
   private heartbeat?: NodeJS.Timeout
   private untrack?: () => void
   private readonly onWake = (message: string): void => {
@@ -78,6 +81,7 @@ export class Queue extends EventEmitter {
     this.bus = bus
     this.name = name
     this.parent = parent
+    this.producerId = `${bus.settings.id}/${++handles}`
     this.keys = parent ? parent.keys.deadLetter() : QueueKeys.forQueue(bus.settings.prefix, name)
     this.ttl = checkInt(options.ttl ?? bus.settings.ttl, 'ttl', 10)
     this.maxLength = checkInt(options.maxLength ?? 0, 'maxLength', 0)
@@ -175,16 +179,15 @@ export class Queue extends EventEmitter {
 
   /** Bounded: a batch may be accepted in part; send in order and wait for room in between. */
   private async pushBounded (shard: Shard, parts: Buffer[][]): Promise<number> {
-    const k = this.keys
     let firstId = 0
     for (const part of parts) {
       let rest = part
       for (;;) {
         const since = this.gen.r
-        const [n, seq] = await shard.script('busmq_push',
-          [k.messages, k.info, k.waiters, k.room, this.ttl, this.maxLength, this.retain, k.wake, ...rest])
+        const generation = shard.connectionGeneration
+        const [n, seq] = await this.pushScript(shard, this.maxLength, rest)
         if (n > 0) {
-          await this.replicate(shard)
+          await this.replicate(shard, generation)
           if (firstId === 0) firstId = seq - n + 1
         }
         rest = rest.slice(n)
@@ -198,43 +201,37 @@ export class Queue extends EventEmitter {
     return firstId
   }
 
-  /**
-   * Unbounded push of one batch; resolves with `seq` after it. Small batches go through the push script
-   * (one command, and it wakes waiting readers itself). Large ones go as plain RPUSH in a MULTI with the
-   * id counter and the expiries, so Redis stores the payloads as they arrive: a script copies each
-   * payload twice, which for 64 KiB messages costs Redis several times the RPUSH itself.
-   */
+  /** Unbounded push of one batch; resolves with `seq` after it. */
   private async append (shard: Shard, elements: Buffer[]): Promise<number> {
+    const generation = shard.connectionGeneration
+    const [, seq] = await this.pushScript(shard, 0, elements)
+    await this.replicate(shard, generation)
+    return seq
+  }
+
+  /**
+   * One call of the push script (lib/scripts/push-5.lua). Each call carries this handle's producer id
+   * and the next batch number, so a call ioredis re-sends after a reconnection is not stored twice.
+   * Plain RPUSH in a MULTI would save Redis one copy of each payload, but could not be made idempotent.
+   */
+  private pushScript (shard: Shard, maxLength: number, elements: Buffer[]): Promise<[number, number]> {
     const k = this.keys
-    let bytes = 0
-    for (const e of elements) bytes += e.length
-    if (bytes < SCRIPT_PUSH_MAX_BYTES) {
-      const [, seq] = await shard.script('busmq_push',
-        [k.messages, k.info, k.waiters, k.room, this.ttl, 0, this.retain, k.wake, ...elements])
-      await this.replicate(shard)
-      return seq
-    }
-    const replies = await shard.run(async (c) => {
-      const m = c.multi().rpush(k.messages, ...elements).hincrby(k.info, 'seq', elements.length)
-        .pexpire(k.messages, this.ttl).pexpire(k.info, this.ttl)
-      if (this.retain > 0) m.ltrim(k.messages, -this.retain, -1)
-      const res = await m.del(k.waiters).exec() as Array<[Error | null, unknown]>
-      for (const [err] of res) if (err) throw err
-      return res
-    })
-    // A reader found the queue empty and waits: wake it (it re-checks every pollInterval anyway).
-    if (replies[replies.length - 1][1] === 1) {
-      shard.run((c) => c.publish(k.wake, 'm')).catch((err) => debug('wake-up of %s failed: %s', this.name, err.message))
-    }
-    await this.replicate(shard)
-    return replies[1][1] as number
+    return shard.script('busmq_push', [k.messages, k.info, k.waiters, k.room, k.producers,
+      this.ttl, maxLength, this.retain, k.wake, this.producerId, ++this.batchNo, ...elements],
+    shard.commandTimeout, true)
   }
 
   /** With the bus option `replicas`, waits until that many replicas have what this connection wrote. */
-  private async replicate (shard: Shard): Promise<void> {
+  private async replicate (shard: Shard, generation: number): Promise<void> {
     const { replicas, replicasTimeout } = this.bus.settings
     if (replicas === 0) return
     const acked = await shard.run((c) => c.wait(replicas, replicasTimeout))
+    // WAIT counts replicas that have this connection's writes. If the connection changed since the push
+    // (a failover), a re-sent WAIT would count the new primary's replicas, which prove nothing.
+    if (shard.connectionGeneration !== generation) {
+      throw new ReplicationError(`the connection to ${shard.id} changed during a push to ${this.name}: ` +
+        'its replication cannot be confirmed (the message may or may not be stored)')
+    }
     if (acked < replicas) {
       throw new ReplicationError(`only ${acked} of ${replicas} replica(s) confirmed a push to ${this.name} ` +
         `within ${replicasTimeout} ms (the primary has it)`)
@@ -314,10 +311,7 @@ export class Queue extends EventEmitter {
 
   private async beat (attach: boolean): Promise<number> {
     const shard = await this.shard()
-    const dl = this.keys.deadLetter()
-    const rest = this.keys.all().filter((key) => key !== this.keys.clients && key !== this.keys.info)
-    const keys = [this.keys.clients, this.keys.info, ...rest, ...dl.all()]
-    return await shard.script('busmq_attach', [keys.length, ...keys, this.bus.settings.id, this.ttl, attach ? 1 : 0])
+    return await shard.script('busmq_attach', [...this.keys.attachKeys(), this.bus.settings.id, this.ttl, attach ? 1 : 0])
   }
 
   /** Messages waiting in the queue. */

@@ -103,7 +103,7 @@ export class ReliableReadStream extends QueueReader implements Releasable {
     const k = this.queue.keys
     const dl = k.deadLetter()
     const reply: Array<Buffer | number> = await this.shard.script('busmq_reserveBuffer', [...k.reliable(),
-      count, this.queue.ttl, k.wake, this.consumerId, this.lease, this.maxDeliveries, dl.wake]) ?? []
+      count, this.queue.ttl, k.wake, this.consumerId, this.lease, this.maxDeliveries, dl.wake], 0) ?? []
     const out: Element[] = []
     for (let i = 0; i < reply.length; i += 3) {
       const el = parseElement(reply[i] as Buffer, reply[i + 1] as number)

@@ -7,6 +7,17 @@ import { shardMarkerKey } from '../keys.js'
 
 const debug = createDebug('busmq:shard')
 
+/** The connection dropped after the command was sent and before its reply: it may or may not have run. */
+function aborted (err: unknown): boolean {
+  return err instanceof Error && (err.name === 'AbortError' || /Command aborted due to connection close/i.test(err.message))
+}
+
+/** ioredis refused to queue a command while disconnected (enableOfflineQueue: false): it was not sent. */
+function notSent (err: unknown): boolean {
+  return err instanceof Error && /enableOfflineQueue|Connection is closed|Stream isn't writeable/i.test(err.message) &&
+    !/MaxRetriesPerRequest/.test(err.message)
+}
+
 type Client = Redis | Cluster
 type WakeHandler = (message: string) => void
 
@@ -36,10 +47,16 @@ export class Shard extends EventEmitter {
   /** Last connection error, to explain a connect timeout. */
   lastError?: Error
 
-  constructor (id: string, factory: () => Client, prefix?: string) {
+  /** Grows each time the command connection closes: a WAIT only covers writes of the same connection. */
+  connectionGeneration = 0
+  /** ms after which a command fails with ERR_BUSMQ_SHARD_UNAVAILABLE (0: never). */
+  readonly commandTimeout: number
+
+  constructor (id: string, factory: () => Client, prefix?: string, commandTimeout = 0) {
     super()
     this.id = id
     this.prefix = prefix
+    this.commandTimeout = commandTimeout
     this.factory = factory
     this.client = factory()
     defineScripts(this.client)
@@ -53,6 +70,7 @@ export class Shard extends EventEmitter {
       }
     })
     this.client.on('close', () => {
+      this.connectionGeneration++
       if (!this.online) return
       this.online = false
       debug('%s offline', id)
@@ -121,23 +139,67 @@ export class Shard extends EventEmitter {
    * into `ERR_BUSMQ_REDIS`, a shard that does not answer (command timeout, connection lost for good)
    * into `ERR_BUSMQ_SHARD_UNAVAILABLE`.
    */
-  async run<T> (fn: (client: Client) => Promise<T>): Promise<T> {
-    try {
-      return await fn(this.client)
-    } catch (err) {
-      throw this.wrapError(err)
+  async run<T> (fn: (client: Client) => Promise<T>, timeout = this.commandTimeout, idempotent = false): Promise<T> {
+    const deadline = timeout > 0 ? Date.now() + timeout : Infinity
+    for (;;) {
+      let timer: NodeJS.Timeout | undefined
+      try {
+        const call = fn(this.client)
+        if (deadline === Infinity) return await call
+        // Our own timer, not ioredis's commandTimeout: it starts when the call is made (not when an
+        // auto-pipelined batch is finally written), and calls made without one (readers' pops) keep
+        // waiting, so a reply that comes late is never thrown away.
+        return await Promise.race([call, new Promise<never>((resolve, reject) => {
+          timer = setTimeout(() => reject(new ShardUnavailableError(`shard ${this.id} did not answer within ${timeout} ms ` +
+            '(the command may still be applied when it is back)')), Math.max(0, deadline - Date.now()))
+          timer.unref()
+        })])
+      } catch (err) {
+        // The offline queue is off: a command issued while the shard is away fails at once without
+        // being sent, so it is safe to send again once the shard is back (until the deadline). A command
+        // never runs after its caller was told it failed.
+        // An idempotent command (a push, which the script deduplicates) may also be sent again when
+        // the connection dropped before its reply.
+        if ((notSent(err) || (idempotent && aborted(err))) && Date.now() < deadline && !this.closing) {
+          await this.whenReady(deadline)
+          continue
+        }
+        if (notSent(err)) {
+          throw new ShardUnavailableError(`shard ${this.id} is unavailable: nothing was sent within ${timeout} ms`, { cause: err })
+        }
+        throw this.wrapError(err)
+      } finally {
+        clearTimeout(timer)
+      }
     }
   }
 
-  /** Calls a script registered by `defineScripts` (for example `busmq_pop`). */
-  script (name: string, args: Array<string | Buffer | number>): Promise<any> {
-    return this.run((c) => (c as any)[name](...args))
+  /** Resolves when the command connection is ready, or at the deadline (at most 200 ms later, to re-check). */
+  private whenReady (deadline: number): Promise<void> {
+    return new Promise((resolve) => {
+      const done = (): void => {
+        clearTimeout(timer)
+        this.client.off('ready', done)
+        resolve()
+      }
+      const timer = setTimeout(done, Math.max(1, Math.min(200, deadline - Date.now())))
+      timer.unref()
+      this.client.once('ready', done)
+    })
+  }
+
+  /**
+   * Calls a script registered by `defineScripts` (for example `busmq_pop`), bounded by `commandTimeout`
+   * unless `timeout` is 0: a read that takes messages must not time out, or its reply would be lost.
+   */
+  script (name: string, args: Array<string | Buffer | number>, timeout = this.commandTimeout, idempotent = false): Promise<any> {
+    return this.run((c) => (c as any)[name](...args), timeout, idempotent)
   }
 
   private wrapError (err: unknown): unknown {
     if (!(err instanceof Error) || 'code' in err && typeof (err as any).code === 'string' && (err as any).code.startsWith('ERR_BUSMQ')) return err
     if (err.name === 'ReplyError') return new RedisCommandError(`shard ${this.id}: ${err.message}`, { cause: err })
-    if (/timed out|Connection is closed|MaxRetriesPerRequest|enableOfflineQueue|Reached the max retries/i.test(`${err.name} ${err.message}`)) {
+    if (aborted(err) || /timed out|Connection is closed|MaxRetriesPerRequest|enableOfflineQueue|Reached the max retries/i.test(`${err.name} ${err.message}`)) {
       return new ShardUnavailableError(`shard ${this.id} is unavailable: ${err.message}`, { cause: err })
     }
     return err
@@ -216,6 +278,10 @@ export class Shard extends EventEmitter {
     this.closing ??= (async () => {
       const quit = async (c: Client | undefined): Promise<void> => {
         if (!c) return
+        // A socket torn down mid-handshake (TLS) may still report an error after ioredis stopped
+        // listening; it must not become an uncaught exception.
+        const stream = (c as unknown as { stream?: NodeJS.EventEmitter }).stream
+        stream?.on?.('error', (err: Error) => debug('%s closing: %s', this.id, err.message))
         if (c.status === 'ready') {
           await Promise.race([c.quit().catch(() => {}), new Promise((resolve) => setTimeout(resolve, 1000).unref())])
         }

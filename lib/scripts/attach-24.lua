@@ -1,8 +1,10 @@
 --[[
   Heartbeat of an attached client: keep every key of the queue alive for another TTL.
 
-  KEYS[1] clients zset   KEYS[2] info hash   KEYS[3..] every other key of the queue and of its
-  dead-letter queue (all in the same hash slot), whose expiry is refreshed
+  KEYS[1] clients zset   KEYS[2] info hash   KEYS[3..24] every other key of the queue and of its
+  dead-letter queue (all in the same hash slot), whose expiry is refreshed (QueueKeys.attachKeys()).
+  The number of keys is fixed: with a variable count first among the arguments, the Cluster client
+  would route the call by the slot of that number.
   ARGV[1] client id   ARGV[2] ttl in ms   ARGV[3] 1 = attach/refresh, 0 = detach
 
   Clients are scored by the server time at which their attachment lapses, so a client that died

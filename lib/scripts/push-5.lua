@@ -1,0 +1,53 @@
+--[[
+  Append messages to a queue; with maxLength > 0, only as many as fit. Idempotent per producer batch:
+  when a connection drops after Redis ran a push but before the reply arrived, ioredis sends the push
+  again after reconnecting, and this script answers it from the record instead of storing it twice.
+
+  KEYS[1] messages list        KEYS[2] info hash (seq, consumed)
+  KEYS[3] waiters flag         KEYS[4] room flag
+  KEYS[5] producers hash (producer id -> "batch:pushed:seq" of its last push)
+  ARGV[1] ttl in ms (every key touched expires after it unless refreshed)
+  ARGV[2] maxLength (0 = unbounded): push only what fits; set the room flag when something did not fit
+  ARGV[3] retain (0 = keep all): trim the list to its newest `retain` elements
+  ARGV[4] wake-up pub/sub channel
+  ARGV[5] producer id   ARGV[6] batch number (grows by one per call of that producer)
+  ARGV[7..] elements (kind byte + payload, see lib/queue/element.ts), in order
+
+  Returns { number pushed, seq after the push }: the pushed messages have ids seq - pushed + 1 .. seq.
+]]
+local ttl = tonumber(ARGV[1])
+local batch = tonumber(ARGV[6])
+local last = redis.call('HGET', KEYS[5], ARGV[5])
+if last then
+  local b, n, seq = string.match(last, '^(%d+):(%d+):(%d+)$')
+  if tonumber(b) >= batch then return { tonumber(n), tonumber(seq) } end
+end
+
+local n = #ARGV - 6
+local maxlen = tonumber(ARGV[2])
+if maxlen > 0 then
+  local room = maxlen - redis.call('LLEN', KEYS[1])
+  if room < n then
+    if room < 0 then room = 0 end
+    n = room
+    redis.call('SET', KEYS[4], '1', 'PX', ttl)
+  end
+end
+
+local seq
+if n == 0 then
+  seq = tonumber(redis.call('HGET', KEYS[2], 'seq') or 0)
+else
+  for i = 7, 6 + n, 1000 do
+    redis.call('RPUSH', KEYS[1], unpack(ARGV, i, math.min(i + 999, 6 + n)))
+  end
+  seq = redis.call('HINCRBY', KEYS[2], 'seq', n)
+  local retain = tonumber(ARGV[3])
+  if retain > 0 then redis.call('LTRIM', KEYS[1], -retain, -1) end
+  redis.call('PEXPIRE', KEYS[1], ttl)
+  redis.call('PEXPIRE', KEYS[2], ttl)
+  if redis.call('DEL', KEYS[3]) == 1 then redis.call('PUBLISH', ARGV[4], 'm') end
+end
+redis.call('HSET', KEYS[5], ARGV[5], batch .. ':' .. n .. ':' .. seq)
+redis.call('PEXPIRE', KEYS[5], ttl)
+return { n, seq }
