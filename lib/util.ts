@@ -40,3 +40,19 @@ export function batches (items: Buffer[], maxCount: number, maxBytes: number): B
   if (cur.length > 0) out.push(cur)
   return out
 }
+
+/** What destroyAndWait needs of a stream. */
+interface Closable {
+  closed: boolean
+  destroy: () => unknown
+  once: (event: 'close', listener: () => void) => unknown
+}
+
+/** Destroys a stream and resolves once it has closed (its _destroy gave back what it held). */
+export async function destroyAndWait (stream: Closable): Promise<void> {
+  if (stream.closed) return
+  await new Promise<void>((resolve) => {
+    stream.once('close', () => resolve())
+    stream.destroy()
+  })
+}

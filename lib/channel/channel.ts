@@ -10,6 +10,7 @@ import { checkCodec, jsonCodec, type Codec } from '../queue/codec.js'
 import { KIND_ABORT, KIND_END } from '../queue/element.js'
 import { validateName, checkInt } from '../names.js'
 import { InvalidNameError, PeerDestroyedError } from '../errors.js'
+import { destroyAndWait } from '../util.js'
 import { DEFAULT_HEARTBEAT, type ChannelOptions } from './channel-options.js'
 import { DEFAULT_WRITE_HIGH_WATER_MARK_BYTES, DEFAULT_WRITE_HIGH_WATER_MARK_OBJECTS } from '../queue/queue-options.js'
 
@@ -234,10 +235,6 @@ export class Channel extends Duplex {
 
   /** @internal Used by `bus.close()`: ends the writable side and closes the channel. */
   async close (): Promise<void> {
-    if (this.closed) return
-    await new Promise<void>((resolve) => {
-      this.once('close', () => resolve())
-      this.destroy()
-    })
+    await destroyAndWait(this)
   }
 }

@@ -3,6 +3,7 @@ import type { Bus } from '../bus.js'
 import { pubsubChannel } from '../keys.js'
 import { checkCodec, decodeMessage, encodeMessage, jsonCodec, type Codec, type CodecOptions } from '../queue/codec.js'
 import { MessageTooLargeError } from '../errors.js'
+import { destroyAndWait } from '../util.js'
 
 type Callback = (err?: Error | null) => void
 
@@ -115,11 +116,7 @@ export class PubSubReadStream extends Readable {
 
   /** @internal */
   async close (): Promise<void> {
-    if (this.closed) return
-    await new Promise<void>((resolve) => {
-      this.once('close', () => resolve())
-      this.destroy()
-    })
+    await destroyAndWait(this)
   }
 }
 

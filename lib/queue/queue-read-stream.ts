@@ -7,7 +7,7 @@ import { KIND_ABORT, KIND_END, encodeElementWithId, parseElements, type Element 
 import { DEFAULT_READ_HIGH_WATER_MARK, type ReadStreamOptions } from './queue-options.js'
 import { checkInt } from '../names.js'
 import { DecodeError, InvalidOptionError, PeerDestroyedError } from '../errors.js'
-import { isReplyError, sleep } from '../util.js'
+import { destroyAndWait, isReplyError, sleep } from '../util.js'
 
 const debug = createDebug('busmq:reader')
 
@@ -254,11 +254,7 @@ export abstract class QueueReader extends Readable {
 
   /** @internal Used by `bus.close()`. */
   async close (): Promise<void> {
-    if (this.closed) return
-    await new Promise<void>((resolve) => {
-      this.once('close', () => resolve())
-      this.destroy()
-    })
+    await destroyAndWait(this)
   }
 }
 
