@@ -4,14 +4,14 @@
  *
  * Layout for queue `q` with prefix `busmq`:
  *   busmq:q:{q}:m      list   messages, each an 8-byte header (kind, id) + payload
- *   busmq:q:{q}:i      hash   seq (last id = messages pushed), consumed
+ *   busmq:q:{q}:i      hash   seq (last id = messages pushed), consumed, and p<producer> -> its last push
+ *                             (so a push re-sent after a reconnection is not stored twice)
  *   busmq:q:{q}:meta   hash   user metadata
  *   busmq:q:{q}:c      zset   attached clients, scored by the time their attachment lapses
  *   busmq:q:{q}:w      string flag: a reader found the queue empty and waits for a wake-up
  *   busmq:q:{q}:r      string flag: a producer found the queue full and waits for room
  *   busmq:q:{q}:f/l/d/o       reliable mode: in-flight payloads, lease deadlines, delivery histories, owners
  *   busmq:q:{q}:h      hash   dead-letter queues only: why each message was dead-lettered, and its history
- *   busmq:q:{q}:p      hash   each producer's last push (so a push re-sent after a reconnection is not stored twice)
  *   busmq:q:{q}:dl:…   the same layout again for the queue's dead-letter queue
  *   busmq:q:{q}:wake   pub/sub channel for wake-ups ('m' data arrived, 'r' room freed)
  */
@@ -28,7 +28,6 @@ export class QueueKeys {
   readonly deliveries: string
   readonly owners: string
   readonly history: string
-  readonly producers: string
   readonly wake: string
 
   constructor (base: string) {
@@ -44,7 +43,6 @@ export class QueueKeys {
     this.deliveries = `${base}:d`
     this.owners = `${base}:o`
     this.history = `${base}:h`
-    this.producers = `${base}:p`
     this.wake = `${base}:wake`
   }
 
@@ -64,7 +62,7 @@ export class QueueKeys {
       this.owners, dl.messages, dl.info, dl.waiters, dl.history]
   }
 
-  /** Keys of the attach script, in its order (lib/scripts/attach-24.lua): 24 of them. */
+  /** Keys of the attach script, in its order (lib/scripts/attach-22.lua): 22 of them. */
   attachKeys (): string[] {
     const rest = this.all().filter((key) => key !== this.clients && key !== this.info)
     return [this.clients, this.info, ...rest, ...this.deadLetter().all()]
@@ -73,7 +71,7 @@ export class QueueKeys {
   /** Every key of the queue (not its dead-letter queue), for expiry and deletion. */
   all (): string[] {
     return [this.messages, this.info, this.meta, this.clients, this.waiters, this.room,
-      this.inflight, this.leases, this.deliveries, this.owners, this.history, this.producers]
+      this.inflight, this.leases, this.deliveries, this.owners, this.history]
   }
 }
 

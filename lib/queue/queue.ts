@@ -1,4 +1,5 @@
 import { EventEmitter } from 'node:events'
+import { randomBytes } from 'node:crypto'
 import createDebug from 'debug'
 import type { Bus } from '../bus.js'
 import type { Shard } from '../router/shard.js'
@@ -24,6 +25,12 @@ const MAX_BATCH_BYTES = 4 * 1024 * 1024
 type WakeKind = 'm' | 'r'
 
 let handles = 0
+/**
+ * Random id of this process's producers, followed by a handle number: short, because it is stored (as a
+ * field of each queue's info hash) for every queue pushed to. 60 bits: the chance that two of a thousand
+ * processes share one is about 1 in 2 billion.
+ */
+const processId = randomBytes(8).toString('base64url').slice(0, 10) + '.'
 
 /** What `queue.stats()` reports. */
 export interface QueueStats {
@@ -63,7 +70,7 @@ export class Queue extends EventEmitter {
   private readonly gen: Record<WakeKind, number> = { m: 0, r: 0 }
   private readonly waiters = new Set<{ kind: WakeKind, wake: () => void }>()
   private attachments = 0
-  /** Identity of this handle's pushes in the queue's producers hash, and its last batch number. */
+  /** Identity of this handle's pushes in the queue's info hash (field p<id>), and its last batch number. */
   private readonly producerId: string
   private batchNo = 0
   private heartbeat?: NodeJS.Timeout
@@ -81,7 +88,7 @@ export class Queue extends EventEmitter {
     this.bus = bus
     this.name = name
     this.parent = parent
-    this.producerId = `${bus.settings.id}/${++handles}`
+    this.producerId = `${processId}${(++handles).toString(36)}`
     this.keys = parent ? parent.keys.deadLetter() : QueueKeys.forQueue(bus.settings.prefix, name)
     this.ttl = checkInt(options.ttl ?? bus.settings.ttl, 'ttl', 10)
     this.maxLength = checkInt(options.maxLength ?? 0, 'maxLength', 0)
@@ -210,13 +217,13 @@ export class Queue extends EventEmitter {
   }
 
   /**
-   * One call of the push script (lib/scripts/push-5.lua). Each call carries this handle's producer id
+   * One call of the push script (lib/scripts/push-4.lua). Each call carries this handle's producer id
    * and the next batch number, so a call ioredis re-sends after a reconnection is not stored twice.
    * Plain RPUSH in a MULTI would save Redis one copy of each payload, but could not be made idempotent.
    */
   private pushScript (shard: Shard, maxLength: number, elements: Buffer[]): Promise<[number, number]> {
     const k = this.keys
-    return shard.script('busmq_push', [k.messages, k.info, k.waiters, k.room, k.producers,
+    return shard.script('busmq_push', [k.messages, k.info, k.waiters, k.room,
       this.ttl, maxLength, this.retain, k.wake, this.producerId, ++this.batchNo, ...elements],
     shard.commandTimeout, true)
   }

@@ -3,9 +3,10 @@
   when a connection drops after Redis ran a push but before the reply arrived, ioredis sends the push
   again after reconnecting, and this script answers it from the record instead of storing it twice.
 
-  KEYS[1] messages list        KEYS[2] info hash (seq, consumed)
+  KEYS[1] messages list        KEYS[2] info hash (seq, consumed, and per producer p<id> ->
+                               "batch:pushed:seq" of its last push: fields of a hash that exists anyway
+                               cost far less than a key per queue)
   KEYS[3] waiters flag         KEYS[4] room flag
-  KEYS[5] producers hash (producer id -> "batch:pushed:seq" of its last push)
   ARGV[1] ttl in ms (every key touched expires after it unless refreshed)
   ARGV[2] maxLength (0 = unbounded): push only what fits; set the room flag when something did not fit
   ARGV[3] retain (0 = keep all): trim the list to its newest `retain` elements
@@ -17,7 +18,8 @@
 ]]
 local ttl = tonumber(ARGV[1])
 local batch = tonumber(ARGV[6])
-local last = redis.call('HGET', KEYS[5], ARGV[5])
+local field = 'p' .. ARGV[5]
+local last = redis.call('HGET', KEYS[2], field)
 if last then
   local b, n, seq = string.match(last, '^(%d+):(%d+):(%d+)$')
   if tonumber(b) >= batch then return { tonumber(n), tonumber(seq) } end
@@ -48,6 +50,6 @@ else
   redis.call('PEXPIRE', KEYS[2], ttl)
   if redis.call('DEL', KEYS[3]) == 1 then redis.call('PUBLISH', ARGV[4], 'm') end
 end
-redis.call('HSET', KEYS[5], ARGV[5], batch .. ':' .. n .. ':' .. seq)
-redis.call('PEXPIRE', KEYS[5], ttl)
+redis.call('HSET', KEYS[2], field, batch .. ':' .. n .. ':' .. seq)
+redis.call('PEXPIRE', KEYS[2], ttl)
 return { n, seq }

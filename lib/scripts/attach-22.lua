@@ -1,7 +1,7 @@
 --[[
   Heartbeat of an attached client: keep every key of the queue alive for another TTL.
 
-  KEYS[1] clients zset   KEYS[2] info hash   KEYS[3..24] every other key of the queue and of its
+  KEYS[1] clients zset   KEYS[2] info hash   KEYS[3..22] every other key of the queue and of its
   dead-letter queue (all in the same hash slot), whose expiry is refreshed (QueueKeys.attachKeys()).
   The number of keys is fixed: with a variable count first among the arguments, the Cluster client
   would route the call by the slot of that number.
