@@ -47,6 +47,7 @@ export class Shard extends EventEmitter {
   /** Last connection error, to explain a connect timeout. */
   lastError?: Error
 
+  private nextReady?: Promise<void>
   /** Grows each time the command connection closes: a WAIT only covers writes of the same connection. */
   connectionGeneration = 0
   /** ms after which a command fails with ERR_BUSMQ_SHARD_UNAVAILABLE (0: never). */
@@ -176,15 +177,18 @@ export class Shard extends EventEmitter {
 
   /** Resolves when the command connection is ready, or at the deadline (at most 200 ms later, to re-check). */
   private whenReady (deadline: number): Promise<void> {
+    // One 'ready' listener however many commands wait (a failover can hold up hundreds).
+    this.nextReady ??= new Promise<void>((resolve) => this.client.once('ready', () => {
+      this.nextReady = undefined
+      resolve()
+    }))
     return new Promise((resolve) => {
-      const done = (): void => {
-        clearTimeout(timer)
-        this.client.off('ready', done)
-        resolve()
-      }
-      const timer = setTimeout(done, Math.max(1, Math.min(200, deadline - Date.now())))
+      const timer = setTimeout(resolve, Math.max(1, Math.min(200, deadline - Date.now())))
       timer.unref()
-      this.client.once('ready', done)
+      this.nextReady!.then(() => {
+        clearTimeout(timer)
+        resolve()
+      })
     })
   }
 
