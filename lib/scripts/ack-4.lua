@@ -7,17 +7,24 @@
   the queue (or to another consumer) will be delivered again.
   Returns, per id, 1 if acknowledged, 0 if no longer owned.
 ]]
-local out = {}
-for i = 2, #ARGV do
-  local id = ARGV[i]
-  if redis.call('HGET', KEYS[4], id) == ARGV[1] then
-    redis.call('HDEL', KEYS[1], id)
-    redis.call('ZREM', KEYS[2], id)
-    redis.call('HDEL', KEYS[3], id)
-    redis.call('HDEL', KEYS[4], id)
-    out[#out + 1] = 1
+--@include chunked
+
+local ids = {}
+for i = 2, #ARGV do ids[#ids + 1] = ARGV[i] end
+local owners = chunked('HMGET', KEYS[4], ids, 1)
+local mine, out = {}, {}
+for i, id in ipairs(ids) do
+  if owners[i] == ARGV[1] then
+    mine[#mine + 1] = id
+    out[i] = 1
   else
-    out[#out + 1] = 0
+    out[i] = 0
   end
+end
+if #mine > 0 then
+  chunked('HDEL', KEYS[1], mine, 1)
+  chunked('ZREM', KEYS[2], mine, 1)
+  chunked('HDEL', KEYS[3], mine, 1)
+  chunked('HDEL', KEYS[4], mine, 1)
 end
 return out

@@ -14,6 +14,7 @@
 ]]
 --@include now
 --@include head
+--@include chunked
 --@include requeue
 
 local now = nowMs()
@@ -29,21 +30,33 @@ if not r then
   redis.call('SET', KEYS[3], '1', 'PX', ttl)
   return {}
 end
-local out = {}
+-- One variadic command per structure for the whole batch: a redis.call per message and structure
+-- would cost several times the work itself.
 local consumer = ARGV[4]
 local deadline = now + tonumber(ARGV[5])
+local ids = {}
 for i, elem in ipairs(r) do
   local id = head + i - 1
   if string.byte(elem, 1) >= 128 then id = struct.unpack('>I7', elem, 2) end
-  local hist = (redis.call('HGET', KEYS[7], id) or '') .. consumer .. '@' .. now .. ';'
-  redis.call('HSET', KEYS[7], id, hist)
-  redis.call('HSET', KEYS[5], id, elem)
-  redis.call('ZADD', KEYS[6], deadline, id)
-  redis.call('HSET', KEYS[8], id, consumer)
+  ids[i] = id
+end
+local hists = chunked('HMGET', KEYS[7], ids, 1)
+local hargs, fargs, largs, oargs, out = {}, {}, {}, {}, {}
+for i, elem in ipairs(r) do
+  local id = ids[i]
+  local hist = (hists[i] or '') .. consumer .. '@' .. now .. ';'
+  hargs[#hargs + 1] = id; hargs[#hargs + 1] = hist
+  fargs[#fargs + 1] = id; fargs[#fargs + 1] = elem
+  largs[#largs + 1] = deadline; largs[#largs + 1] = id
+  oargs[#oargs + 1] = id; oargs[#oargs + 1] = consumer
   out[#out + 1] = elem
   out[#out + 1] = id
   out[#out + 1] = countDeliveries(hist)
 end
+chunked('HSET', KEYS[7], hargs, 2)
+chunked('HSET', KEYS[5], fargs, 2)
+chunked('ZADD', KEYS[6], largs, 2)
+chunked('HSET', KEYS[8], oargs, 2)
 redis.call('HINCRBY', KEYS[2], 'consumed', #r)
 for i = 2, 8 do redis.call('PEXPIRE', KEYS[i], ttl) end
 if redis.call('DEL', KEYS[4]) == 1 then redis.call('PUBLISH', ARGV[3], 'r') end
