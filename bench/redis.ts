@@ -6,10 +6,10 @@
  */
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process'
 import fs from 'node:fs'
-import net, { type AddressInfo } from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
 import { setTimeout as delay } from 'node:timers/promises'
+import { freePort, ping } from '../lib/cli/dev.js'
 
 export const HOST = '127.0.0.1'
 
@@ -19,30 +19,6 @@ export interface BenchRedis {
   readonly pid: number
   readonly dir: string
   dispose: () => Promise<void>
-}
-
-function freePort (): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer()
-    srv.unref()
-    srv.once('error', reject)
-    srv.listen(0, HOST, () => {
-      const port = (srv.address() as AddressInfo).port
-      srv.close(() => resolve(port))
-    })
-  })
-}
-
-/** Sends PING on a fresh socket; true when a reply (`+PONG`) arrives within `ms`. */
-function ping (port: number, ms = 500): Promise<boolean> {
-  return new Promise((resolve) => {
-    const sock = net.connect({ port, host: HOST })
-    const done = (ok: boolean): void => { clearTimeout(timer); sock.destroy(); resolve(ok) }
-    const timer = setTimeout(() => done(false), ms)
-    sock.once('connect', () => sock.write('*1\r\n$4\r\nPING\r\n'))
-    sock.once('data', (d) => done(d.toString().startsWith('+PONG')))
-    sock.once('error', () => done(false))
-  })
 }
 
 export function redisVersion (): string {

@@ -28,7 +28,7 @@ export interface DevShards {
   readonly died: Promise<string>
 }
 
-function freePort (): Promise<number> {
+export function freePort (): Promise<number> {
   return new Promise((resolve, reject) => {
     const srv = net.createServer()
     srv.unref()
@@ -41,7 +41,7 @@ function freePort (): Promise<number> {
 }
 
 /** True when something on `port` answers PING with +PONG. */
-function ping (port: number, ms = 500): Promise<boolean> {
+export function ping (port: number, ms = 500): Promise<boolean> {
   return new Promise((resolve) => {
     const sock = net.connect({ port, host: HOST })
     let got = ''

@@ -7,6 +7,7 @@ import type { Command } from './command.js'
 import { boxedJsonCodec, formatMessage, type Framing } from './framing.js'
 import { Progress } from './progress.js'
 import { flushed, onStopSignal, openBus, queueByName } from './session.js'
+import { destroyAndWait } from '../util.js'
 
 const help = `Usage: busmq pull <queue> [options]
 
@@ -204,7 +205,7 @@ async function run ({ values, positionals, common }: ParsedArgs): Promise<number
     // (reliable: they are released). The library's hook for this is the count a channel uses for
     // the same purpose.
     r.downstreamBuffered = undelivered
-    if (!r.destroyed) await new Promise((resolve) => { r.once('close', resolve); r.destroy() })
+    await destroyAndWait(r)
     await Promise.allSettled([...acks])
     progress.stop()
     if (failure) throw failure

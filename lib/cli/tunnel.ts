@@ -11,6 +11,7 @@ import type { Command } from './command.js'
 import { Progress } from './progress.js'
 import { onStopSignal, openBus } from './session.js'
 import { UsageError } from './usage-error.js'
+import { destroyAndWait } from '../util.js'
 
 const help = `Usage: busmq tunnel listen <channel> --to HOST:PORT
        busmq tunnel connect <channel> --port N [--host 127.0.0.1]
@@ -135,11 +136,7 @@ async function listen (bus: Bus, channel: string, to: { host: string, port: numb
   } finally {
     stop.remove()
     progress.stop()
-    await new Promise((resolve) => {
-      if (reader.closed) return resolve(undefined)
-      reader.once('close', resolve)
-      reader.destroy()
-    })
+    await destroyAndWait(reader)
     conns.closeAll()
   }
 }
