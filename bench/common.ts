@@ -28,6 +28,9 @@ export interface BenchConfig {
   idleQueues: number
   /** Idle TTL (ms) of the idle-queues check. */
   idleTtl: number
+  /** Queues attached at once in the attached-queues check, and their TTL (ms). */
+  attachedQueues: number
+  attachedTtl: number
   peers: boolean
 }
 
@@ -54,6 +57,8 @@ export function loadConfig (quick: boolean, peers: boolean): BenchConfig {
     latencySeconds: envInt('BENCH_LATENCY_SECONDS', quick ? 0.5 : 5),
     idleQueues: envInt('BENCH_IDLE_QUEUES', quick ? 2000 : 100_000),
     idleTtl: envInt('BENCH_IDLE_TTL', 2000),
+    attachedQueues: envInt('BENCH_ATTACHED_QUEUES', quick ? 2000 : 100_000),
+    attachedTtl: envInt('BENCH_ATTACHED_TTL', 3000),
     peers
   }
 }

@@ -35,6 +35,25 @@ export interface IdleFigures {
   memoryAfterExpiry: number
 }
 
+export interface AttachedFigures {
+  queues: number
+  ttl: number
+  attachSeconds: number
+  /** push latency (ms) while every queue stays attached. */
+  p50: number
+  p99: number
+  max: number
+  samples: number
+  /** Share of one core redis-server spent over the measured window (heartbeats + the pushes). */
+  redisBusy: number
+  /** Heartbeat script calls per second over the window, and queues refreshed per call. */
+  heartbeatCalls: number
+  queuesPerCall: number
+  /** Queues of a sample still holding their message at the end (all, if heartbeats kept up). */
+  alive: number
+  sampled: number
+}
+
 export interface JobResult {
   id: string
   contender: string
@@ -55,6 +74,7 @@ export interface JobResult {
   redisUs?: number[]
   latency?: LatencyFigures
   idle?: IdleFigures
+  attached?: AttachedFigures
   /** Peak RSS of the job's process, bytes. */
   rss?: number
   failed?: string

@@ -5,6 +5,7 @@ import { loadConfig, type BenchConfig } from './common.js'
 import { runManyQueues, runQueueRounds, type JobContext } from './job.js'
 import { runLatency } from './latency.js'
 import { idleQueues } from './idle-queues.js'
+import { attachedQueues } from './attached-queues.js'
 import { rawAdapter } from './contenders/raw.js'
 import { busmqLatencyAdapter, channel, reliable, streamAdapter } from './contenders/busmq.js'
 import { originalAdapter, originalLatencyAdapter } from './contenders/busmq-original.js'
@@ -164,6 +165,13 @@ export const JOBS: JobSpec[] = [
     idle: true,
     workload: (c) => `${c.idleQueues} idle queues × one 32 B message, ttl ${c.idleTtl} ms`,
     run: (ctx) => idleQueues(ctx)
+  },
+  {
+    id: 'busmq-attached',
+    contender: OURS,
+    idle: true,
+    workload: (c) => `${c.attachedQueues} attached queues, ttl ${c.attachedTtl} ms`,
+    run: (ctx) => attachedQueues(ctx)
   }
 ]
 

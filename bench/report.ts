@@ -71,6 +71,11 @@ export function report (results: JobResult[], config: BenchConfig, machine: Reco
         res = `p50 ${ms(l.p50)}  p99 ${ms(l.p99)}  p99.9 ${ms(l.p999)}  max ${ms(l.max)}  (${si(l.achieved)} msgs/s achieved, ${l.samples} samples` +
           (r.nodeBusy && r.redisBusy ? `; CPU node ${median(r.nodeBusy).toFixed(0)}%, redis ${median(r.redisBusy).toFixed(0)}%)` : ')')
       }
+      if (r.attached) {
+        const a = r.attached
+        res = `push p50 ${ms(a.p50)}  p99 ${ms(a.p99)}  max ${ms(a.max)} while all stay attached; redis ${(a.redisBusy * 100).toFixed(0)}% of a core, ` +
+          `${si(a.heartbeatCalls)} heartbeat calls/s (${a.queuesPerCall.toFixed(0)} queues each); ${a.alive}/${a.sampled} sampled alive; attached in ${a.attachSeconds.toFixed(1)} s`
+      }
       if (r.idle) {
         const i = r.idle
         res = `redis ${(i.queueBytes / i.queues).toFixed(0)} B/queue vs bare list ${(i.bareBytes / i.queues).toFixed(0)} B = ` +
@@ -153,6 +158,11 @@ export function report (results: JobResult[], config: BenchConfig, machine: Reco
     line(ok(lat) && lat.latency ? lat.latency.p99 <= 2 : undefined, `p99 push → receive ≤ 2 ms at 1k msgs/s (${via === 'push' ? 'q.push' : 'ws.write'})`,
       ok(lat) && lat.latency ? `p99 ${ms(lat.latency.p99)}` : lat ? '(FAILED)' : '(not run)')
   }
+  const attached = find('busmq-attached')
+  line(ok(attached) && attached.attached ? attached.attached.p99 <= 5 : undefined,
+    `${config.attachedQueues} attached queues (ttl ${config.attachedTtl} ms): push p99 ≤ 5 ms`,
+    ok(attached) && attached.attached ? `p99 ${ms(attached.attached.p99)}, redis ${(attached.attached.redisBusy * 100).toFixed(0)}% busy`
+      : attached ? `(${attached.failed})` : '(not run)')
   const idle = find('busmq-idle')
   line(ok(idle) && idle.idle ? idle.idle.ratio <= 2 : undefined, `idle queues: Redis memory ≤ 2× a bare list`,
     ok(idle) && idle.idle ? `${idle.idle.ratio.toFixed(2)}× (${config.idleQueues} queues)` : idle ? '(FAILED)' : '(not run)')

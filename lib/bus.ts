@@ -3,12 +3,13 @@ import { randomUUID } from 'node:crypto'
 import createDebug from 'debug'
 import { Redis, Cluster, type RedisOptions } from 'ioredis'
 import { DEFAULT_BUS_OPTIONS, type BusOptions, type HostPort } from './bus-options.js'
-import { Shard } from './router/shard.js'
-import { rank, pick } from './router/rendezvous.js'
+import { Shard, type Client } from './router/shard.js'
+import { Router } from './router/router.js'
+import { defineScripts } from './scripts/index.js'
 import { validateName, validatePrefix, checkInt } from './names.js'
-import { QueueKeys } from './keys.js'
 import { BusClosedError, ConnectTimeoutError, InvalidOptionError } from './errors.js'
 import { Queue } from './queue/queue.js'
+import { Attachments } from './queue/attachments.js'
 import type { QueueOptions } from './queue/queue-options.js'
 import { Channel } from './channel/channel.js'
 import type { ChannelOptions } from './channel/channel-options.js'
@@ -27,6 +28,14 @@ export interface BusSettings {
   replicas: number
   replicasTimeout: number
   id: string
+}
+
+/** What the bus tells about one of its shards. */
+export interface ShardInfo {
+  /** Stable id: `host:port/db` for a URL, `sentinel:<name>`, or `cluster`. */
+  readonly id: string
+  /** Whether its command connection is up now. */
+  readonly online: boolean
 }
 
 function hostPort (h: HostPort): { host: string, port: number } {
@@ -51,24 +60,35 @@ export function shardIdOf (url: string): string {
   return `${u.hostname}:${u.port || '6379'}/${db}`
 }
 
+/** The direct layout's URLs when none are given: `$BUSMQ_REDIS` (comma-separated), else the default. */
+function defaultRedis (): string[] {
+  const env = typeof process !== 'undefined' ? process.env.BUSMQ_REDIS : undefined
+  if (env !== undefined && env.trim() !== '') return env.split(',').map((u) => u.trim()).filter((u) => u !== '')
+  return [...DEFAULT_BUS_OPTIONS.redis]
+}
+
 /**
  * The entry point: a set of shards, a router that maps each queue, channel and pub/sub name to one of
  * them, and factories for queues, channels and pub/sub topics.
  *
  * Events: `online` (shardId) when a shard's connection is ready, `offline` (shardId) when one is lost,
- * `error` (err) for connection errors (reconnection is automatic).
+ * `error` (err) for connection errors (reconnection is automatic), `dataloss` (shardId, err).
  */
 export class Bus extends EventEmitter {
-  /** Resolved settings (prefix, ttl, maxMessageSize, pollInterval, id). */
+  /** Resolved settings (prefix, ttl, maxMessageSize, pollInterval, id, …). */
   readonly settings: BusSettings
-  private readonly shards = new Map<string, Shard>()
+  /** @internal Where every name lives. */
+  readonly router = new Router()
   private readonly options: BusOptions
+  private readonly layout: 'direct' | 'cluster' | 'sentinel'
   private connecting?: Promise<void>
   private closing?: Promise<void>
   private shutDown = false
   /** Streams and handles to close with the bus. */
   private readonly resources = new Set<{ close: () => Promise<void> }>()
-  private readonly growthListeners = new Set<() => void>()
+  private readonly attachmentsByShard = new Map<Shard, Attachments>()
+  /** Give-backs of this bus's readers still on their way, by queue. */
+  private readonly settling = new Map<string, Set<Promise<void>>>()
 
   constructor (options: BusOptions = {}) {
     super()
@@ -85,32 +105,38 @@ export class Bus extends EventEmitter {
       replicasTimeout: checkInt(options.replicasTimeout ?? DEFAULT_BUS_OPTIONS.replicasTimeout, 'replicasTimeout', 1),
       id: options.id ?? randomUUID()
     }
+    if (typeof this.settings.id !== 'string' || this.settings.id.length === 0 || this.settings.id.length > 200) {
+      throw new InvalidOptionError('id must be a non-empty string of at most 200 characters')
+    }
     checkInt(options.connectTimeout ?? DEFAULT_BUS_OPTIONS.connectTimeout, 'connectTimeout', 1)
     const base = this.redisOptions()
     if (options.cluster) {
+      this.layout = 'cluster'
       if (!Array.isArray(options.cluster) || options.cluster.length === 0) {
         throw new InvalidOptionError('cluster must be a non-empty list of seed nodes')
       }
       const seeds = options.cluster.map(hostPort)
-      this.addShard(new Shard('cluster', () => new Cluster(seeds, {
+      this.addShard('cluster', () => new Cluster(seeds, {
         lazyConnect: true,
         enableAutoPipelining: true,
         enableOfflineQueue: false,
         ...options.clusterOptions,
         redisOptions: { ...options.redisOptions, ...options.clusterOptions?.redisOptions }
-      }), this.settings.prefix, this.settings.commandTimeout))
+      }))
     } else if (options.sentinel) {
+      this.layout = 'sentinel'
       const { sentinels, names, sentinelPassword, sentinelUsername } = options.sentinel
       if (!Array.isArray(sentinels) || sentinels.length === 0 || !Array.isArray(names) || names.length === 0) {
         throw new InvalidOptionError('sentinel needs a non-empty sentinels list and a non-empty names list')
       }
       for (const name of names) {
-        this.addShard(new Shard(`sentinel:${name}`, () => new Redis({
+        this.addShard(`sentinel:${name}`, () => new Redis({
           ...base, sentinels: sentinels.map(hostPort), name, sentinelPassword, sentinelUsername
-        }), this.settings.prefix, this.settings.commandTimeout))
+        }))
       }
     } else {
-      const urls = options.redis === undefined ? DEFAULT_BUS_OPTIONS.redis : options.redis
+      this.layout = 'direct'
+      const urls = options.redis === undefined ? defaultRedis() : options.redis
       if (!Array.isArray(urls) && typeof urls !== 'string') throw new InvalidOptionError('redis must be a URL or a list of URLs')
       const list = typeof urls === 'string' ? [urls] : urls
       if (list.length === 0) throw new InvalidOptionError('redis must be a non-empty list of URLs')
@@ -137,29 +163,31 @@ export class Bus extends EventEmitter {
    * "Sharding" in the README); new queue names spread over the longer list.
    */
   addShards (urls: readonly string[]): void {
+    if (this.layout !== 'direct') throw new InvalidOptionError('addShards works in the direct layout (redis URLs) only')
     if (!Array.isArray(urls) || urls.length === 0) throw new InvalidOptionError('redis must be a non-empty list of URLs')
     this.addShardUrls(urls)
-    for (const fn of this.growthListeners) fn()
-  }
-
-  /** @internal Calls `fn` whenever shards are added; returns the function that stops it. */
-  onShardsAdded (fn: () => void): () => void {
-    this.growthListeners.add(fn)
-    return () => this.growthListeners.delete(fn)
   }
 
   private addShardUrls (urls: readonly string[]): void {
+    const fresh: Shard[] = []
     for (const url of urls) {
       const id = shardIdOf(url)
-      if (this.shards.has(id)) continue
-      const shard = new Shard(id, () => new Redis(url, this.redisOptions()), this.settings.prefix, this.settings.commandTimeout)
-      this.addShard(shard)
+      if (this.router.has(id) || fresh.some((s) => s.id === id)) continue
+      fresh.push(this.makeShard(id, () => new Redis(url, this.redisOptions())))
+    }
+    for (const shard of this.router.add(fresh)) {
       if (this.connecting) shard.connect().catch(() => {})
     }
   }
 
-  private addShard (shard: Shard): void {
-    this.shards.set(shard.id, shard)
+  private addShard (id: string, create: () => Client): void {
+    this.router.add([this.makeShard(id, create)])
+  }
+
+  private makeShard (id: string, create: () => Client): Shard {
+    const shard = new Shard(id, { create, prepare: defineScripts }, {
+      prefix: this.settings.prefix, commandTimeout: this.settings.commandTimeout
+    })
     shard.on('online', () => this.emit('online', shard.id))
     shard.on('offline', () => this.emit('offline', shard.id))
     shard.on('dataloss', (err: Error) => {
@@ -172,17 +200,39 @@ export class Bus extends EventEmitter {
       if (this.listenerCount('error') > 0) this.emit('error', err)
       else debug('shard %s error: %s', shard.id, err.message)
     })
+    return shard
   }
 
   /** Ids of the shards, in the order given. */
   get shardIds (): string[] {
-    return [...this.shards.keys()]
+    return this.router.ids
+  }
+
+  /** The shard that owns `name` by rendezvous hashing (where a new queue of that name goes). */
+  ownerOf (name: string): ShardInfo {
+    return this.router.owner(name)
+  }
+
+  /** @internal A shard by id (the CLI scans shards). */
+  shardById (id: string): Shard | undefined {
+    return this.router.get(id)
+  }
+
+  /** @internal The attachments of this bus to queues of `shard`, with their batched heartbeat. */
+  attachments (shard: Shard): Attachments {
+    let a = this.attachmentsByShard.get(shard)
+    if (!a) {
+      a = new Attachments(shard, this.settings.id, { perQueueCalls: this.layout === 'cluster' })
+      this.attachmentsByShard.set(shard, a)
+    }
+    return a
   }
 
   /**
    * Resolves once every shard answers; rejects with `ERR_BUSMQ_CONNECT_TIMEOUT` after `connectTimeout`
-   * ms, or `ERR_BUSMQ_REDIS_VERSION` for a server older than 6.2. Safe to call more than once; queues
-   * and streams call it themselves.
+   * ms, `ERR_BUSMQ_REDIS_VERSION` for a server older than 6.2, or `ERR_BUSMQ_REDIS` when Redis refuses
+   * the bus (for example an ACL that denies its prefix). Safe to call more than once; a failed connect
+   * is tried again by the next call. Queues and streams call it themselves.
    */
   connect (): Promise<void> {
     // Streams opened before close() may still connect while it closes them; after it, nothing may.
@@ -190,14 +240,15 @@ export class Bus extends EventEmitter {
     this.connecting ??= (async () => {
       const timeout = this.options.connectTimeout ?? DEFAULT_BUS_OPTIONS.connectTimeout
       let timer: NodeJS.Timeout | undefined
-      const pending = new Set(this.shards.keys())
-      const all = Promise.all([...this.shards.values()].map(async (s) => {
+      const shards = this.router.all()
+      const pending = new Set(shards.map((s) => s.id))
+      const all = Promise.all(shards.map(async (s) => {
         await s.connect()
         pending.delete(s.id)
       }))
       const expired = new Promise<never>((resolve, reject) => {
         timer = setTimeout(() => {
-          const last = [...pending].map((id) => this.shards.get(id)?.lastError).find((e) => e !== undefined)
+          const last = [...pending].map((id) => this.router.get(id)?.lastError).find((e) => e !== undefined)
           reject(new ConnectTimeoutError(`could not reach shard(s) ${[...pending].join(', ')} within ${timeout} ms` +
             (last ? ` (last error: ${last.message})` : ''), { cause: last }))
         }, timeout)
@@ -206,50 +257,29 @@ export class Bus extends EventEmitter {
         await Promise.race([all, expired])
       } catch (err) {
         this.connecting = undefined
+        all.catch(() => {})
         throw err
       } finally {
         clearTimeout(timer)
       }
-      debug('connected to %d shard(s)', this.shards.size)
+      debug('connected to %d shard(s)', this.router.size)
     })()
     return this.connecting
   }
 
-  /** Throws if the bus is closed. */
+  /** True when every shard's connection is up. */
+  get online (): boolean {
+    return this.router.all().every((s) => s.online)
+  }
+
+  /** @internal Throws if the bus is closed. */
   assertOpen (): void {
     if (this.closing) throw new BusClosedError()
   }
 
+  /** True once `close()` was called. */
   get closed (): boolean {
     return this.closing !== undefined
-  }
-
-  /** The shard that owns `name` by rendezvous hashing, ignoring where data already is. */
-  ownerOf (name: string): Shard {
-    return this.shards.get(pick(this.shardIds, name))!
-  }
-
-  shardById (id: string): Shard | undefined {
-    return this.shards.get(id)
-  }
-
-  /**
-   * Where queue `name` lives: the highest-ranked shard that holds any key of it, or the owner when
-   * none does. So a queue whose data is on its previous owner stays reachable there after shards are
-   * added, until it is drained and expires. Shards that are down are not waited for (they count as
-   * holding nothing), so one lost shard does not hold up queues that live elsewhere.
-   */
-  async locate (name: string, keys: QueueKeys): Promise<Shard> {
-    await this.connect()
-    const ids = rank(this.shardIds, name)
-    if (ids.length === 1) return this.shards.get(ids[0])!
-    const found = await Promise.allSettled(ids.map(async (id) => {
-      const shard = this.shards.get(id)!
-      if (!shard.online) return 0
-      return await shard.run((c) => c.exists(keys.info, keys.messages, keys.clients, keys.inflight))
-    }))
-    const i = found.findIndex((r) => r.status === 'fulfilled' && r.value > 0)
-    return this.shards.get(ids[i < 0 ? 0 : i])!
   }
 
   /** A handle on queue `name`. Throws `ERR_BUSMQ_INVALID_NAME` for a bad name. */
@@ -270,21 +300,44 @@ export class Bus extends EventEmitter {
     return new PubSub(this, validateName(name, 'pubsub name'), options)
   }
 
-  /** @internal Registers something to close with the bus. */
+  /** @internal Registers something to close with the bus; returns the function that forgets it. */
   track (r: { close: () => Promise<void> }): () => void {
     this.resources.add(r)
     return () => this.resources.delete(r)
   }
 
+  /** @internal A reader's give-back to the queue `base` is on its way (see settled()). */
+  settle (base: string, done: Promise<void>): void {
+    let set = this.settling.get(base)
+    if (!set) {
+      set = new Set()
+      this.settling.set(base, set)
+    }
+    set.add(done)
+    const forget = (): void => {
+      set!.delete(done)
+      if (set!.size === 0 && this.settling.get(base) === set) this.settling.delete(base)
+    }
+    done.then(forget, forget)
+  }
+
+  /** @internal Resolves once every give-back to the queue `base` started before this call has landed. */
+  async settled (base: string): Promise<void> {
+    const set = this.settling.get(base)
+    if (set) await Promise.allSettled([...set])
+  }
+
   /**
    * Closes every stream the bus opened (unread messages go back to their queues), detaches queues and
-   * closes every connection. Idempotent; the process can exit afterwards.
+   * closes every connection, emitting `offline` for each shard. Idempotent; the process can exit
+   * afterwards.
    */
   close (): Promise<void> {
     this.closing ??= (async () => {
       await Promise.allSettled([...this.resources].map((r) => r.close()))
       this.shutDown = true
-      await Promise.allSettled([...this.shards.values()].map((s) => s.close()))
+      for (const a of this.attachmentsByShard.values()) a.close()
+      await Promise.allSettled(this.router.all().map((s) => s.close()))
       debug('closed')
     })()
     return this.closing

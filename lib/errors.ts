@@ -1,52 +1,164 @@
 /**
  * Every error BusMQ raises is a {@link BusMQError} with a stable `code`; match on `code`, not on the
- * message. Each failure has its own subclass with a default message.
+ * message. Each failure has its own class with a literal `code` type and a default message.
  */
+
+/** Every code BusMQ raises, the command line included. */
+export type BusMQErrorCode =
+  | 'ERR_BUSMQ_INVALID_NAME'
+  | 'ERR_BUSMQ_INVALID_OPTION'
+  | 'ERR_BUSMQ_CONNECT_TIMEOUT'
+  | 'ERR_BUSMQ_REDIS_VERSION'
+  | 'ERR_BUSMQ_CLOSED'
+  | 'ERR_BUSMQ_SHARD_UNAVAILABLE'
+  | 'ERR_BUSMQ_MESSAGE_TOO_LARGE'
+  | 'ERR_BUSMQ_ENCODE'
+  | 'ERR_BUSMQ_DECODE'
+  | 'ERR_BUSMQ_REDIS'
+  | 'ERR_BUSMQ_SHARD_DATA_LOST'
+  | 'ERR_BUSMQ_REPLICATION'
+  | 'ERR_BUSMQ_PEER_DESTROYED'
+  | 'ERR_BUSMQ_USAGE'
+  | 'ERR_BUSMQ_CLI_BAD_JSON'
+  | 'ERR_BUSMQ_CLI_NO_REDIS_SERVER'
+  | 'ERR_BUSMQ_CLI_REDIS_SERVER'
+
+/** Base class of every BusMQ error. */
 export class BusMQError extends Error {
   /** Stable machine-readable code, `ERR_BUSMQ_…`. */
-  readonly code: string
+  readonly code: BusMQErrorCode
 
-  constructor (message: string, code = 'ERR_BUSMQ', options?: { cause?: unknown }) {
+  constructor (message: string, code: BusMQErrorCode, options?: { cause?: unknown }) {
     super(message, options)
     this.name = 'BusMQError'
     this.code = code
   }
 }
 
-function define (name: string, code: string, defaultMessage: string) {
-  const Cls = class extends BusMQError {
-    constructor (message = defaultMessage, options?: { cause?: unknown }) {
-      super(message, code, options)
-      this.name = name
-    }
-  }
-  Object.defineProperty(Cls, 'name', { value: name })
-  return Cls
+/** True for any error BusMQ raised (also across copies of the package). */
+export function isBusMQError (err: unknown): err is BusMQError {
+  if (err instanceof BusMQError) return true
+  const code = err instanceof Error ? (err as Error & { code?: unknown }).code : undefined
+  return typeof code === 'string' && code.startsWith('ERR_BUSMQ')
 }
 
 /** A queue, channel or pub/sub name breaks the naming rules. */
-export class InvalidNameError extends define('InvalidNameError', 'ERR_BUSMQ_INVALID_NAME', 'invalid name') {}
+export class InvalidNameError extends BusMQError {
+  declare readonly code: 'ERR_BUSMQ_INVALID_NAME'
+  constructor (message = 'invalid name', options?: { cause?: unknown }) {
+    super(message, 'ERR_BUSMQ_INVALID_NAME', options)
+    this.name = 'InvalidNameError'
+  }
+}
+
 /** An option has a value of the wrong type or out of range. */
-export class InvalidOptionError extends define('InvalidOptionError', 'ERR_BUSMQ_INVALID_OPTION', 'invalid option') {}
+export class InvalidOptionError extends BusMQError {
+  declare readonly code: 'ERR_BUSMQ_INVALID_OPTION'
+  constructor (message = 'invalid option', options?: { cause?: unknown }) {
+    super(message, 'ERR_BUSMQ_INVALID_OPTION', options)
+    this.name = 'InvalidOptionError'
+  }
+}
+
 /** `bus.connect()` did not reach every shard within `connectTimeout`. */
-export class ConnectTimeoutError extends define('ConnectTimeoutError', 'ERR_BUSMQ_CONNECT_TIMEOUT', 'timed out connecting to Redis') {}
+export class ConnectTimeoutError extends BusMQError {
+  declare readonly code: 'ERR_BUSMQ_CONNECT_TIMEOUT'
+  constructor (message = 'timed out connecting to Redis', options?: { cause?: unknown }) {
+    super(message, 'ERR_BUSMQ_CONNECT_TIMEOUT', options)
+    this.name = 'ConnectTimeoutError'
+  }
+}
+
 /** A Redis server is older than the minimum version BusMQ needs (6.2). */
-export class RedisVersionError extends define('RedisVersionError', 'ERR_BUSMQ_REDIS_VERSION', 'Redis >= 6.2 is required') {}
+export class RedisVersionError extends BusMQError {
+  declare readonly code: 'ERR_BUSMQ_REDIS_VERSION'
+  constructor (message = 'Redis >= 6.2 is required', options?: { cause?: unknown }) {
+    super(message, 'ERR_BUSMQ_REDIS_VERSION', options)
+    this.name = 'RedisVersionError'
+  }
+}
+
 /** The bus was closed; no more operations are possible. */
-export class BusClosedError extends define('BusClosedError', 'ERR_BUSMQ_CLOSED', 'the bus is closed') {}
+export class BusClosedError extends BusMQError {
+  declare readonly code: 'ERR_BUSMQ_CLOSED'
+  constructor (message = 'the bus is closed', options?: { cause?: unknown }) {
+    super(message, 'ERR_BUSMQ_CLOSED', options)
+    this.name = 'BusClosedError'
+  }
+}
+
 /** A shard did not answer within `commandTimeout` (it is down or unreachable). */
-export class ShardUnavailableError extends define('ShardUnavailableError', 'ERR_BUSMQ_SHARD_UNAVAILABLE', 'shard unavailable') {}
+export class ShardUnavailableError extends BusMQError {
+  declare readonly code: 'ERR_BUSMQ_SHARD_UNAVAILABLE'
+  constructor (message = 'shard unavailable', options?: { cause?: unknown }) {
+    super(message, 'ERR_BUSMQ_SHARD_UNAVAILABLE', options)
+    this.name = 'ShardUnavailableError'
+  }
+}
+
 /** A message is larger than `maxMessageSize`; nothing was sent. */
-export class MessageTooLargeError extends define('MessageTooLargeError', 'ERR_BUSMQ_MESSAGE_TOO_LARGE', 'message too large') {}
+export class MessageTooLargeError extends BusMQError {
+  declare readonly code: 'ERR_BUSMQ_MESSAGE_TOO_LARGE'
+  constructor (message = 'message too large', options?: { cause?: unknown }) {
+    super(message, 'ERR_BUSMQ_MESSAGE_TOO_LARGE', options)
+    this.name = 'MessageTooLargeError'
+  }
+}
+
 /** A value could not be encoded (for example JSON cannot represent it); nothing was sent. */
-export class EncodeError extends define('EncodeError', 'ERR_BUSMQ_ENCODE', 'message could not be encoded') {}
+export class EncodeError extends BusMQError {
+  declare readonly code: 'ERR_BUSMQ_ENCODE'
+  constructor (message = 'message could not be encoded', options?: { cause?: unknown }) {
+    super(message, 'ERR_BUSMQ_ENCODE', options)
+    this.name = 'EncodeError'
+  }
+}
+
 /** A stored payload could not be decoded; the payload was moved to the queue's dead-letter queue. */
-export class DecodeError extends define('DecodeError', 'ERR_BUSMQ_DECODE', 'message could not be decoded') {}
-/** A Redis command failed in a way BusMQ does not handle itself. */
-export class RedisCommandError extends define('RedisCommandError', 'ERR_BUSMQ_REDIS', 'Redis command failed') {}
+export class DecodeError extends BusMQError {
+  declare readonly code: 'ERR_BUSMQ_DECODE'
+  /** Id of the message that could not be decoded (set by readers). */
+  id?: number
+  /** Its stored bytes (set by readers). */
+  payload?: Buffer
+  constructor (message = 'message could not be decoded', options?: { cause?: unknown }) {
+    super(message, 'ERR_BUSMQ_DECODE', options)
+    this.name = 'DecodeError'
+  }
+}
+
+/** A Redis command failed in a way BusMQ does not handle itself (Redis's reason is in the message). */
+export class RedisCommandError extends BusMQError {
+  declare readonly code: 'ERR_BUSMQ_REDIS'
+  constructor (message = 'Redis command failed', options?: { cause?: unknown }) {
+    super(message, 'ERR_BUSMQ_REDIS', options)
+    this.name = 'RedisCommandError'
+  }
+}
+
 /** A shard came back without the data it had (restarted empty, without persistence). */
-export class ShardDataLossError extends define('ShardDataLossError', 'ERR_BUSMQ_SHARD_DATA_LOST', 'a shard restarted without its data') {}
+export class ShardDataLossError extends BusMQError {
+  declare readonly code: 'ERR_BUSMQ_SHARD_DATA_LOST'
+  constructor (message = 'a shard restarted without its data', options?: { cause?: unknown }) {
+    super(message, 'ERR_BUSMQ_SHARD_DATA_LOST', options)
+    this.name = 'ShardDataLossError'
+  }
+}
+
 /** A push reached the primary but fewer than `replicas` replicas confirmed it within `replicasTimeout`. */
-export class ReplicationError extends define('ReplicationError', 'ERR_BUSMQ_REPLICATION', 'not enough replicas confirmed the write') {}
+export class ReplicationError extends BusMQError {
+  declare readonly code: 'ERR_BUSMQ_REPLICATION'
+  constructor (message = 'not enough replicas confirmed the write', options?: { cause?: unknown }) {
+    super(message, 'ERR_BUSMQ_REPLICATION', options)
+    this.name = 'ReplicationError'
+  }
+}
+
 /** The channel's peer destroyed its side of the channel. */
-export class PeerDestroyedError extends define('PeerDestroyedError', 'ERR_BUSMQ_PEER_DESTROYED', 'the channel peer destroyed the channel') {}
+export class PeerDestroyedError extends BusMQError {
+  declare readonly code: 'ERR_BUSMQ_PEER_DESTROYED'
+  constructor (message = 'the channel peer destroyed the channel', options?: { cause?: unknown }) {
+    super(message, 'ERR_BUSMQ_PEER_DESTROYED', options)
+    this.name = 'PeerDestroyedError'
+  }
+}

@@ -1,5 +1,6 @@
+// The public API: everything the README documents, and nothing else.
 export { Bus, shardIdOf } from './bus.js'
-export type { BusSettings } from './bus.js'
+export type { BusSettings, ShardInfo } from './bus.js'
 export { DEFAULT_BUS_OPTIONS } from './bus-options.js'
 export type { BusOptions, SentinelLayout, HostPort } from './bus-options.js'
 export { Queue } from './queue/queue.js'
@@ -11,14 +12,13 @@ export type { IdentifiedMessage } from './queue/queue-read-stream.js'
 export { jsonCodec } from './queue/codec.js'
 export type { Codec, CodecOptions } from './queue/codec.js'
 export { PubSub, PubSubReadStream, PubSubWriteStream } from './pubsub/pubsub.js'
-export { Shard } from './router/shard.js'
-export { rank, pick, weight } from './router/rendezvous.js'
 export { validateName, MAX_NAME_LENGTH, NAME_PATTERN } from './names.js'
 export {
   BusMQError, InvalidNameError, InvalidOptionError, ConnectTimeoutError, RedisVersionError, BusClosedError,
   ShardUnavailableError, MessageTooLargeError, EncodeError, DecodeError, RedisCommandError, ShardDataLossError,
-  PeerDestroyedError, ReplicationError
+  PeerDestroyedError, ReplicationError, isBusMQError
 } from './errors.js'
+export type { BusMQErrorCode } from './errors.js'
 export { ReliableReadStream } from './queue/reliable-read-stream.js'
 export { AckStream } from './queue/ack-stream.js'
 export type { ReliableMessage, DeadLetterRecord } from './queue/reliable-message.js'

@@ -3,13 +3,12 @@
  * `{<name>}` so that one script never crosses Redis Cluster slots; names cannot contain braces.
  *
  * Layout for queue `q` with prefix `busmq`:
- *   busmq:q:{q}:m      list   messages, each an 8-byte header (kind, id) + payload
- *   busmq:q:{q}:i      hash   seq (last id = messages pushed), consumed, and p<producer> -> its last push
- *                             (so a push re-sent after a reconnection is not stored twice)
- *   busmq:q:{q}:meta   hash   user metadata
- *   busmq:q:{q}:c      zset   attached clients, scored by the time their attachment lapses
- *   busmq:q:{q}:w      string flag: a reader found the queue empty and waits for a wake-up
- *   busmq:q:{q}:r      string flag: a producer found the queue full and waits for room
+ *   busmq:q:{q}:m      list   messages: a kind byte + payload, or (put back at the head) kind | 0x80, the
+ *                             id in 7 bytes, then the payload (lib/queue/element.ts)
+ *   busmq:q:{q}:i      hash   seq (last id = messages pushed), consumed; the flags w (a reader waits for
+ *                             data) and r (a producer waits for room); a:<client> -> when that client's
+ *                             attachment lapses; p<producer> -> its last push (so a push re-sent after a
+ *                             reconnection is not stored twice); u:<field> -> user metadata
  *   busmq:q:{q}:f/l/d/o       reliable mode: in-flight payloads, lease deadlines, delivery histories, owners
  *   busmq:q:{q}:h      hash   dead-letter queues only: why each message was dead-lettered, and its history
  *   busmq:q:{q}:dl:…   the same layout again for the queue's dead-letter queue
@@ -19,10 +18,6 @@ export class QueueKeys {
   readonly base: string
   readonly messages: string
   readonly info: string
-  readonly meta: string
-  readonly clients: string
-  readonly waiters: string
-  readonly room: string
   readonly inflight: string
   readonly leases: string
   readonly deliveries: string
@@ -34,10 +29,6 @@ export class QueueKeys {
     this.base = base
     this.messages = `${base}:m`
     this.info = `${base}:i`
-    this.meta = `${base}:meta`
-    this.clients = `${base}:c`
-    this.waiters = `${base}:w`
-    this.room = `${base}:r`
     this.inflight = `${base}:f`
     this.leases = `${base}:l`
     this.deliveries = `${base}:d`
@@ -55,29 +46,31 @@ export class QueueKeys {
     return new QueueKeys(`${this.base}:dl`)
   }
 
-  /** Keys of reliable-mode scripts (reserve, requeue), in their order: see lib/scripts/reserve-12.lua. */
-  reliable (): string[] {
-    const dl = this.deadLetter()
-    return [this.messages, this.info, this.waiters, this.room, this.inflight, this.leases, this.deliveries,
-      this.owners, dl.messages, dl.info, dl.waiters, dl.history]
+  /** Keys whose existence means the queue exists (it was used and has not expired). */
+  existence (): string[] {
+    return [this.info, this.messages, this.inflight]
   }
 
-  /** Keys of the attach script, in its order (lib/scripts/attach-22.lua): 22 of them. */
-  attachKeys (): string[] {
-    const rest = this.all().filter((key) => key !== this.clients && key !== this.info)
-    return [this.clients, this.info, ...rest, ...this.deadLetter().all()]
-  }
-
-  /** Every key of the queue (not its dead-letter queue), for expiry and deletion. */
+  /** Every key of the queue and of its dead-letter queue, for deletion. */
   all (): string[] {
-    return [this.messages, this.info, this.meta, this.clients, this.waiters, this.room,
-      this.inflight, this.leases, this.deliveries, this.owners, this.history]
+    const own = [this.messages, this.info, this.inflight, this.leases, this.deliveries, this.owners, this.history]
+    return this.base.endsWith(':dl') ? own : [...own, ...this.deadLetter().all()]
   }
 }
+
+/** Info-hash field prefix of user metadata (`queue.setMeta`). */
+export const META_FIELD_PREFIX = 'u:'
+/** Info-hash field prefix of attachments. */
+export const ATTACHMENT_FIELD_PREFIX = 'a:'
 
 /** Pub/sub channel of `bus.pubsub(name)`. */
 export function pubsubChannel (prefix: string, name: string): string {
   return `${prefix}:p:{${name}}`
+}
+
+/** Presence key (and pub/sub channel) of one role of a channel. */
+export function presenceKey (prefix: string, channel: string, role: string): string {
+  return `${prefix}:ch:{${channel}}:p:${role}`
 }
 
 /** Key the bus writes on every shard to notice a shard that restarted without its data. */

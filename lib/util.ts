@@ -1,3 +1,5 @@
+import { BusClosedError } from './errors.js'
+
 /** True for an error Redis itself replied with (as opposed to a connection problem worth retrying). */
 export function isReplyError (err: unknown): boolean {
   return (err as { code?: unknown })?.code === 'ERR_BUSMQ_REDIS'
@@ -54,5 +56,27 @@ export async function destroyAndWait (stream: Closable): Promise<void> {
   await new Promise<void>((resolve) => {
     stream.once('close', () => resolve())
     stream.destroy()
+  })
+}
+
+/** What closeByBus needs of a stream. */
+interface BusClosable extends Closable {
+  destroyed: boolean
+  destroy: (err?: Error) => unknown
+  listenerCount: (event: 'error') => number
+}
+
+/**
+ * How `bus.close()` closes a readable side (reader, channel, subscriber): a consumer that listens for
+ * errors (a `for await` loop, a pipeline) sees `ERR_BUSMQ_CLOSED`; one that does not is not crashed by an
+ * unhandled 'error' event, and the stream closes quietly. Resolves once it has closed (what it took and
+ * did not hand on is back in its queue by then).
+ */
+export async function closeByBus (stream: BusClosable): Promise<void> {
+  if (stream.closed) return
+  await new Promise<void>((resolve) => {
+    stream.once('close', () => resolve())
+    if (stream.destroyed) return
+    stream.destroy(stream.listenerCount('error') > 0 ? new BusClosedError('the bus was closed') : undefined)
   })
 }

@@ -1,6 +1,6 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { pick, rank } from '../lib/index.js'
+import { pick, rank } from '../lib/router/rendezvous.js'
 
 const names = Array.from({ length: 10_000 }, (_, i) => `queue-${i}-${(i * 7919) % 10007}`)
 const four = ['10.0.0.1:6379/0', '10.0.0.2:6379/0', '10.0.0.3:6379/0', '10.0.0.4:6379/0']

@@ -666,3 +666,26 @@ test('a message over maxMessageSize is refused before anything is sent', { timeo
     await bus.close()
   }
 })
+
+test('ACL that denies the prefix: connect() rejects with ERR_BUSMQ_REDIS naming NOPERM, and succeeds once the ACL is fixed', { timeout: 60_000 }, async () => {
+  const server = await startRedis()
+  try {
+    await server.cli('ACL', 'SETUSER', 'app', 'on', '>pw', '~other:*', '&other:*', '+@all', '-@dangerous')
+    const bus = new Bus({ redis: [`redis://app:pw@${server.host}:${server.port}`], redisOptions: { enableReadyCheck: false }, connectTimeout: 5000 })
+    try {
+      const err = await bus.connect().then(() => undefined, (e: any) => e)
+      assert.ok(err, 'connect() resolved although every key of the bus is denied')
+      assert.equal(err.code, 'ERR_BUSMQ_REDIS')
+      assert.match(err.message, /NOPERM/)
+      // The same Bus connects once the ACL allows its prefix: the failed check is not cached.
+      await server.cli('ACL', 'SETUSER', 'app', 'resetkeys', '~busmq:*', 'resetchannels', '&busmq:*')
+      await bus.connect()
+      const q = bus.queue(uniqueName())
+      assert.equal(await q.push('x'), 1)
+    } finally {
+      await bus.close()
+    }
+  } finally {
+    await server.dispose()
+  }
+})

@@ -5,12 +5,15 @@ import type { Bus } from '../bus.js'
 import type { Queue } from '../queue/queue.js'
 import type { QueueReader } from '../queue/queue-read-stream.js'
 import type { ReliableMessage } from '../queue/reliable-message.js'
+import type { Producer } from '../queue/producer.js'
 import type { Shard } from '../router/shard.js'
 import { checkCodec, jsonCodec, type Codec } from '../queue/codec.js'
 import { KIND_ABORT, KIND_END } from '../queue/element.js'
 import { validateName, checkInt } from '../names.js'
-import { InvalidNameError, PeerDestroyedError } from '../errors.js'
-import { destroyAndWait } from '../util.js'
+import { BusClosedError, InvalidNameError, InvalidOptionError, PeerDestroyedError } from '../errors.js'
+import { presenceKey } from '../keys.js'
+import { presence } from '../scripts/index.js'
+import { closeByBus } from '../util.js'
 import { DEFAULT_HEARTBEAT, type ChannelOptions } from './channel-options.js'
 import { DEFAULT_WRITE_HIGH_WATER_MARK_BYTES, DEFAULT_WRITE_HIGH_WATER_MARK_OBJECTS } from '../queue/queue-options.js'
 
@@ -40,6 +43,7 @@ export class Channel extends Duplex {
   remoteConnected = false
   private readonly inQueue: Queue
   private readonly outQueue: Queue
+  private readonly producer: Producer
   private readonly objectModeData: boolean
   private readonly codec: Codec
   private readonly presenceKeys: [string, string]
@@ -52,6 +56,8 @@ export class Channel extends Duplex {
   /** Reliable mode: envelopes pushed into the readable, oldest first, not yet acknowledged. */
   private unacked: ReliableMessage[] = []
   private pushedTotal = 0
+  /** Chunks the readable side handed on (`'data'` events). */
+  private handedTotal = 0
   private pendingError?: Error
   private ackedTotal = 0
   private readonly untrack: () => void
@@ -69,6 +75,7 @@ export class Channel extends Duplex {
     const remote = validateName(options.remote ?? (listen ? 'local' : 'remote'), 'channel remote role')
     if (local === remote) throw new InvalidNameError(`channel roles must differ, both are ${local}`)
     const heartbeat = checkInt(options.heartbeat ?? DEFAULT_HEARTBEAT, 'heartbeat', 10)
+    if (options.reliable !== undefined && typeof options.reliable !== 'boolean') throw new InvalidOptionError('reliable must be a boolean')
     const codec = checkCodec(options.codec) ?? jsonCodec
     const queueOptions = { ttl: options.ttl, objectMode, codec }
     const inQueue = bus.queue(validateName(`${name}:${local}`, 'channel name and role'), queueOptions)
@@ -91,8 +98,8 @@ export class Channel extends Duplex {
     this.codec = codec
     this.inQueue = inQueue
     this.outQueue = outQueue
-    const base = `${bus.settings.prefix}:ch:{${name}}:p:`
-    this.presenceKeys = [base + local, base + remote]
+    this.producer = outQueue.producer({ retryReplication: true })
+    this.presenceKeys = [presenceKey(bus.settings.prefix, name, local), presenceKey(bus.settings.prefix, name, remote)]
     this.untrack = bus.track(this)
     this.on('end', () => debug('%s:%s read to the end', name, local))
   }
@@ -101,8 +108,11 @@ export class Channel extends Duplex {
     (async () => {
       await Promise.all([this.inQueue.attach(), this.outQueue.attach()])
       this.attached = true
-      this.presenceShard = this.bus.ownerOf(this.name)
-      await this.presenceShard.subscribe(this.presenceKeys[0], this.onPresence)
+      // Presence lives where the router finds either peer's presence key, so two peers that opened
+      // the channel on either side of an addShards still meet.
+      this.presenceShard = await this.bus.router.locate(this.name, this.presenceKeys)
+      await this.presenceShard.subscriptions.subscribe(this.presenceKeys[0], this.onPresence)
+      if (this.destroyed) return
       await this.beat('beat')
       this.beatTimer = setInterval(() => {
         this.beat('beat').catch((err) => debug('presence of %s failed: %s', this.name, err.message))
@@ -113,18 +123,24 @@ export class Channel extends Duplex {
         untilEnd: true,
         highWaterMark: this.readableHighWaterMark
       })
+      // The channel closes its reader (giving back what neither of them handed on), not the bus.
+      this.reader.adopt()
       this.reader.on('data', (chunk: unknown) => this.accept(chunk))
       this.reader.on('end', () => this.push(null))
       this.reader.on('error', (err: Error) => {
         // The peer's abort: fail once what arrived before it has been read, as TCP does with a reset.
         if (err instanceof PeerDestroyedError) this.failAfterBuffer(err)
-        else this.destroy(err)
+        else if (!(err instanceof BusClosedError)) this.destroy(err)
       })
       this.reader.pause()
     })().then(() => {
       callback()
-      process.nextTick(() => this.emit('connect'))
-    }, callback)
+      if (!this.destroyed) process.nextTick(() => this.emit('connect'))
+    }, (err: Error) => {
+      // Closed by bus.close() while being set up: close quietly, as readers and writers do.
+      if (this.destroyed || (err instanceof BusClosedError && this.bus.closed)) callback()
+      else callback(err)
+    })
   }
 
   private readonly onPresence = (): void => {
@@ -134,9 +150,7 @@ export class Channel extends Duplex {
 
   private async beat (op: 'beat' | 'leave'): Promise<void> {
     const [own, other] = this.presenceKeys
-    // Presence keys double as the pub/sub channels on which each peer hears of the other.
-    const peer = await this.presenceShard!.script('busmq_presence',
-      [own, other, this.instance, this.heartbeat * 3, op, other])
+    const peer = await presence(this.presenceShard!, { own, other, instance: this.instance, expiry: this.heartbeat * 3, op })
     if (op === 'leave' || this.destroyed) return
     const up = peer !== null
     if (up === this.remoteConnected) return
@@ -160,7 +174,7 @@ export class Channel extends Duplex {
   /** Reliable mode: acknowledges what the readable has handed on (everything not in its buffer). */
   private settle (): void {
     if (!this.reliable) return
-    const handed = this.pushedTotal - this.readableLength
+    const handed = this.handedTotal
     while (this.ackedTotal < handed && this.unacked.length > 0) {
       this.ackedTotal++
       this.unacked.shift()!.ack().catch((err) => debug('ack on %s failed: %s', this.name, err.message))
@@ -173,6 +187,8 @@ export class Channel extends Duplex {
   }
 
   override read (size?: number): any {
+    // A destroyed channel hands on nothing more: what is still buffered goes back to the queue.
+    if (this.destroyed) return null
     const chunk = super.read(size)
     this.settle()
     if (this.pendingError && this.readableLength === 0 && !this.destroyed) {
@@ -180,6 +196,14 @@ export class Channel extends Duplex {
       process.nextTick(() => this.destroy(err))
     }
     return chunk
+  }
+
+  override emit (event: string | symbol, ...args: any[]): boolean {
+    if (event === 'data') {
+      if (this.destroyed) return false
+      this.handedTotal++
+    }
+    return super.emit(event, ...args)
   }
 
   override _read (): void {
@@ -194,15 +218,11 @@ export class Channel extends Duplex {
     } catch (err) {
       return callback(err as Error)
     }
-    this.outQueue.pushRaw(payloads).then(() => callback(), callback)
-  }
-
-  override _write (chunk: any, _encoding: string, callback: Callback): void {
-    this._writev([{ chunk }], callback)
+    this.producer.push(payloads).then(() => callback(), callback)
   }
 
   override _final (callback: Callback): void {
-    this.outQueue.pushRaw([Buffer.alloc(0)], KIND_END).then(() => {
+    this.producer.push([Buffer.alloc(0)], KIND_END).then(() => {
       this.finished = true
       callback()
     }, callback)
@@ -215,26 +235,31 @@ export class Channel extends Duplex {
     const done = async (): Promise<void> => {
       if (!this.attached) return
       this.attached = false
-      const tasks: Array<Promise<unknown>> = [this.beat('leave'),
-        this.presenceShard!.unsubscribe(this.presenceKeys[0], this.onPresence)]
+      const tasks: Array<Promise<unknown>> = []
+      if (this.presenceShard) {
+        tasks.push(this.beat('leave'), this.presenceShard.subscriptions.unsubscribe(this.presenceKeys[0], this.onPresence))
+      }
       // An abrupt end is signalled to the peer, after the data already written (not echoed back to a
       // peer that aborted first: a later channel on the same roles would inherit the marker).
       if (!this.finished && !(err instanceof PeerDestroyedError)) {
-        tasks.push(this.outQueue.pushRaw([Buffer.alloc(0)], KIND_ABORT))
+        tasks.push(this.producer.push([Buffer.alloc(0)], KIND_ABORT))
       }
       if (reader && !reader.destroyed) {
         // What this side took but did not hand on goes back to the queue (reliable: is released).
-        reader.downstreamBuffered = this.reliable ? 0 : this.readableLength
+        reader.returnUnread(this.reliable ? 0 : Math.max(0, this.pushedTotal - this.handedTotal))
         tasks.push(new Promise((resolve) => { reader.once('close', resolve); reader.destroy() }))
       }
       await Promise.allSettled(tasks)
-      await Promise.allSettled([this.inQueue.detach(), this.outQueue.detach()])
+      await Promise.allSettled([this.inQueue.detach(), this.outQueue.detach([this.producer.id])])
     }
     done().then(() => callback(err), (e: Error) => callback(err ?? e))
   }
 
-  /** @internal Used by `bus.close()`: ends the writable side and closes the channel. */
+  /**
+   * @internal Used by `bus.close()`. A consumer that listens for errors (a `for await` loop, a pipeline)
+   * sees `ERR_BUSMQ_CLOSED`; otherwise the channel closes quietly.
+   */
   async close (): Promise<void> {
-    await destroyAndWait(this)
+    await closeByBus(this)
   }
 }

@@ -202,9 +202,9 @@ async function run ({ values, positionals, common }: ParsedArgs): Promise<number
       })
     }
     // The undelivered messages go back to the front of the queue together with the reader's own buffer
-    // (reliable: they are released). The library's hook for this is the count a channel uses for
+    // (reliable: they are released), through the same internal hook a channel uses for
     // the same purpose.
-    r.downstreamBuffered = undelivered
+    r.returnUnread(undelivered)
     await destroyAndWait(r)
     await Promise.allSettled([...acks])
     progress.stop()

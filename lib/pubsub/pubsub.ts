@@ -2,8 +2,9 @@ import { Readable, Writable } from 'readable-stream'
 import type { Bus } from '../bus.js'
 import { pubsubChannel } from '../keys.js'
 import { checkCodec, decodeMessage, encodeMessage, jsonCodec, type Codec, type CodecOptions } from '../queue/codec.js'
-import { MessageTooLargeError } from '../errors.js'
-import { destroyAndWait } from '../util.js'
+import { BusClosedError, MessageTooLargeError } from '../errors.js'
+import { publish } from '../scripts/index.js'
+import { closeByBus } from '../util.js'
 
 type Callback = (err?: Error | null) => void
 
@@ -26,7 +27,7 @@ export class PubSub {
     this.codec = checkCodec(options.codec) ?? jsonCodec
   }
 
-  /** @internal */
+  /** @internal Encodes one message, checking its size. */
   encode (value: unknown): Buffer {
     const buf = encodeMessage(value, this.objectMode, this.codec)
     if (buf.length > this.bus.settings.maxMessageSize) {
@@ -39,7 +40,7 @@ export class PubSub {
   async publish (message: unknown): Promise<number> {
     const payload = this.encode(message)
     await this.bus.connect()
-    return await this.bus.ownerOf(this.name).script('busmq_publish', [this.channel, payload])
+    return await publish(this.bus.router.owner(this.name), { channel: this.channel, payload })
   }
 
   /** A Readable of what is published from now on (never ends by itself). */
@@ -59,6 +60,8 @@ export class PubSub {
  * Subscriber. Pub/sub cannot be paused at the source, so while the consumer is slower than the
  * publishers messages collect in this stream's buffer (Redis also bounds a slow subscriber with its
  * client-output-buffer-limit).
+ *
+ * Emits `'subscribed'` once the subscription is active: nothing published after that is missed.
  */
 export class PubSubReadStream extends Readable {
   private readonly pubsub: PubSub
@@ -77,17 +80,24 @@ export class PubSubReadStream extends Readable {
     (async () => {
       await this.pubsub.bus.connect()
       // Publishers use the topic's current owner: after shards are added, listen there too.
-      this.stopGrowth = this.pubsub.bus.onShardsAdded(() => {
+      this.stopGrowth = this.pubsub.bus.router.onGrowth(() => {
         this.subscribeOwner().catch((err) => this.destroy(err))
       })
       await this.subscribeOwner()
-    })().then(() => callback(), callback)
+    })().then(() => {
+      callback()
+      if (!this.destroyed) process.nextTick(() => this.emit('subscribed'))
+    }, (err: Error) => {
+      // Closed by bus.close() while subscribing: close quietly.
+      if (this.destroyed || (err instanceof BusClosedError && this.pubsub.bus.closed)) callback()
+      else callback(err)
+    })
   }
 
   private async subscribeOwner (): Promise<void> {
-    const shard = this.pubsub.bus.ownerOf(this.pubsub.name)
+    const shard = this.pubsub.bus.router.owner(this.pubsub.name)
     if (this.stops.has(shard.id) || this.destroyed) return
-    const stop = shard.subscribeBuffer(this.pubsub.channel, (message) => this.receive(message))
+    const stop = shard.subscriptions.subscribeBuffer(this.pubsub.channel, (message) => this.receive(message))
     this.stops.set(shard.id, stop)
     await stop
   }
@@ -114,9 +124,12 @@ export class PubSubReadStream extends Readable {
     Promise.allSettled(stops.map(async (stop) => await (await stop)())).then(() => callback(err))
   }
 
-  /** @internal */
+  /**
+   * @internal Used by `bus.close()`: a consumer that listens for errors sees `ERR_BUSMQ_CLOSED`,
+   * otherwise the stream closes quietly.
+   */
   async close (): Promise<void> {
-    await destroyAndWait(this)
+    await closeByBus(this)
   }
 }
 
@@ -142,12 +155,8 @@ export class PubSubWriteStream extends Writable {
     } catch (err) {
       return callback(err as Error)
     }
-    const shard = this.pubsub.bus.ownerOf(this.pubsub.name)
-    Promise.all(payloads.map((p) => shard.script('busmq_publish', [this.pubsub.channel, p]))).then(() => callback(), callback)
-  }
-
-  override _write (chunk: any, _encoding: string, callback: Callback): void {
-    this._writev([{ chunk }], callback)
+    const shard = this.pubsub.bus.router.owner(this.pubsub.name)
+    Promise.all(payloads.map((payload) => publish(shard, { channel: this.pubsub.channel, payload }))).then(() => callback(), callback)
   }
 
   override _destroy (err: Error | null, callback: (error: Error | null) => void): void {
@@ -155,7 +164,7 @@ export class PubSubWriteStream extends Writable {
     callback(err)
   }
 
-  /** @internal */
+  /** @internal Used by `bus.close()`: ends the publisher after what it buffered. */
   async close (): Promise<void> {
     if (this.destroyed) return
     await new Promise<void>((resolve) => {

@@ -2,12 +2,14 @@ import { Readable } from 'readable-stream'
 import createDebug from 'debug'
 import type { Queue } from './queue.js'
 import type { Shard } from '../router/shard.js'
+import type { Wakeups } from './wakeups.js'
 import { checkCodec, decodeMessage, type Codec } from './codec.js'
 import { KIND_ABORT, KIND_END, encodeElementWithId, parseElements, type Element } from './element.js'
 import { DEFAULT_READ_HIGH_WATER_MARK, type ReadStreamOptions } from './queue-options.js'
 import { checkInt } from '../names.js'
 import { DecodeError, InvalidOptionError, PeerDestroyedError } from '../errors.js'
-import { destroyAndWait, isReplyError, sleep } from '../util.js'
+import { closeByBus, isReplyError, sleep } from '../util.js'
+import { pop, range, unpop } from '../scripts/index.js'
 
 const debug = createDebug('busmq:reader')
 
@@ -23,6 +25,11 @@ export interface IdentifiedMessage<T = unknown> {
  * Shared machinery of queue readers: one fetch loop that takes up to `highWaterMark` messages per round
  * trip, waits for a wake-up when there is nothing, honours `max`, `untilEmpty` and `untilEnd`, and hands
  * back what it took but did not deliver when it stops.
+ *
+ * What was handed on is counted where it leaves: each `'data'` event (every chunk a Readable hands to a
+ * consumer, `read()`, `pipe()` and async iteration included, goes through one). Node's Readable would
+ * keep emitting buffered chunks after `destroy()` (from a `'data'` handler, say); a destroyed reader
+ * hands on nothing more, so what it gives back is exactly what it took and did not hand on.
  */
 export abstract class QueueReader extends Readable {
   readonly queue: Queue
@@ -33,18 +40,19 @@ export abstract class QueueReader extends Readable {
   protected readonly untilEmpty: boolean
   protected readonly untilEnd: boolean
   protected shard!: Shard
-  /** Messages pushed downstream so far. */
+  protected wakeups!: Wakeups
+  /** Messages pushed downstream so far (into the Readable's buffer). */
   delivered = 0
-  /**
-   * @internal Messages a wrapping stream (a channel) took from this reader but has not handed on; they
-   * are given back with this reader's own buffer when it is destroyed.
-   */
-  downstreamBuffered = 0
+  /** Chunks handed on to the consumer (`'data'` events). */
+  private handed = 0
+  /** Chunks a wrapping stream took from this reader but did not hand further (see returnUnread). */
+  private downstreamUnread = 0
   private fetching?: Promise<void>
   private running = false
   private wanted = false
   private readonly abort = new AbortController()
   private attached = false
+  private endWakeups?: () => void
   private readonly untrack: () => void
 
   constructor (queue: Queue, options: ReadStreamOptions) {
@@ -52,7 +60,7 @@ export abstract class QueueReader extends Readable {
     // a half-built stream must never get that far.
     const hwm = checkInt(options.highWaterMark ?? DEFAULT_READ_HIGH_WATER_MARK, 'highWaterMark', 1, 1_000_000)
     const max = options.max === undefined || options.max === Infinity ? Infinity : checkInt(options.max, 'max', 0)
-    for (const flag of ['untilEmpty', 'untilEnd', 'withIds'] as const) {
+    for (const flag of ['untilEmpty', 'untilEnd', 'withIds', 'objectMode'] as const) {
       if (options[flag] !== undefined && typeof options[flag] !== 'boolean') {
         throw new InvalidOptionError(`${flag} must be a boolean`)
       }
@@ -74,9 +82,17 @@ export abstract class QueueReader extends Readable {
   _construct (callback: Callback): void {
     this.queue.attach().then(async () => {
       this.attached = true
-      this.shard = await this.queue.open()
+      const { shard, wakeups } = await this.queue.open()
+      // Start from what this bus's earlier readers of the queue gave back.
+      await this.queue.observe()
+      this.shard = shard
+      this.wakeups = wakeups
+      this.endWakeups = wakeups.use()
       callback()
-    }, callback)
+    }).catch((err: Error) => {
+      // Destroyed while being set up (bus.close(), say): that failure no longer matters to anyone.
+      callback(this.destroyed ? null : err)
+    })
   }
 
   /** One round trip: up to `count` stored messages. */
@@ -115,7 +131,7 @@ export abstract class QueueReader extends Readable {
           await this.waitForCapacity(signal)
           continue
         }
-        const since = this.queue.generation('m')
+        const since = this.wakeups.generation('m')
         let els: Element[]
         try {
           els = await this.fetch(Math.min(this.batch, this.max - this.delivered, capacity))
@@ -140,7 +156,7 @@ export abstract class QueueReader extends Readable {
             this.push(null)
             return
           }
-          await this.queue.waitFor('m', since, signal)
+          await this.wakeups.wait('m', since, signal)
           continue
         }
         if (!await this.deliver(els)) return
@@ -154,6 +170,11 @@ export abstract class QueueReader extends Readable {
   private async deliver (els: Element[]): Promise<boolean> {
     for (let i = 0; i < els.length; i++) {
       const el = els[i]
+      if (this.destroyed) {
+        // Destroyed by a consumer of the previous push: the rest of the batch goes back.
+        await this.giveBack(els.slice(i))
+        return false
+      }
       if (el.kind === KIND_END || el.kind === KIND_ABORT) {
         await this.markerSeen(el)
         if (!this.untilEnd) continue
@@ -182,12 +203,11 @@ export abstract class QueueReader extends Readable {
       this.remember(el)
       this.wanted = false
       if (this.push(this.envelope(el, data))) this.wanted = true
-      if (this.destroyed) {
-        // Destroyed by a 'data' handler of this very push: the rest of the batch goes back.
-        await this.giveBack(els.slice(i + 1))
-        return false
-      }
       if (this.delivered >= this.max) {
+        if (this.destroyed) {
+          await this.giveBack(els.slice(i + 1))
+          return false
+        }
         await this.giveBack(els.slice(i + 1))
         this.push(null)
         return false
@@ -205,6 +225,8 @@ export abstract class QueueReader extends Readable {
   }
 
   override read (size?: number): any {
+    // A destroyed reader hands on nothing more: what is still buffered goes back to the queue.
+    if (this.destroyed) return null
     const chunk = super.read(size)
     if (this.pendingError && this.readableLength === 0 && !this.destroyed) {
       const err = this.pendingError
@@ -212,6 +234,41 @@ export abstract class QueueReader extends Readable {
       process.nextTick(() => this.destroy(err))
     }
     return chunk
+  }
+
+  override emit (event: string | symbol, ...args: any[]): boolean {
+    if (event === 'data') {
+      if (this.destroyed) return false
+      this.handed++
+    }
+    return super.emit(event, ...args)
+  }
+
+  /** @internal A wrapping stream (a channel) owns this reader: it closes it, not `bus.close()`. */
+  adopt (): void {
+    this.untrack()
+  }
+
+  /**
+   * @internal For a stream that wraps this reader (a channel): the last `count` chunks this reader handed
+   * to it were not handed further, and go back to the queue with this reader's own buffer when it closes.
+   */
+  returnUnread (count: number): void {
+    this.downstreamUnread = count
+  }
+
+  /** Chunks taken from the queue and not handed on (in the Readable's buffer, or in a wrapper's). */
+  protected get unhanded (): number {
+    return Math.max(0, this.delivered - this.handed) + this.downstreamUnread
+  }
+
+  /**
+   * Resolves once the reader has closed and everything it took from the queue but did not hand on is
+   * back in the queue (see "Nothing lost on destroy()" in the README).
+   */
+  async settled (): Promise<void> {
+    if (this.closed) return
+    await new Promise<void>((resolve) => this.once('close', () => resolve()))
   }
 
   /** Whether chunks are bare messages (not envelopes), so a null message cannot be pushed. */
@@ -233,28 +290,35 @@ export abstract class QueueReader extends Readable {
   /** Hook: a delivered element is now in the Readable's buffer (consume-once readers keep it to give back). */
   protected remember (_el: Element): void {}
 
-  /** Hook: elements still in the Readable's buffer when the stream is destroyed. */
-  protected async release (_buffered: number): Promise<void> {}
+  /** Hook: gives back the newest `unhanded` delivered elements, which never reached the consumer. */
+  protected async release (_unhanded: number): Promise<void> {}
 
   override _destroy (err: Error | null, callback: (error: Error | null) => void): void {
-    const buffered = this.readableLength + this.downstreamBuffered
     this.abort.abort()
     this.untrack()
     const done = async (): Promise<void> => {
       // A read in flight on a shard that is down is waited for only so long: closing must not hang.
       await Promise.race([this.fetching, sleep(this.shard?.commandTimeout || 1)])
-      if (this.shard) await this.release(buffered)
+      if (this.shard) await this.release(this.unhanded)
+      this.endWakeups?.()
       if (this.attached) {
         this.attached = false
         await this.queue.detach()
       }
     }
-    done().then(() => callback(err), (e: Error) => callback(err ?? e))
+    const settling = done()
+    // Until the give-back lands, this bus's next look at the queue waits for it.
+    this.queue.bus.settle(this.queue.keys.base, settling.catch(() => {}))
+    settling.then(() => callback(err), (e: Error) => callback(err ?? e))
   }
 
-  /** @internal Used by `bus.close()`. */
+  /**
+   * @internal Used by `bus.close()`. A consumer that listens for errors (a `for await` loop, a pipeline)
+   * sees `ERR_BUSMQ_CLOSED`; otherwise the stream closes quietly. Either way, what it took and did not
+   * hand on goes back to the queue first.
+   */
   async close (): Promise<void> {
-    await destroyAndWait(this)
+    await closeByBus(this)
   }
 }
 
@@ -264,7 +328,7 @@ export class QueueReadStream extends QueueReader {
   private readonly withIds: boolean
   /** Replay: id of the next message to read. */
   private next: number
-  /** Consume-once: stored form of the last pushed elements, to give back what is still buffered. */
+  /** Consume-once: stored form of the last pushed elements, to give back what was not handed on. */
   private recent: Element[] = []
 
   constructor (queue: Queue, options: ReadStreamOptions = {}) {
@@ -286,12 +350,8 @@ export class QueueReadStream extends QueueReader {
 
   protected override async fetch (count: number): Promise<Element[]> {
     const k = this.queue.keys
-    if (this.mode === 'consume') {
-      return parseElements(await this.shard.script('busmq_popBuffer',
-        [k.messages, k.info, k.waiters, k.room, count, this.queue.ttl, k.wake], 0))
-    }
-    const els = parseElements(await this.shard.script('busmq_rangeBuffer',
-      [k.messages, k.info, k.waiters, this.next, count, this.queue.ttl], 0))
+    if (this.mode === 'consume') return parseElements(await pop(this.shard, k, { count, ttl: this.queue.ttl }))
+    const els = parseElements(await range(this.shard, k, { from: this.next, count, ttl: this.queue.ttl }))
     // Ids only grow: skip anything older than the offset (put back at the head by a consume-once reader).
     const fresh = els.filter((el) => el.id >= this.next)
     if (fresh.length > 0) this.next = fresh[fresh.length - 1].id + 1
@@ -309,28 +369,28 @@ export class QueueReadStream extends QueueReader {
   protected override remember (el: Element): void {
     if (this.mode !== 'consume') return
     this.recent.push(el)
+    // What was not handed on is at most the Readable's buffer plus a wrapper's: a few batches.
     if (this.recent.length > 8 * this.batch) this.recent = this.recent.slice(-4 * this.batch)
   }
 
   protected override async giveBack (elements: Element[]): Promise<void> {
     if (this.mode !== 'consume' || elements.length === 0) return
-    const k = this.queue.keys
-    await this.shard.script('busmq_unpop', [k.messages, k.info, k.waiters, this.queue.ttl, k.wake,
-      ...elements.map(encodeElementWithId)])
+    await unpop(this.shard, this.queue.keys, { ttl: this.queue.ttl, elements: elements.map(encodeElementWithId) })
     debug('gave back %d message(s) to %s', elements.length, this.queue.name)
   }
 
-  protected override async release (buffered: number): Promise<void> {
-    if (buffered > 0) await this.giveBack(this.recent.slice(-buffered))
+  protected override async release (unhanded: number): Promise<void> {
+    if (unhanded > 0) await this.giveBack(this.recent.slice(-unhanded))
     this.recent = []
   }
 
   protected override async poison (el: Element, err: DecodeError): Promise<Error> {
     err.message += ` (message id ${el.id} of queue ${this.queue.name}`
-    Object.assign(err, { id: el.id, payload: el.payload })
+    err.id = el.id
+    err.payload = el.payload
     if (this.mode === 'consume') {
       // Taken from the queue already: keep it, for inspection, in the dead-letter queue.
-      await this.queue.deadLetter().pushRaw([el.payload])
+      await this.queue.deadLetter().producer().push([el.payload])
       err.message += '; moved to its dead-letter queue)'
     } else {
       err.message += '; it stays in the queue)'

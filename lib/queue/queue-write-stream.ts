@@ -1,6 +1,7 @@
 import { Writable } from 'readable-stream'
 import createDebug from 'debug'
 import type { Queue } from './queue.js'
+import type { Producer } from './producer.js'
 import { checkCodec, type Codec } from './codec.js'
 import { KIND_END } from './element.js'
 import {
@@ -15,9 +16,12 @@ const debug = createDebug('busmq:writer')
 /**
  * Producer side of a queue. Each chunk is one message; every chunk buffered while a round trip is in
  * flight goes out in the next one (`_writev`), and a write's callback fires once Redis has accepted it.
+ * With the bus option `replicas`, a batch whose connection changed before its replicas confirmed it (a
+ * failover) is sent again to the new primary (stored once) and the stream carries on.
  */
 export class QueueWriteStream extends Writable {
   readonly queue: Queue
+  private readonly producer: Producer
   private readonly objectMode: boolean
   private readonly codec: Codec
   private readonly endMarker: boolean
@@ -38,6 +42,7 @@ export class QueueWriteStream extends Writable {
     this.objectMode = objectMode
     this.codec = codec
     this.endMarker = options.endMarker ?? false
+    this.producer = queue.producer({ retryReplication: true })
     this.untrack = queue.bus.track(this)
   }
 
@@ -45,11 +50,10 @@ export class QueueWriteStream extends Writable {
     this.queue.attach().then(() => {
       this.attached = true
       callback()
-    }, callback)
-  }
-
-  override _write (chunk: any, encoding: string, callback: Callback): void {
-    this._writev([{ chunk, encoding }], callback)
+    }, (err: Error) => {
+      // Destroyed while being set up (bus.close(), say): that failure no longer matters to anyone.
+      callback(this.destroyed ? null : err)
+    })
   }
 
   override _writev (chunks: Chunk[], callback: Callback): void {
@@ -65,20 +69,24 @@ export class QueueWriteStream extends Writable {
       }
     }
     if (payloads.length === 0) return callback(failure)
-    this.queue.pushRaw(payloads).then(() => callback(failure), callback)
+    this.producer.push(payloads).then(() => callback(failure), callback)
   }
 
   override _final (callback: Callback): void {
     // bus.close() is not the producer finishing its input: no end marker then.
     if (!this.endMarker || this.closingByBus) return callback()
-    this.queue.pushRaw([Buffer.alloc(0)], KIND_END).then(() => callback(), callback)
+    this.producer.push([Buffer.alloc(0)], KIND_END).then(() => callback(), callback)
   }
 
   override _destroy (err: Error | null, callback: (error: Error | null) => void): void {
     this.untrack()
     if (!this.attached) return callback(err)
     this.attached = false
-    this.queue.detach().then(() => callback(err), () => callback(err))
+    // This producer is done: its idempotency record in the queue can go. Until the detach lands, this
+    // bus's next look at the queue (stats, say) waits for it.
+    const detached = this.queue.detach([this.producer.id]).catch(() => {})
+    this.queue.bus.settle(this.queue.keys.base, detached)
+    detached.then(() => callback(err))
   }
 
   /**

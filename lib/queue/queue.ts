@@ -1,36 +1,20 @@
-import { EventEmitter } from 'node:events'
-import { randomBytes } from 'node:crypto'
 import createDebug from 'debug'
 import type { Bus } from '../bus.js'
 import type { Shard } from '../router/shard.js'
-import { QueueKeys } from '../keys.js'
+import { QueueKeys, ATTACHMENT_FIELD_PREFIX, META_FIELD_PREFIX } from '../keys.js'
 import { checkInt } from '../names.js'
-import { BusClosedError, EncodeError, MessageTooLargeError, ReplicationError } from '../errors.js'
-import { batches, sleep } from '../util.js'
+import { EncodeError, InvalidOptionError, MessageTooLargeError } from '../errors.js'
 import { checkCodec, encodeMessage, jsonCodec, type Codec } from './codec.js'
-import { KIND_DATA, encodeElements } from './element.js'
 import type { QueueOptions, ReadStreamOptions, WriteStreamOptions } from './queue-options.js'
 import { QueueWriteStream } from './queue-write-stream.js'
 import { QueueReadStream } from './queue-read-stream.js'
 import { ReliableReadStream } from './reliable-read-stream.js'
 import { AckStream } from './ack-stream.js'
+import { Producer, type ProducerTarget } from './producer.js'
+import { Wakeups } from './wakeups.js'
 import type { DeadLetterRecord } from './reliable-message.js'
 
 const debug = createDebug('busmq:queue')
-
-/** Largest script call a producer sends: messages and bytes per round trip. */
-const MAX_BATCH_COUNT = 1000
-const MAX_BATCH_BYTES = 4 * 1024 * 1024
-
-type WakeKind = 'm' | 'r'
-
-let handles = 0
-/**
- * Random id of this process's producers, followed by a handle number: short, because it is stored (as a
- * field of each queue's info hash) for every queue pushed to. 60 bits: the chance that two of a thousand
- * processes share one is about 1 in 2 billion.
- */
-const processId = randomBytes(8).toString('base64url').slice(0, 10) + '.'
 
 /** What `queue.stats()` reports. */
 export interface QueueStats {
@@ -54,9 +38,11 @@ export interface QueueStats {
  * A handle on one queue. Cheap to create; it reaches Redis only when used. Streams made from it keep the
  * queue attached while they are open.
  */
-export class Queue extends EventEmitter {
+export class Queue implements ProducerTarget {
   readonly name: string
+  /** @internal */
   readonly bus: Bus
+  /** @internal */
   readonly keys: QueueKeys
   /** Idle TTL in ms. */
   readonly ttl: number
@@ -65,42 +51,33 @@ export class Queue extends EventEmitter {
   readonly objectMode: boolean
   readonly codec: Codec
   private shardP?: Promise<Shard>
-  private shardResolved?: Shard
-  private subscribed?: Promise<void>
-  private readonly gen: Record<WakeKind, number> = { m: 0, r: 0 }
-  private readonly waiters = new Set<{ kind: WakeKind, wake: () => void }>()
+  private wakeupsOf?: Wakeups
+  /** Attachments of this handle (its own and its streams'). */
   private attachments = 0
-  /** Identity of this handle's pushes in the queue's info hash (field p<id>), and its last batch number. */
-  private readonly producerId: string
-  private batchNo = 0
-  private heartbeat?: NodeJS.Timeout
+  private oneOff?: Producer
   private untrack?: () => void
-  private readonly onWake = (message: string): void => {
-    if (message === 'm' || message === 'reconnect') this.bump('m')
-    if (message === 'r' || message === 'reconnect') this.bump('r')
-  }
-
   /** A dead-letter queue's queue: they share a hash slot, so they always live on one shard. */
   private readonly parent?: Queue
 
+  /** @internal Use `bus.queue(name, options)`. */
   constructor (bus: Bus, name: string, options: QueueOptions = {}, parent?: Queue) {
-    super()
     this.bus = bus
     this.name = name
     this.parent = parent
-    this.producerId = `${processId}${(++handles).toString(36)}`
     this.keys = parent ? parent.keys.deadLetter() : QueueKeys.forQueue(bus.settings.prefix, name)
     this.ttl = checkInt(options.ttl ?? bus.settings.ttl, 'ttl', 10)
     this.maxLength = checkInt(options.maxLength ?? 0, 'maxLength', 0)
     this.retain = checkInt(options.retain ?? 0, 'retain', 0)
+    if (options.objectMode !== undefined && typeof options.objectMode !== 'boolean') {
+      throw new InvalidOptionError('objectMode must be a boolean')
+    }
     this.objectMode = options.objectMode ?? false
     this.codec = checkCodec(options.codec) ?? jsonCodec
   }
 
-  /** The shard holding this queue (resolved once per handle; see "Sharding" in the README). */
+  /** @internal The shard holding this queue (resolved once per handle; see "Sharding" in the README). */
   shard (): Promise<Shard> {
-    this.shardP ??= (this.parent ? this.parent.shard() : this.bus.locate(this.name, this.keys)).then((s) => {
-      this.shardResolved = s
+    this.shardP ??= (this.parent ? this.parent.shard() : this.locate()).then((s) => {
       debug('queue %s on shard %s', this.name, s.id)
       return s
     }, (err) => {
@@ -110,50 +87,32 @@ export class Queue extends EventEmitter {
     return this.shardP
   }
 
-  /** @internal Resolves the shard and subscribes to wake-ups (once). */
-  async open (): Promise<Shard> {
+  /**
+   * @internal The shard, once every give-back of this bus's readers to the queue has landed: what this
+   * process observes of the queue (count, stats, a new reader) includes what its readers gave back.
+   */
+  async observe (): Promise<Shard> {
     const shard = await this.shard()
-    this.untrack ??= this.bus.track(this)
-    this.subscribed ??= shard.subscribe(this.keys.wake, this.onWake).catch((err) => {
-      this.subscribed = undefined
-      throw err
-    })
-    await this.subscribed
+    await this.bus.settled(this.keys.base)
     return shard
   }
 
-  private bump (kind: WakeKind): void {
-    this.gen[kind]++
-    for (const w of this.waiters) if (w.kind === kind) w.wake()
+  private async locate (): Promise<Shard> {
+    await this.bus.connect()
+    return await this.bus.router.locate(this.name, this.keys.existence())
   }
 
-  /** @internal Wakes everything waiting on this handle (closing). */
+  /** @internal The queue's shard and wake-ups (a producer of a bounded queue waits on them). */
+  async open (): Promise<{ shard: Shard, wakeups: Wakeups }> {
+    const shard = await this.shard()
+    this.untrack ??= this.bus.track(this)
+    this.wakeupsOf ??= new Wakeups(shard.subscriptions, this.keys.wake, this.bus.settings.pollInterval)
+    return { shard, wakeups: this.wakeupsOf }
+  }
+
+  /** @internal Wakes every producer and reader of this handle that waits (closing). */
   wakeAll (): void {
-    for (const w of this.waiters) w.wake()
-  }
-
-  /** @internal Current wake-up generation; read it before a Redis call that may find nothing. */
-  generation (kind: WakeKind): number {
-    return this.gen[kind]
-  }
-
-  /**
-   * @internal Waits until a wake-up of `kind` arrives after generation `since`, the poll interval passes
-   * (covering a lost wake-up), or `signal` aborts.
-   */
-  async waitFor (kind: WakeKind, since: number, signal?: AbortSignal): Promise<void> {
-    if (this.gen[kind] !== since || signal?.aborted) return
-    const ac = new AbortController()
-    const w = { kind, wake: () => ac.abort() }
-    const onAbort = (): void => ac.abort()
-    signal?.addEventListener('abort', onAbort, { once: true })
-    this.waiters.add(w)
-    try {
-      await sleep(this.bus.settings.pollInterval, ac.signal)
-    } finally {
-      this.waiters.delete(w)
-      signal?.removeEventListener('abort', onAbort)
-    }
+    this.wakeupsOf?.wakeAll()
   }
 
   /** @internal Encodes one message with this queue's (or the given) mode and codec, checking its size. */
@@ -169,85 +128,17 @@ export class Queue extends EventEmitter {
     return buf
   }
 
-  /**
-   * @internal Appends encoded payloads in order and resolves with the id of the first once Redis has
-   * accepted all of them. With `maxLength`, waits for room as often as needed.
-   */
-  async pushRaw (payloads: Buffer[], kind = KIND_DATA): Promise<number> {
-    const shard = this.maxLength > 0 ? await this.open() : await this.shard()
-    const parts = batches(payloads, MAX_BATCH_COUNT, MAX_BATCH_BYTES).map((part) => encodeElements(part, kind))
-    if (this.maxLength === 0) {
-      // Unbounded: every batch is accepted whole, so they can all be in flight at once.
-      const seqs = await Promise.all(parts.map((part) => this.append(shard, part)))
-      return seqs[0] - parts[0].length + 1
-    }
-    return await this.pushBounded(shard, parts)
-  }
-
-  /** Bounded: a batch may be accepted in part; send in order and wait for room in between. */
-  private async pushBounded (shard: Shard, parts: Buffer[][]): Promise<number> {
-    let firstId = 0
-    for (const part of parts) {
-      let rest = part
-      for (;;) {
-        const since = this.gen.r
-        const generation = shard.connectionGeneration
-        const [n, seq] = await this.pushScript(shard, this.maxLength, rest)
-        if (n > 0) {
-          await this.replicate(shard, generation)
-          if (firstId === 0) firstId = seq - n + 1
-        }
-        rest = rest.slice(n)
-        if (rest.length === 0) break
-        if (this.bus.closed) {
-          throw new BusClosedError(`the bus closed while ${rest.length} message(s) waited for room in ${this.name}`)
-        }
-        await this.waitFor('r', since)
-      }
-    }
-    return firstId
-  }
-
-  /** Unbounded push of one batch; resolves with `seq` after it. */
-  private async append (shard: Shard, elements: Buffer[]): Promise<number> {
-    const generation = shard.connectionGeneration
-    const [, seq] = await this.pushScript(shard, 0, elements)
-    await this.replicate(shard, generation)
-    return seq
-  }
-
-  /**
-   * One call of the push script (lib/scripts/push-4.lua). Each call carries this handle's producer id
-   * and the next batch number, so a call ioredis re-sends after a reconnection is not stored twice.
-   * Plain RPUSH in a MULTI would save Redis one copy of each payload, but could not be made idempotent.
-   */
-  private pushScript (shard: Shard, maxLength: number, elements: Buffer[]): Promise<[number, number]> {
-    const k = this.keys
-    return shard.script('busmq_push', [k.messages, k.info, k.waiters, k.room,
-      this.ttl, maxLength, this.retain, k.wake, this.producerId, ++this.batchNo, ...elements],
-    shard.commandTimeout, true)
-  }
-
-  /** With the bus option `replicas`, waits until that many replicas have what this connection wrote. */
-  private async replicate (shard: Shard, generation: number): Promise<void> {
+  /** @internal A producer of its own (each write stream has one). */
+  producer (options: { retryReplication?: boolean } = {}): Producer {
     const { replicas, replicasTimeout } = this.bus.settings
-    if (replicas === 0) return
-    const acked = await shard.run((c) => c.wait(replicas, replicasTimeout))
-    // WAIT counts replicas that have this connection's writes. If the connection changed since the push
-    // (a failover), a re-sent WAIT would count the new primary's replicas, which prove nothing.
-    if (shard.connectionGeneration !== generation) {
-      throw new ReplicationError(`the connection to ${shard.id} changed during a push to ${this.name}: ` +
-        'its replication cannot be confirmed (the message may or may not be stored)')
-    }
-    if (acked < replicas) {
-      throw new ReplicationError(`only ${acked} of ${replicas} replica(s) confirmed a push to ${this.name} ` +
-        `within ${replicasTimeout} ms (the primary has it)`)
-    }
+    return new Producer(this, { replicas, replicasTimeout, closed: () => this.bus.closed }, options)
   }
 
   /** Pushes one message; resolves with its id once Redis has accepted it. */
   async push (message: unknown): Promise<number> {
-    return await this.pushRaw([this.encode(message)])
+    const payload = this.encode(message)
+    this.oneOff ??= this.producer()
+    return await this.oneOff.push([payload])
   }
 
   /** A Writable producer: each chunk is one message. */
@@ -262,7 +153,6 @@ export class Queue extends EventEmitter {
   createReadStream (options: ReadStreamOptions = {}): QueueReadStream | ReliableReadStream {
     this.bus.assertOpen()
     if (options.mode === 'reliable') return new ReliableReadStream(this, options)
-
     return new QueueReadStream(this, options)
   }
 
@@ -276,7 +166,7 @@ export class Queue extends EventEmitter {
 
   /** Why message `id` of this dead-letter queue got there, and its delivery history. */
   async history (id: number): Promise<DeadLetterRecord | null> {
-    const json = await (await this.shard()).run((c) => c.hget(this.keys.history, String(id)))
+    const json = await (await this.observe()).run((c) => c.hget(this.keys.history, String(id)))
     return json === null ? null : JSON.parse(json)
   }
 
@@ -288,78 +178,76 @@ export class Queue extends EventEmitter {
 
   /**
    * Attaches this client to the queue: while attached, the queue and its keys do not expire. Streams
-   * attach by themselves. `ttl` replaces the idle TTL for this handle.
+   * attach by themselves. `ttl` replaces the idle TTL for this handle. Resolves with true when the queue
+   * existed before (false: this attach created it).
    */
-  async attach (options: { ttl?: number } = {}): Promise<void> {
+  async attach (options: { ttl?: number } = {}): Promise<boolean> {
     if (options.ttl !== undefined) (this as { ttl: number }).ttl = checkInt(options.ttl, 'ttl', 10)
-    await this.open()
+    const shard = await this.shard()
+    this.untrack ??= this.bus.track(this)
     this.attachments++
-    if (this.attachments === 1) {
-      await this.beat(true)
-      this.heartbeat = setInterval(() => {
-        this.beat(true).catch((err) => debug('heartbeat of %s failed: %s', this.name, err.message))
-      }, Math.max(5, Math.floor(this.ttl / 3)))
-      this.heartbeat.unref()
+    try {
+      return await this.bus.attachments(shard).attach(this.keys, this.ttl)
+    } catch (err) {
+      this.attachments--
+      throw err
     }
   }
 
-  /** Drops one attachment; when none is left, the queue expires `ttl` ms later unless used again. */
-  async detach (): Promise<void> {
+  /**
+   * Drops one attachment; when none is left, the queue expires `ttl` ms later unless used again.
+   * `producers` (internal): ids of producers that are done, whose idempotency records can go.
+   */
+  async detach (producers?: string[]): Promise<void> {
     if (this.attachments === 0) return
     this.attachments--
-    if (this.attachments > 0) return
-    clearInterval(this.heartbeat)
-    this.heartbeat = undefined
-    await this.beat(false)
-    // Nothing of this handle is open any more: drop the wake-up subscription too (a later stream
-    // opens it again).
-    if (this.attachments === 0) await this.release()
-  }
-
-  private async beat (attach: boolean): Promise<number> {
     const shard = await this.shard()
-    return await shard.script('busmq_attach', [...this.keys.attachKeys(), this.bus.settings.id, this.ttl, attach ? 1 : 0])
+    await this.bus.attachments(shard).detach(this.keys, this.ttl, producers)
   }
 
   /** Messages waiting in the queue. */
   async count (): Promise<number> {
-    return await (await this.shard()).run((c) => c.llen(this.keys.messages))
+    return await (await this.observe()).run((c) => c.llen(this.keys.messages))
   }
 
   /** True when any key of the queue exists (it was used and has not expired). */
   async exists (): Promise<boolean> {
-    const k = this.keys
-    return (await (await this.shard()).run((c) => c.exists(k.info, k.messages, k.clients, k.inflight))) > 0
+    return (await (await this.observe()).run((c) => c.exists(...this.keys.existence()))) > 0
   }
 
   /** Deletes every waiting and in-flight message; counters and attachments stay. */
   async flush (): Promise<void> {
     const k = this.keys
-    await (await this.shard()).run((c) => c.del(k.messages, k.inflight, k.leases, k.deliveries, k.owners))
+    await (await this.observe()).run((c) => c.del(k.messages, k.inflight, k.leases, k.deliveries, k.owners))
   }
 
   /** ms until the queue expires if nobody touches it; -2 when it does not exist. */
   async ttlLeft (): Promise<number> {
-    return await (await this.shard()).run((c) => c.pttl(this.keys.info))
+    return await (await this.observe()).run((c) => c.pttl(this.keys.info))
   }
 
   /** Length, counters, attached clients, TTL left and shard. */
   async stats (): Promise<QueueStats> {
-    const shard = await this.shard()
+    const shard = await this.observe()
     const k = this.keys
-    const [length, info, inFlight, clients, ttl] = await shard.run((c) => Promise.all([
+    const [length, info, inFlight, ttl, time] = await shard.run((c) => Promise.all([
       c.llen(k.messages),
-      c.hmget(k.info, 'seq', 'consumed'),
+      c.hgetall(k.info),
       c.hlen(k.inflight),
-      c.zcount(k.clients, Date.now(), '+inf'),
-      c.pttl(k.info)
+      c.pttl(k.info),
+      c.time()
     ]))
+    const now = Number(time[0]) * 1000 + Math.floor(Number(time[1]) / 1000)
+    let clients = 0
+    for (const [field, value] of Object.entries(info)) {
+      if (field.startsWith(ATTACHMENT_FIELD_PREFIX) && Number(value) > now) clients++
+    }
     return {
       name: this.name,
       shard: shard.id,
       length,
-      pushed: Number(info[0] ?? 0),
-      consumed: Number(info[1] ?? 0),
+      pushed: Number(info.seq ?? 0),
+      consumed: Number(info.consumed ?? 0),
       inFlight,
       clients,
       ttl
@@ -370,32 +258,32 @@ export class Queue extends EventEmitter {
   async getMeta (): Promise<Record<string, string>>
   async getMeta (field: string): Promise<string | null>
   async getMeta (field?: string): Promise<Record<string, string> | string | null> {
-    const shard = await this.shard()
-    if (field === undefined) return await shard.run((c) => c.hgetall(this.keys.meta))
-    return await shard.run((c) => c.hget(this.keys.meta, field))
+    const shard = await this.observe()
+    if (field !== undefined) return await shard.run((c) => c.hget(this.keys.info, META_FIELD_PREFIX + field))
+    const all = await shard.run((c) => c.hgetall(this.keys.info))
+    const out: Record<string, string> = Object.create(null)
+    for (const [f, v] of Object.entries(all)) if (f.startsWith(META_FIELD_PREFIX)) out[f.slice(META_FIELD_PREFIX.length)] = v
+    return { ...out }
   }
 
   /** Sets metadata fields (strings); they expire with the queue. */
   async setMeta (fields: Record<string, string | number>): Promise<void> {
-    await (await this.shard()).run((c) => c.multi().hset(this.keys.meta, fields).pexpire(this.keys.meta, this.ttl).exec())
+    const entries = Object.entries(fields)
+    if (entries.length === 0) return
+    const args: Array<string | number> = []
+    for (const [f, v] of entries) args.push(META_FIELD_PREFIX + f, v)
+    await (await this.shard()).run((c) => c.multi().hset(this.keys.info, ...args).pexpire(this.keys.info, this.ttl).exec())
   }
 
-  private async release (): Promise<void> {
+  /** @internal Closes the handle (`bus.close()`): drops its attachments and wake-up subscription. */
+  async close (): Promise<void> {
+    this.wakeupsOf?.close()
     this.untrack?.()
     this.untrack = undefined
-    if (this.subscribed && this.shardResolved) {
-      this.subscribed = undefined
-      await this.shardResolved.unsubscribe(this.keys.wake, this.onWake)
-    }
-  }
-
-  /** @internal Closes the handle (`bus.close()`): drops attachments and the wake-up subscription. */
-  async close (): Promise<void> {
-    this.wakeAll()
-    if (this.attachments > 0) {
-      this.attachments = 1
-      await this.detach().catch(() => {})
-    }
-    await this.release()
+    const n = this.attachments
+    this.attachments = 0
+    if (n === 0 || !this.shardP) return
+    const shard = await this.shardP.catch(() => undefined)
+    if (shard) await Promise.allSettled(Array.from({ length: n }, () => this.bus.attachments(shard).detach(this.keys, this.ttl)))
   }
 }

@@ -6,6 +6,7 @@ import { READER, type Releasable, type ReliableMessage } from './reliable-messag
 import { DEFAULT_LEASE, DEFAULT_MAX_DELIVERIES, type ReadStreamOptions } from './queue-options.js'
 import { checkInt } from '../names.js'
 import type { DecodeError } from '../errors.js'
+import { ack, renew, requeue, reserve, type RequeueMode } from '../scripts/index.js'
 
 const debug = createDebug('busmq:reliable')
 
@@ -63,9 +64,8 @@ export class ReliableReadStream extends QueueReader implements Releasable {
 
   private renew (): void {
     if (this.held.size === 0 || !this.shard) return
-    const k = this.queue.keys
-    this.shard.script('busmq_renew', [k.leases, k.owners, this.consumerId, this.lease, ...this.held.keys()])
-      .then((lost: Array<string | number>) => {
+    renew(this.shard, this.queue.keys, { consumer: this.consumerId, lease: this.lease, ids: [...this.held.keys()] })
+      .then((lost) => {
         for (const id of lost) this.forget(Number(id))
         if (lost.length > 0) debug('%s lost %d lease(s) on %s', this.consumerId, lost.length, this.queue.name)
       }, (err: Error) => debug('lease renewal on %s failed: %s', this.queue.name, err.message))
@@ -100,10 +100,9 @@ export class ReliableReadStream extends QueueReader implements Releasable {
   }
 
   protected override async fetch (count: number): Promise<Element[]> {
-    const k = this.queue.keys
-    const dl = k.deadLetter()
-    const reply: Array<Buffer | number> = await this.shard.script('busmq_reserveBuffer', [...k.reliable(),
-      count, this.queue.ttl, k.wake, this.consumerId, this.lease, this.maxDeliveries, dl.wake], 0) ?? []
+    const reply = await reserve(this.shard, this.queue.keys, {
+      count, ttl: this.queue.ttl, consumer: this.consumerId, lease: this.lease, maxDeliveries: this.maxDeliveries
+    }) ?? []
     const out: Element[] = []
     for (let i = 0; i < reply.length; i += 3) {
       const el = parseElement(reply[i] as Buffer, reply[i + 1] as number)
@@ -146,9 +145,8 @@ export class ReliableReadStream extends QueueReader implements Releasable {
   private flushAcks (): void {
     const batch = this.ackBatch
     this.ackBatch = []
-    const k = this.queue.keys
-    this.shard.script('busmq_ack', [k.inflight, k.leases, k.deliveries, k.owners, this.consumerId, ...batch.map((b) => b.id)])
-      .then((res: number[]) => {
+    ack(this.shard, this.queue.keys, { consumer: this.consumerId, ids: batch.map((b) => b.id) })
+      .then((res) => {
         batch.forEach((b, i) => {
           this.forget(b.id)
           b.resolve(res[i] === 1)
@@ -156,12 +154,12 @@ export class ReliableReadStream extends QueueReader implements Releasable {
       }, (err: Error) => { for (const b of batch) b.reject(err) })
   }
 
-  /** Hands messages back (see requeue-12.lua); `undo` = how many of the first ids never reached the app. */
-  private async requeue (mode: 'release' | 'nack' | 'dead' | 'decode', ids: number[], undo: number): Promise<void> {
+  /** Hands messages back (see requeue-9.lua); `undo` = how many of the first ids never reached the app. */
+  private async requeue (mode: RequeueMode, ids: number[], undo: number): Promise<void> {
     if (ids.length === 0) return
-    const k = this.queue.keys
-    await this.shard.script('busmq_requeue', [...k.reliable(), this.consumerId, this.queue.ttl, k.wake,
-      k.deadLetter().wake, this.maxDeliveries, mode, undo, ...ids])
+    await requeue(this.shard, this.queue.keys, {
+      consumer: this.consumerId, ttl: this.queue.ttl, maxDeliveries: this.maxDeliveries, mode, undo, ids
+    })
     for (const id of ids) this.forget(id)
   }
 
@@ -179,12 +177,13 @@ export class ReliableReadStream extends QueueReader implements Releasable {
   protected override async poison (el: Element, err: DecodeError): Promise<Error> {
     await this.requeue('decode', [el.id], 0)
     err.message += ` (message id ${el.id} of queue ${this.queue.name}; moved to its dead-letter queue)`
-    Object.assign(err, { id: el.id, payload: el.payload })
+    err.id = el.id
+    err.payload = el.payload
     return err
   }
 
-  protected override async release (buffered: number): Promise<void> {
-    if (this.readableEnded && buffered === 0 && this.held.size > 0) {
+  protected override async release (unhanded: number): Promise<void> {
+    if (this.readableEnded && unhanded === 0 && this.held.size > 0) {
       // The stream ended normally, but what it handed on is still being processed downstream (the end
       // of a pipeline acks it later): keep those leases alive, and the queue attached, until every
       // message is acked or nacked, or the bus closes.
@@ -193,7 +192,7 @@ export class ReliableReadStream extends QueueReader implements Releasable {
       this.untrackLinger = this.queue.bus.track({ close: () => this.releaseAll() })
       return
     }
-    await this.releaseAll(buffered)
+    await this.releaseAll(unhanded)
   }
 
   private stopLingering (): void {
@@ -211,14 +210,14 @@ export class ReliableReadStream extends QueueReader implements Releasable {
     if (this.held.size > 0) await this.releaseAll()
   }
 
-  /** Gives every held message back; the first `buffered` of the newest never reached the application. */
-  private async releaseAll (buffered = 0): Promise<void> {
+  /** Gives every held message back; the newest `unhanded` of them never reached the application. */
+  private async releaseAll (unhanded = 0): Promise<void> {
     const lingering = this.lingering
     this.lingering = false
     clearInterval(this.renewTimer)
     if (this.ackBatch.length > 0) this.flushAcks()
     // Messages still in the Readable's buffer never reached the application: their delivery is undone.
-    const unread = buffered > 0 ? this.recent.slice(-buffered).filter((id) => this.held.has(id)) : []
+    const unread = unhanded > 0 ? this.recent.slice(-unhanded).filter((id) => this.held.has(id)) : []
     const unreadSet = new Set(unread)
     const handed = [...this.held.keys()].filter((id) => !unreadSet.has(id))
     await this.requeue('release', [...unread, ...handed], unread.length)

@@ -1,74 +1,68 @@
 import { EventEmitter } from 'node:events'
 import createDebug from 'debug'
 import type { Redis, Cluster } from 'ioredis'
-import { defineScripts } from '../scripts/index.js'
-import { RedisCommandError, RedisVersionError, ShardDataLossError, ShardUnavailableError } from '../errors.js'
-import { shardMarkerKey } from '../keys.js'
+import { ShardUnavailableError } from '../errors.js'
+import { retryable, classify, wrapRedisError } from './redis-errors.js'
+import { SubscriptionHub } from './subscriptions.js'
+import { ShardHealth } from './shard-health.js'
+import type { ScriptCallOptions, ScriptTarget } from '../scripts/index.js'
 
 const debug = createDebug('busmq:shard')
 
-/** The connection dropped after the command was sent and before its reply: it may or may not have run. */
-function aborted (err: unknown): boolean {
-  return err instanceof Error && (err.name === 'AbortError' || /Command aborted due to connection close/i.test(err.message))
+export type Client = Redis | Cluster
+
+/** How a shard makes connections: the command connection and, lazily, the subscriber. */
+export interface ShardConnector {
+  /** A new, not yet connected client (lazyConnect). */
+  create: () => Client
+  /** Prepares a command connection (registers the scripts). */
+  prepare?: (client: Client) => void
 }
 
-/** ioredis refused to queue a command while disconnected (enableOfflineQueue: false): it was not sent. */
-function notSent (err: unknown): boolean {
-  return err instanceof Error && /enableOfflineQueue|Connection is closed|Stream isn't writeable/i.test(err.message) &&
-    !/MaxRetriesPerRequest/.test(err.message)
+export interface RunOptions {
+  /** ms after which the call fails with ERR_BUSMQ_SHARD_UNAVAILABLE; 0 = never. @default commandTimeout */
+  timeout?: number
+  /** The call may be sent again after a connection drop (its effect is applied once). @default false */
+  idempotent?: boolean
 }
-
-type Client = Redis | Cluster
-type WakeHandler = (message: string) => void
 
 /**
- * One shard: a Redis endpoint, a Sentinel-managed primary, or a whole Redis Cluster. It owns two
- * connections, created from one factory: `client` for commands (auto-pipelined, scripts defined on it)
- * and, lazily, `subscriber` for wake-up channels.
+ * One shard: a Redis endpoint, a Sentinel-managed primary, or a whole Redis Cluster. It owns the command
+ * connection (auto-pipelined) with its retry rule and deadlines, and a {@link SubscriptionHub} for
+ * pub/sub; a {@link ShardHealth} checks the server version and notices data loss.
  *
  * Events: `online` when the command connection is ready (again), `offline` when it is lost, `error`,
  * `dataloss` when it came back without its data.
  */
-export class Shard extends EventEmitter {
+export class Shard extends EventEmitter implements ScriptTarget {
   readonly id: string
   readonly client: Client
+  readonly subscriptions: SubscriptionHub
   online = false
-  private readonly factory: () => Client
-  private subscriber?: Client
-  private subscriberReady?: Promise<Client>
-  private readonly handlers = new Map<string, Set<WakeHandler>>()
-  private readonly bufferHandlers = new Map<string, Set<(message: Buffer) => void>>()
-  private closing?: Promise<void>
-  private versionChecked?: Promise<void>
-
-  /** Value of this shard's marker key when last seen (see checkMarker). */
-  private marker?: string
-  private readonly prefix?: string
   /** Last connection error, to explain a connect timeout. */
   lastError?: Error
-
-  private nextReady?: Promise<void>
   /** Grows each time the command connection closes: a WAIT only covers writes of the same connection. */
   connectionGeneration = 0
   /** ms after which a command fails with ERR_BUSMQ_SHARD_UNAVAILABLE (0: never). */
   readonly commandTimeout: number
+  private readonly health: ShardHealth
+  private closing?: Promise<void>
+  private nextReady?: Promise<void>
 
-  constructor (id: string, factory: () => Client, prefix?: string, commandTimeout = 0) {
+  constructor (id: string, connector: ShardConnector, options: { prefix?: string, commandTimeout?: number } = {}) {
     super()
     this.id = id
-    this.prefix = prefix
-    this.commandTimeout = commandTimeout
-    this.factory = factory
-    this.client = factory()
-    defineScripts(this.client)
+    this.commandTimeout = options.commandTimeout ?? 0
+    this.client = connector.create()
+    connector.prepare?.(this.client)
+    this.subscriptions = new SubscriptionHub(id, connector.create)
+    this.health = new ShardHealth(this, options.prefix, (err) => this.emit('dataloss', err))
     this.client.on('ready', () => {
       if (this.online) return
       this.online = true
       debug('%s online', id)
       this.emit('online')
-      if (this.marker !== undefined) {
-        this.checkMarker().catch((err) => debug('%s marker check failed: %s', id, err.message))
-      }
+      this.health.recheck()
     })
     this.client.on('close', () => {
       this.connectionGeneration++
@@ -83,7 +77,10 @@ export class Shard extends EventEmitter {
     })
   }
 
-  /** Resolves when the command connection is ready and the server is Redis >= 6.2. */
+  /**
+   * Resolves when the command connection is ready and the server passed its checks (Redis >= 6.2, the
+   * data-loss marker readable). A failed check is tried again on the next call.
+   */
   async connect (): Promise<void> {
     if (this.client.status === 'wait') {
       this.client.connect().catch(() => { /* reported through 'error' and retried by ioredis */ })
@@ -91,56 +88,21 @@ export class Shard extends EventEmitter {
     if (this.client.status !== 'ready') {
       await new Promise<void>((resolve) => this.client.once('ready', () => resolve()))
     }
-    this.versionChecked ??= this.checkVersion()
-    await this.versionChecked
-  }
-
-  private async checkVersion (): Promise<void> {
-    // HELLO (not INFO, which ACLs usually deny as @dangerous) tells the server version.
-    let version: string | undefined
-    try {
-      const hello = await this.client.call('HELLO') as unknown[]
-      const i = hello.indexOf('version')
-      if (i >= 0) version = String(hello[i + 1])
-    } catch {
-      const info = await this.client.info('server').catch(() => '')
-      version = /redis_version:([\d.]+)/.exec(info)?.[1]
-    }
-    const m = /^(\d+)\.(\d+)/.exec(version ?? '')
-    if (m && (Number(m[1]) < 6 || (Number(m[1]) === 6 && Number(m[2]) < 2))) {
-      this.versionChecked = undefined
-      throw new RedisVersionError(`shard ${this.id} runs Redis ${m[1]}.${m[2]}; BusMQ needs Redis >= 6.2`)
-    }
-    await this.checkMarker()
-  }
-
-  /**
-   * A shard that restarts without its data (no persistence, or a wiped replica promoted) would silently
-   * lose every queue on it. Each shard holds one marker key; after every reconnection the bus checks
-   * that the marker it saw is still there and reports `ERR_BUSMQ_SHARD_DATA_LOST` if not. (Cluster
-   * layout: the marker lives on one node only, so only that node's loss is detected.)
-   */
-  private async checkMarker (): Promise<void> {
-    if (!this.prefix) return
-    const key = shardMarkerKey(this.prefix)
-    const fresh = `${Date.now()}-${Math.random().toString(36).slice(2)}`
-    const [, current] = await this.client.multi().set(key, fresh, 'NX').get(key).exec() as Array<[Error | null, any]>
-    const seen = current[1] as string
-    if (this.marker !== undefined && seen !== this.marker) {
-      const err = new ShardDataLossError(`shard ${this.id} came back without its data (marker ${this.marker} is gone): ` +
-        'messages stored on it were lost')
-      debug('%s', err.message)
-      this.emit('dataloss', err)
-    }
-    this.marker = seen
+    await this.health.check()
   }
 
   /**
    * Runs commands on the command connection, turning failures into coded errors: Redis's own refusals
    * into `ERR_BUSMQ_REDIS`, a shard that does not answer (command timeout, connection lost for good)
    * into `ERR_BUSMQ_SHARD_UNAVAILABLE`.
+   *
+   * The offline queue is off: a command issued while the shard is away fails at once without being
+   * sent, so it is sent again once the shard is back, until the deadline. A command never runs after its
+   * caller was told it failed. An idempotent command may also be sent again when the connection dropped
+   * before its reply.
    */
-  async run<T> (fn: (client: Client) => Promise<T>, timeout = this.commandTimeout, idempotent = false): Promise<T> {
+  async run<T> (fn: (client: Client) => Promise<T>, options: RunOptions = {}): Promise<T> {
+    const timeout = options.timeout ?? this.commandTimeout
     const deadline = timeout > 0 ? Date.now() + timeout : Infinity
     for (;;) {
       let timer: NodeJS.Timeout | undefined
@@ -156,23 +118,23 @@ export class Shard extends EventEmitter {
           timer.unref()
         })])
       } catch (err) {
-        // The offline queue is off: a command issued while the shard is away fails at once without
-        // being sent, so it is safe to send again once the shard is back (until the deadline). A command
-        // never runs after its caller was told it failed.
-        // An idempotent command (a push, which the script deduplicates) may also be sent again when
-        // the connection dropped before its reply.
-        if ((notSent(err) || (idempotent && aborted(err))) && Date.now() < deadline && !this.closing) {
+        if (retryable(err, options.idempotent ?? false) && Date.now() < deadline && !this.closing) {
           await this.whenReady(deadline)
           continue
         }
-        if (notSent(err)) {
+        if (classify(err) === 'not-sent') {
           throw new ShardUnavailableError(`shard ${this.id} is unavailable: nothing was sent within ${timeout} ms`, { cause: err })
         }
-        throw this.wrapError(err)
+        throw wrapRedisError(err, this.id)
       } finally {
         clearTimeout(timer)
       }
     }
+  }
+
+  /** Calls a registered script (lib/scripts/index.ts) under the rules of {@link run}. */
+  evalScript (command: string, args: Array<string | Buffer | number>, options: ScriptCallOptions = {}): Promise<unknown> {
+    return this.run((c) => (c as unknown as Record<string, (...a: unknown[]) => Promise<unknown>>)[command](...args), options)
   }
 
   /** Resolves when the command connection is ready, or at the deadline (at most 200 ms later, to re-check). */
@@ -192,89 +154,9 @@ export class Shard extends EventEmitter {
     })
   }
 
-  /**
-   * Calls a script registered by `defineScripts` (for example `busmq_pop`), bounded by `commandTimeout`
-   * unless `timeout` is 0: a read that takes messages must not time out, or its reply would be lost.
-   */
-  script (name: string, args: Array<string | Buffer | number>, timeout = this.commandTimeout, idempotent = false): Promise<any> {
-    return this.run((c) => (c as any)[name](...args), timeout, idempotent)
-  }
-
-  private wrapError (err: unknown): unknown {
-    if (!(err instanceof Error) || 'code' in err && typeof (err as any).code === 'string' && (err as any).code.startsWith('ERR_BUSMQ')) return err
-    if (err.name === 'ReplyError') return new RedisCommandError(`shard ${this.id}: ${err.message}`, { cause: err })
-    if (aborted(err) || /timed out|Connection is closed|MaxRetriesPerRequest|enableOfflineQueue|Reached the max retries/i.test(`${err.name} ${err.message}`)) {
-      return new ShardUnavailableError(`shard ${this.id} is unavailable: ${err.message}`, { cause: err })
-    }
-    return err
-  }
-
-  /**
-   * Subscribes `handler` to a wake-up channel and resolves once the subscription is active, so a
-   * wake-up published after this resolves is not missed (unless the connection drops: then every
-   * handler is called with 'reconnect' when it is back, and readers re-check).
-   */
-  async subscribe (channel: string, handler: WakeHandler): Promise<void> {
-    let set = this.handlers.get(channel)
-    const first = set === undefined
-    if (!set) { set = new Set(); this.handlers.set(channel, set) }
-    set.add(handler)
-    const sub = await this.getSubscriber()
-    if (first) await sub.subscribe(channel)
-  }
-
-  async unsubscribe (channel: string, handler: WakeHandler): Promise<void> {
-    const set = this.handlers.get(channel)
-    if (!set || !set.delete(handler)) return
-    if (set.size > 0) return
-    this.handlers.delete(channel)
-    if (this.subscriber && this.subscriber.status === 'ready') {
-      await this.subscriber.unsubscribe(channel).catch(() => {})
-    }
-  }
-
-  /** Binary-safe subscription for pub/sub payloads; resolves with the function that ends it. */
-  async subscribeBuffer (channel: string, handler: (message: Buffer) => void): Promise<() => Promise<void>> {
-    let set = this.bufferHandlers.get(channel)
-    if (!set) { set = new Set(); this.bufferHandlers.set(channel, set) }
-    set.add(handler)
-    const wake: WakeHandler = () => {}
-    await this.subscribe(channel, wake)
-    return async () => {
-      const handlers = this.bufferHandlers.get(channel)
-      handlers?.delete(handler)
-      if (handlers?.size === 0) this.bufferHandlers.delete(channel)
-      await this.unsubscribe(channel, wake)
-    }
-  }
-
-  private getSubscriber (): Promise<Client> {
-    this.subscriberReady ??= new Promise<Client>((resolve) => {
-      const sub = this.factory()
-      this.subscriber = sub
-      let wasReady = false
-      sub.on('error', (err: Error) => debug('%s subscriber error: %s', this.id, err.message))
-      sub.on('message', (channel: string, message: string) => {
-        const set = this.handlers.get(channel)
-        if (set) for (const h of set) h(message)
-      })
-      sub.on('messageBuffer', (channel: Buffer, message: Buffer) => {
-        if (this.bufferHandlers.size === 0) return
-        const set = this.bufferHandlers.get(channel.toString())
-        if (set) for (const h of set) h(message)
-      })
-      sub.on('ready', () => {
-        if (wasReady) {
-          // ioredis re-subscribes by itself; wake-ups published while we were away are lost, so
-          // tell every waiter to look again.
-          for (const set of this.handlers.values()) for (const h of set) h('reconnect')
-        }
-        wasReady = true
-        resolve(sub)
-      })
-      if (sub.status === 'wait') sub.connect().catch(() => {})
-    })
-    return this.subscriberReady
+  /** Whether close() was called. */
+  get closed (): boolean {
+    return this.closing !== undefined
   }
 
   /** Closes both connections; safe to call more than once. */
@@ -291,7 +173,8 @@ export class Shard extends EventEmitter {
         }
         c.disconnect()
       }
-      await Promise.all([quit(this.subscriber), quit(this.client)])
+      this.subscriptions.close()
+      await Promise.all([quit(this.subscriptions.client), quit(this.client)])
       this.online = false
     })()
     return this.closing

@@ -1,12 +1,48 @@
-import { readFileSync, readdirSync } from 'node:fs'
+import { readFileSync } from 'node:fs'
 import type { Redis, Cluster } from 'ioredis'
+import type { QueueKeys } from '../keys.js'
 
 /**
- * Lua scripts live beside this file as `<name>-<numberOfKeys>.lua` (or `<name>.lua` when the caller
- * passes the number of keys). They are read once and registered on each connection with ioredis
- * `defineCommand`, which sends EVALSHA and falls back to EVAL after a NOSCRIPT (a restarted server).
+ * The TypeScript side of every Lua script: one typed function per script, with named keys (taken from
+ * {@link QueueKeys}) and named arguments, in the order of the script's header comment. Nothing else in
+ * lib/ passes keys or arguments to a script by position.
+ *
+ * Scripts live beside this file as `<name>-<numberOfKeys>.lua` (or `<name>.lua` when the number of keys
+ * varies) and are registered from the explicit list below, once per connection, with ioredis
+ * `defineCommand` (EVALSHA, falling back to EVAL after a NOSCRIPT).
  */
-interface ScriptSource { name: string, numberOfKeys?: number, lua: string }
+
+type Arg = string | Buffer | number
+
+/** What runs a registered script: a shard, which adds deadlines, retries and coded errors. */
+export interface ScriptTarget {
+  evalScript: (command: string, args: Arg[], options?: ScriptCallOptions) => Promise<unknown>
+}
+
+export interface ScriptCallOptions {
+  /** ms before the call fails with ERR_BUSMQ_SHARD_UNAVAILABLE; 0 = never (a read that takes messages). */
+  timeout?: number
+  /** The call may be sent again after a connection drop (its effect is applied once). */
+  idempotent?: boolean
+  /** Reply bulk strings as Buffers (payloads), not strings. */
+  buffers?: boolean
+}
+
+/** Every script: file name (without `.lua`) and number of keys (undefined: the caller passes it first). */
+export const SCRIPT_FILES = [
+  'ack-4', 'heartbeat', 'pop-2', 'presence-2', 'publish-1', 'push-2', 'range-2', 'renew-2', 'requeue-9',
+  'reserve-9', 'unpop-2'
+] as const
+
+export type ScriptFile = typeof SCRIPT_FILES[number]
+
+interface ScriptSource { command: string, numberOfKeys?: number, lua: string }
+
+/** `push-2` → command `busmq_push` with 2 keys. */
+function parseFile (file: string): { command: string, numberOfKeys?: number } {
+  const m = /^(.+?)(?:-(\d+))?$/.exec(file)!
+  return { command: `busmq_${m[1].replace(/-/g, '_')}`, numberOfKeys: m[2] === undefined ? undefined : Number(m[2]) }
+}
 
 let sources: ScriptSource[] | undefined
 
@@ -19,25 +55,147 @@ function expandIncludes (lua: string, dir: URL): string {
 function loadSources (): ScriptSource[] {
   if (sources) return sources
   const dir = new URL('./', import.meta.url)
-  sources = readdirSync(dir)
-    .filter((f) => f.endsWith('.lua'))
-    .map((f) => {
-      const m = /^(.+?)(?:-(\d+))?\.lua$/.exec(f)!
-      return {
-        name: `busmq_${m[1].replace(/-/g, '_')}`,
-        numberOfKeys: m[2] === undefined ? undefined : Number(m[2]),
-        lua: expandIncludes(readFileSync(new URL(f, dir), 'utf8'), dir)
-      }
-    })
+  sources = SCRIPT_FILES.map((file) => ({
+    ...parseFile(file),
+    lua: expandIncludes(readFileSync(new URL(`${file}.lua`, dir), 'utf8'), dir)
+  }))
   return sources
 }
 
-/** Registers every script as a command named `busmq_<name>` (and `busmq_<name>Buffer`). */
+/**
+ * A script whose number of keys varies is also registered for exactly one key, as `<command>_one`: the
+ * Cluster client routes a call (and groups auto-pipelined ones) by its first argument, which must then be
+ * a key, not the number of keys.
+ */
+const ONE_KEY_SUFFIX = '_one'
+
+/** Registers every script on a connection as `busmq_<name>` (and `busmq_<name>Buffer`). */
 export function defineScripts (client: Redis | Cluster): void {
   for (const s of loadSources()) {
-    client.defineCommand(s.name, { lua: s.lua, numberOfKeys: s.numberOfKeys })
+    client.defineCommand(s.command, { lua: s.lua, numberOfKeys: s.numberOfKeys })
+    if (s.numberOfKeys === undefined) client.defineCommand(s.command + ONE_KEY_SUFFIX, { lua: s.lua, numberOfKeys: 1 })
   }
 }
 
-/** Signature of a registered script as called through ioredis. */
-export type ScriptCall = (...args: Array<string | Buffer | number>) => Promise<unknown>
+function call<T> (target: ScriptTarget, file: ScriptFile, args: Arg[], options?: ScriptCallOptions): Promise<T> {
+  const { command } = parseFile(file)
+  return target.evalScript(options?.buffers === true ? `${command}Buffer` : command, args, options) as Promise<T>
+}
+
+/** A queue's keys in the order of the reliable-mode scripts (reserve-9.lua, requeue-9.lua). */
+function reliableKeys (k: QueueKeys): string[] {
+  const dl = k.deadLetter()
+  return [k.messages, k.info, k.inflight, k.leases, k.deliveries, k.owners, dl.messages, dl.info, dl.history]
+}
+
+/** Reply of pop, range and unpop: the implicit id of the first element, then the stored elements. */
+export type ElementsReply = Array<Buffer | number> | null
+
+export interface PushArgs {
+  ttl: number
+  /** 0 = unbounded. */
+  maxLength: number
+  /** 0 = keep everything. */
+  retain: number
+  producer: string
+  batch: number
+  elements: Buffer[]
+}
+
+/** push-2.lua: resolves with [pushed, seq after the push]. Idempotent per (producer, batch). */
+export function push (target: ScriptTarget, k: QueueKeys, a: PushArgs, options: ScriptCallOptions = {}): Promise<[number, number]> {
+  return call(target, 'push-2', [k.messages, k.info, a.ttl, a.maxLength, a.retain, k.wake, a.producer, a.batch, ...a.elements],
+    { ...options, idempotent: true })
+}
+
+/** pop-2.lua: takes up to `count` messages (never timed out: the reply holds the messages). */
+export function pop (target: ScriptTarget, k: QueueKeys, a: { count: number, ttl: number }): Promise<ElementsReply> {
+  return call(target, 'pop-2', [k.messages, k.info, a.count, a.ttl, k.wake], { timeout: 0, buffers: true })
+}
+
+/** range-2.lua: reads up to `count` messages from id `from` on without removing them. */
+export function range (target: ScriptTarget, k: QueueKeys, a: { from: number, count: number, ttl: number }): Promise<ElementsReply> {
+  return call(target, 'range-2', [k.messages, k.info, a.from, a.count, a.ttl], { timeout: 0, buffers: true })
+}
+
+/** unpop-2.lua: puts elements (with-id form) back at the head, in order; resolves with the new length. */
+export function unpop (target: ScriptTarget, k: QueueKeys, a: { ttl: number, elements: Buffer[] }): Promise<number> {
+  return call(target, 'unpop-2', [k.messages, k.info, a.ttl, k.wake, ...a.elements])
+}
+
+export interface ReserveArgs {
+  count: number
+  ttl: number
+  consumer: string
+  lease: number
+  maxDeliveries: number
+}
+
+/** reserve-9.lua: [element, id, deliveries, element, id, deliveries, …]. Never timed out. */
+export function reserve (target: ScriptTarget, k: QueueKeys, a: ReserveArgs): Promise<Array<Buffer | number> | null> {
+  return call(target, 'reserve-9', [...reliableKeys(k), a.count, a.ttl, k.wake, a.consumer, a.lease, a.maxDeliveries,
+    k.deadLetter().wake], { timeout: 0, buffers: true })
+}
+
+export type RequeueMode = 'release' | 'nack' | 'dead' | 'decode'
+
+export interface RequeueArgs {
+  consumer: string
+  ttl: number
+  maxDeliveries: number
+  mode: RequeueMode
+  /** How many of the first ids never reached the application (their delivery is struck). */
+  undo: number
+  ids: number[]
+}
+
+/** requeue-9.lua: resolves with [requeued, dead-lettered]. */
+export function requeue (target: ScriptTarget, k: QueueKeys, a: RequeueArgs): Promise<[number, number]> {
+  return call(target, 'requeue-9', [...reliableKeys(k), a.consumer, a.ttl, k.wake, k.deadLetter().wake, a.maxDeliveries,
+    a.mode, a.undo, ...a.ids])
+}
+
+/** ack-4.lua: per id, 1 when acknowledged, 0 when this consumer no longer owned it. */
+export function ack (target: ScriptTarget, k: QueueKeys, a: { consumer: string, ids: number[] }): Promise<number[]> {
+  return call(target, 'ack-4', [k.inflight, k.leases, k.deliveries, k.owners, a.consumer, ...a.ids])
+}
+
+/** renew-2.lua: extends leases; resolves with the ids this consumer no longer owns. */
+export function renew (target: ScriptTarget, k: QueueKeys, a: { consumer: string, lease: number, ids: number[] }): Promise<Array<string | number>> {
+  return call(target, 'renew-2', [k.leases, k.owners, a.consumer, a.lease, ...a.ids])
+}
+
+export type HeartbeatOp = 'attach' | 'beat' | 'detach'
+
+export interface HeartbeatEntry {
+  keys: QueueKeys
+  ttl: number
+  /** detach: producer ids whose idempotency records can go. */
+  producers?: string[]
+}
+
+/**
+ * heartbeat.lua: attaches, refreshes or detaches `client` on many queues of one shard in one call.
+ * With 'attach', resolves with one flag per queue: 1 if it existed before.
+ */
+export function heartbeat (target: ScriptTarget, a: { client: string, op: HeartbeatOp, queues: HeartbeatEntry[] },
+  options: ScriptCallOptions = {}): Promise<number[]> {
+  const keys = a.queues.map((q) => q.keys.info)
+  const args = a.queues.map((q) => q.producers && q.producers.length > 0 ? `${q.ttl};${q.producers.join(';')}` : q.ttl)
+  if (keys.length === 1) {
+    return target.evalScript(parseFile('heartbeat').command + ONE_KEY_SUFFIX, [keys[0], a.client, a.op[0], ...args], options) as Promise<number[]>
+  }
+  return call(target, 'heartbeat', [keys.length, ...keys, a.client, a.op[0], ...args], options)
+}
+
+/** presence-2.lua: announce (`beat`) or withdraw (`leave`) a channel peer; resolves with the other's id or null. */
+export function presence (target: ScriptTarget, a: { own: string, other: string, instance: string, expiry: number,
+  op: 'beat' | 'leave' }): Promise<string | null> {
+  // Presence keys double as the pub/sub channels on which each peer hears of the other.
+  return call(target, 'presence-2', [a.own, a.other, a.instance, a.expiry, a.op, a.other])
+}
+
+/** publish-1.lua: plain pub/sub publish routed by the topic's slot; resolves with the receivers. */
+export function publish (target: ScriptTarget, a: { channel: string, payload: Buffer }): Promise<number> {
+  return call(target, 'publish-1', [a.channel, a.payload])
+}

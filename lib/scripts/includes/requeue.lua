@@ -1,8 +1,8 @@
 --[[
   Shared by reserve and requeue. Expects KEYS laid out as:
-  KEYS[1] messages  KEYS[2] info  KEYS[3] waiters  KEYS[4] room  KEYS[5] inflight  KEYS[6] leases
-  KEYS[7] deliveries (history)  KEYS[8] owners  KEYS[9] dead-letter messages  KEYS[10] dead-letter info
-  KEYS[11] dead-letter waiters  KEYS[12] dead-letter history
+  KEYS[1] messages  KEYS[2] info  KEYS[3] inflight  KEYS[4] leases  KEYS[5] deliveries (history)
+  KEYS[6] owners  KEYS[7] dead-letter messages  KEYS[8] dead-letter info  KEYS[9] dead-letter history
+  (the w flag of a queue, a reader waiting for data, is a field of its info hash)
 ]]
 
 -- Number of deliveries recorded in a history string "consumer@ms;consumer@ms;…".
@@ -14,9 +14,9 @@ end
 
 -- Forget an in-flight message everywhere but in the deliveries history.
 local function dropInflight(id)
-  redis.call('HDEL', KEYS[5], id)
-  redis.call('ZREM', KEYS[6], id)
-  redis.call('HDEL', KEYS[8], id)
+  redis.call('HDEL', KEYS[3], id)
+  redis.call('ZREM', KEYS[4], id)
+  redis.call('HDEL', KEYS[6], id)
 end
 
 -- Kind byte and payload of a stored element (lib/queue/element.ts: kind | 0x80 means an id follows).
@@ -36,17 +36,17 @@ end
 -- Move an element to the dead-letter queue (where it gets the next id), recording why and its
 -- delivery history.
 local function deadLetter(id, elem, reason, ttl)
-  local hist = redis.call('HGET', KEYS[7], id) or ''
+  local hist = redis.call('HGET', KEYS[5], id) or ''
   local kind, payload = splitElement(elem)
-  redis.call('RPUSH', KEYS[9], string.char(kind) .. payload)
-  local dlid = redis.call('HINCRBY', KEYS[10], 'seq', 1)
+  redis.call('RPUSH', KEYS[7], string.char(kind) .. payload)
+  local dlid = redis.call('HINCRBY', KEYS[8], 'seq', 1)
   local deliveries = {}
   for consumer, at in string.gmatch(hist, '([^@;]+)@(%d+);') do
     deliveries[#deliveries + 1] = { consumer = consumer, at = tonumber(at) }
   end
-  redis.call('HSET', KEYS[12], dlid, cjson.encode({ id = tonumber(id), reason = reason, deliveries = deliveries }))
-  redis.call('HDEL', KEYS[7], id)
-  for i = 9, 12 do redis.call('PEXPIRE', KEYS[i], ttl) end
+  redis.call('HSET', KEYS[9], dlid, cjson.encode({ id = tonumber(id), reason = reason, deliveries = deliveries }))
+  redis.call('HDEL', KEYS[5], id)
+  for i = 7, 9 do redis.call('PEXPIRE', KEYS[i], ttl) end
   return dlid
 end
 
@@ -56,7 +56,7 @@ end
 local function requeue(ids, maxDeliveries, ttl, force, undo, wake, dlwake)
   local items = {}
   for i, id in ipairs(ids) do
-    local elem = redis.call('HGET', KEYS[5], id)
+    local elem = redis.call('HGET', KEYS[3], id)
     if elem then items[#items + 1] = { id = tonumber(id), key = id, elem = elem, undo = i <= undo } end
   end
   table.sort(items, function(a, b) return a.id < b.id end)
@@ -64,10 +64,10 @@ local function requeue(ids, maxDeliveries, ttl, force, undo, wake, dlwake)
   for i = #items, 1, -1 do
     local it = items[i]
     dropInflight(it.key)
-    local hist = redis.call('HGET', KEYS[7], it.key)
+    local hist = redis.call('HGET', KEYS[5], it.key)
     if it.undo and hist then
       hist = string.gsub(hist, '[^;]*;$', '')
-      if hist == '' then redis.call('HDEL', KEYS[7], it.key) else redis.call('HSET', KEYS[7], it.key, hist) end
+      if hist == '' then redis.call('HDEL', KEYS[5], it.key) else redis.call('HSET', KEYS[5], it.key, hist) end
     end
     if force then
       deadLetter(it.key, it.elem, force, ttl)
@@ -83,8 +83,8 @@ local function requeue(ids, maxDeliveries, ttl, force, undo, wake, dlwake)
   if back > 0 then
     redis.call('HINCRBY', KEYS[2], 'consumed', -back)
     redis.call('PEXPIRE', KEYS[1], ttl)
-    if redis.call('DEL', KEYS[3]) == 1 then redis.call('PUBLISH', wake, 'm') end
+    if redis.call('HDEL', KEYS[2], 'w') == 1 then redis.call('PUBLISH', wake, 'm') end
   end
-  if dead > 0 and redis.call('DEL', KEYS[11]) == 1 then redis.call('PUBLISH', dlwake, 'm') end
+  if dead > 0 and redis.call('HDEL', KEYS[8], 'w') == 1 then redis.call('PUBLISH', dlwake, 'm') end
   return back, dead
 end

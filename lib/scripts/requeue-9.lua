@@ -3,7 +3,7 @@
   (retry now, or dead-letter once delivered maxDeliveries times), or straight to the dead-letter queue.
   Only ids this consumer still owns are touched.
 
-  KEYS[1..12] as in reserve-12.lua
+  KEYS[1..9] as in reserve-9.lua
   ARGV[1] consumer id  ARGV[2] ttl ms  ARGV[3] wake channel  ARGV[4] dead-letter wake channel
   ARGV[5] maxDeliveries  ARGV[6] 'release' | 'nack' | 'dead' (dead-letter on demand) | 'decode' (dead-letter an
   undecodable payload)
@@ -17,7 +17,7 @@ local ids = {}
 local undo = tonumber(ARGV[7])
 local undoOwned = 0
 for i = 8, #ARGV do
-  if redis.call('HGET', KEYS[8], ARGV[i]) == ARGV[1] then
+  if redis.call('HGET', KEYS[6], ARGV[i]) == ARGV[1] then
     ids[#ids + 1] = ARGV[i]
     if i - 7 <= undo then undoOwned = undoOwned + 1 end
   end

@@ -1,14 +1,15 @@
 --[[
   Append messages to a queue; with maxLength > 0, only as many as fit. Idempotent per producer batch:
-  when a connection drops after Redis ran a push but before the reply arrived, ioredis sends the push
-  again after reconnecting, and this script answers it from the record instead of storing it twice.
+  when a connection drops after Redis ran a push but before the reply arrived, the push is sent again
+  (by ioredis after reconnecting, or by a write stream after a failover), and this script answers it
+  from the record instead of storing it twice.
 
-  KEYS[1] messages list        KEYS[2] info hash (seq, consumed, and per producer p<id> ->
-                               "batch:pushed:seq" of its last push: fields of a hash that exists anyway
-                               cost far less than a key per queue)
-  KEYS[3] waiters flag         KEYS[4] room flag
+  KEYS[1] messages list
+  KEYS[2] info hash: seq, consumed, the flags w (a reader waits for data) and r (a producer waits for
+          room), and per producer p<id> -> "batch:pushed:seq" of its last push (fields of a hash that
+          exists anyway cost far less than a key per queue)
   ARGV[1] ttl in ms (every key touched expires after it unless refreshed)
-  ARGV[2] maxLength (0 = unbounded): push only what fits; set the room flag when something did not fit
+  ARGV[2] maxLength (0 = unbounded): push only what fits; raise the room flag when something did not fit
   ARGV[3] retain (0 = keep all): trim the list to its newest `retain` elements
   ARGV[4] wake-up pub/sub channel
   ARGV[5] producer id   ARGV[6] batch number (grows by one per call of that producer)
@@ -32,7 +33,7 @@ if maxlen > 0 then
   if room < n then
     if room < 0 then room = 0 end
     n = room
-    redis.call('SET', KEYS[4], '1', 'PX', ttl)
+    redis.call('HSET', KEYS[2], 'r', '1')
   end
 end
 
@@ -47,8 +48,7 @@ else
   local retain = tonumber(ARGV[3])
   if retain > 0 then redis.call('LTRIM', KEYS[1], -retain, -1) end
   redis.call('PEXPIRE', KEYS[1], ttl)
-  redis.call('PEXPIRE', KEYS[2], ttl)
-  if redis.call('DEL', KEYS[3]) == 1 then redis.call('PUBLISH', ARGV[4], 'm') end
+  if redis.call('HDEL', KEYS[2], 'w') == 1 then redis.call('PUBLISH', ARGV[4], 'm') end
 end
 redis.call('HSET', KEYS[2], field, batch .. ':' .. n .. ':' .. seq)
 redis.call('PEXPIRE', KEYS[2], ttl)

@@ -1,23 +1,23 @@
 --[[
   Take up to COUNT messages from the head of a queue (consume-once).
 
-  KEYS[1] messages list        KEYS[2] info hash
-  KEYS[3] waiters flag         KEYS[4] room flag
+  KEYS[1] messages list   KEYS[2] info hash
   ARGV[1] count   ARGV[2] ttl in ms   ARGV[3] wake-up pub/sub channel
 
-  When the queue is empty, sets the waiters flag so that the next push publishes a wake-up.
-  When a producer waits for room, publishes 'r'.
+  When the queue is empty, raises the w flag (a field of the info hash) so that the next push publishes
+  a wake-up. When a producer waits for room (the r flag), publishes 'r'.
   Returns { implicit id of the first element, element, element, … }, or {} when empty.
 ]]
 --@include head
 local head = headId(KEYS[1], KEYS[2])
 local r = redis.call('LPOP', KEYS[1], ARGV[1])
 if not r then
-  redis.call('SET', KEYS[3], '1', 'PX', ARGV[2])
+  redis.call('HSET', KEYS[2], 'w', '1')
+  redis.call('PEXPIRE', KEYS[2], ARGV[2])
   return {}
 end
 redis.call('HINCRBY', KEYS[2], 'consumed', #r)
 redis.call('PEXPIRE', KEYS[2], ARGV[2])
-if redis.call('DEL', KEYS[4]) == 1 then redis.call('PUBLISH', ARGV[3], 'r') end
+if redis.call('HDEL', KEYS[2], 'r') == 1 then redis.call('PUBLISH', ARGV[3], 'r') end
 table.insert(r, 1, head)
 return r

@@ -4,9 +4,9 @@
   in id order — or to the dead-letter queue once delivered maxDeliveries times — so they are delivered
   again ahead of newer messages.
 
-  KEYS[1] messages  KEYS[2] info  KEYS[3] waiters  KEYS[4] room  KEYS[5] inflight (id -> element)
-  KEYS[6] leases (zset id -> deadline ms)  KEYS[7] deliveries (id -> history "consumer@ms;…")
-  KEYS[8] owners (id -> consumer)  KEYS[9..12] dead-letter messages, info, waiters, history
+  KEYS[1] messages  KEYS[2] info (with the w and r flags)  KEYS[3] inflight (id -> element)
+  KEYS[4] leases (zset id -> deadline ms)  KEYS[5] deliveries (id -> history "consumer@ms;…")
+  KEYS[6] owners (id -> consumer)  KEYS[7..9] dead-letter messages, info, history
   ARGV[1] count  ARGV[2] ttl ms  ARGV[3] wake channel  ARGV[4] consumer id  ARGV[5] lease ms
   ARGV[6] maxDeliveries  ARGV[7] dead-letter wake channel
 
@@ -19,7 +19,7 @@
 
 local now = nowMs()
 local ttl = tonumber(ARGV[2])
-local expired = redis.call('ZRANGEBYSCORE', KEYS[6], '-inf', now, 'LIMIT', 0, 1000)
+local expired = redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', now, 'LIMIT', 0, 1000)
 if #expired > 0 then
   requeue(expired, tonumber(ARGV[6]), ttl, nil, 0, ARGV[3], ARGV[7])
 end
@@ -27,7 +27,8 @@ end
 local head = headId(KEYS[1], KEYS[2])
 local r = redis.call('LPOP', KEYS[1], ARGV[1])
 if not r then
-  redis.call('SET', KEYS[3], '1', 'PX', ttl)
+  redis.call('HSET', KEYS[2], 'w', '1')
+  redis.call('PEXPIRE', KEYS[2], ttl)
   return {}
 end
 -- One variadic command per structure for the whole batch: a redis.call per message and structure
@@ -40,7 +41,7 @@ for i, elem in ipairs(r) do
   if string.byte(elem, 1) >= 128 then id = struct.unpack('>I7', elem, 2) end
   ids[i] = id
 end
-local hists = chunked('HMGET', KEYS[7], ids, 1)
+local hists = chunked('HMGET', KEYS[5], ids, 1)
 local hargs, fargs, largs, oargs, out = {}, {}, {}, {}, {}
 for i, elem in ipairs(r) do
   local id = ids[i]
@@ -53,11 +54,11 @@ for i, elem in ipairs(r) do
   out[#out + 1] = id
   out[#out + 1] = countDeliveries(hist)
 end
-chunked('HSET', KEYS[7], hargs, 2)
-chunked('HSET', KEYS[5], fargs, 2)
-chunked('ZADD', KEYS[6], largs, 2)
-chunked('HSET', KEYS[8], oargs, 2)
+chunked('HSET', KEYS[5], hargs, 2)
+chunked('HSET', KEYS[3], fargs, 2)
+chunked('ZADD', KEYS[4], largs, 2)
+chunked('HSET', KEYS[6], oargs, 2)
 redis.call('HINCRBY', KEYS[2], 'consumed', #r)
-for i = 2, 8 do redis.call('PEXPIRE', KEYS[i], ttl) end
-if redis.call('DEL', KEYS[4]) == 1 then redis.call('PUBLISH', ARGV[3], 'r') end
+for i = 2, 6 do redis.call('PEXPIRE', KEYS[i], ttl) end
+if redis.call('HDEL', KEYS[2], 'r') == 1 then redis.call('PUBLISH', ARGV[3], 'r') end
 return out

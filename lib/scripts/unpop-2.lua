@@ -1,7 +1,7 @@
 --[[
   Put back, at the head of the queue and in their order, messages a reader took but did not hand on.
 
-  KEYS[1] messages list   KEYS[2] info hash   KEYS[3] waiters flag
+  KEYS[1] messages list   KEYS[2] info hash
   ARGV[1] ttl in ms   ARGV[2] wake-up pub/sub channel
   ARGV[3..] elements in the with-id form (they keep their ids; see lib/queue/element.ts), in order
   Returns the new length of the list.
@@ -14,5 +14,5 @@ end
 redis.call('HINCRBY', KEYS[2], 'consumed', -n)
 redis.call('PEXPIRE', KEYS[1], ARGV[1])
 redis.call('PEXPIRE', KEYS[2], ARGV[1])
-if redis.call('DEL', KEYS[3]) == 1 then redis.call('PUBLISH', ARGV[2], 'm') end
+if redis.call('HDEL', KEYS[2], 'w') == 1 then redis.call('PUBLISH', ARGV[2], 'm') end
 return len

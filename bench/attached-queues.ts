@@ -1,0 +1,98 @@
+/**
+ * 100,000 queues attached at once by one bus, with a 3 s TTL: their heartbeats (batched per shard, one
+ * call at a time) must keep every queue alive while a push on another queue stays fast.
+ *
+ * Measures: how long attaching all of them takes; push → acknowledged latency of `q.push` at 200 pushes/s
+ * over a window of three TTLs; redis-server CPU over that window; heartbeat calls per second and queues per
+ * call (from INFO commandstats); and, at the end, that a sample of the attached queues still holds the
+ * message pushed into each (they would have expired without the heartbeats).
+ *
+ * Run with the rest (`npm run bench`) or alone (`npm run bench -- --idle`).
+ */
+import { setTimeout as delay } from 'node:timers/promises'
+import type { Redis } from 'ioredis'
+import { Bus } from '../lib/index.js'
+import { CheckError, now, redisCpuSeconds } from './common.js'
+import type { JobContext } from './job.js'
+
+const PREFIX = 'attachedbench'
+const WINDOW = 2000
+
+async function scriptCalls (admin: Redis): Promise<number> {
+  const stats = await admin.info('commandstats')
+  let n = 0
+  for (const m of stats.matchAll(/cmdstat_(?:evalsha|eval):calls=(\d+)/g)) n += Number(m[1])
+  return n
+}
+
+function percentile (sorted: number[], p: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))]
+}
+
+export async function attachedQueues (ctx: JobContext): Promise<void> {
+  const { config, admin, result, url } = ctx
+  const count = config.attachedQueues
+  const ttl = config.attachedTtl
+  result.n = count
+  result.rounds = 1
+  await admin.flushall()
+  const bus = new Bus({ redis: url, prefix: PREFIX })
+  try {
+    await bus.connect()
+    const queues = Array.from({ length: count }, (_, i) => bus.queue(`q${i}`, { ttl }))
+    const t0 = now()
+    for (let i = 0; i < count; i += WINDOW) {
+      await Promise.all(queues.slice(i, i + WINDOW).map((q) => q.attach()))
+    }
+    const attachSeconds = (now() - t0) / 1000
+    for (let i = 0; i < count; i += WINDOW) {
+      await Promise.all(queues.slice(i, i + WINDOW).map((q) => q.push('x')))
+    }
+
+    // Pushes to one more queue, paced, while the heartbeats run: three TTLs (the quick run: one).
+    const probe = bus.queue('probe', { ttl })
+    const seconds = config.quick ? ttl / 1000 : 3 * ttl / 1000
+    const calls0 = await scriptCalls(admin)
+    const cpu0 = await redisCpuSeconds(admin)
+    const started = now()
+    const samples: number[] = []
+    const pending: Array<Promise<void>> = []
+    for (let i = 0; now() - started < seconds * 1000; i++) {
+      const due = started + i * 5
+      const wait = due - now()
+      if (wait > 0) await delay(wait)
+      const t = now()
+      pending.push(probe.push('p').then(() => { samples.push(now() - t) }))
+    }
+    await Promise.all(pending)
+    const elapsed = (now() - started) / 1000
+    const redisBusy = (await redisCpuSeconds(admin) - cpu0) / elapsed
+    const heartbeatCalls = (await scriptCalls(admin) - calls0 - samples.length) / elapsed
+
+    const sample = queues.filter((_, i) => i % Math.max(1, Math.floor(count / 1000)) === 0)
+    const counts = await Promise.all(sample.map((q) => q.count()))
+    const alive = counts.filter((c) => c === 1).length
+    samples.sort((a, b) => a - b)
+    const refreshesPerSecond = count / (ttl / 3 / 1000)
+    result.attached = {
+      queues: count,
+      ttl,
+      attachSeconds,
+      p50: percentile(samples, 0.5),
+      p99: percentile(samples, 0.99),
+      max: samples[samples.length - 1],
+      samples: samples.length,
+      redisBusy,
+      heartbeatCalls,
+      queuesPerCall: heartbeatCalls > 0 ? refreshesPerSecond / heartbeatCalls : 0,
+      alive,
+      sampled: sample.length
+    }
+    if (alive !== sample.length) {
+      throw new CheckError(`${sample.length - alive} of ${sample.length} sampled attached queues lost their message (expired while attached)`)
+    }
+    await Promise.all(queues.map((q) => q.detach()))
+  } finally {
+    await bus.close()
+  }
+}

@@ -1,0 +1,259 @@
+import createDebug from 'debug'
+import type { Shard } from '../router/shard.js'
+import type { QueueKeys } from '../keys.js'
+import { heartbeat, type HeartbeatEntry, type HeartbeatOp } from '../scripts/index.js'
+
+const debug = createDebug('busmq:attach')
+
+/** Queues per heartbeat call: about a millisecond of Redis time, so other commands wait at most that. */
+export const HEARTBEAT_BATCH = 200
+
+interface Entry {
+  keys: QueueKeys
+  /** TTLs of the attachments of this queue by this bus (one per attached handle); the largest applies. */
+  ttls: number[]
+  /** The TTL of the last attachment to go: the queue expires that long after its detach. */
+  lastTtl: number
+  /** When the next refresh is due (ms since the epoch). */
+  due: number
+  /** The first attach, until Redis answered it. */
+  attaching?: Promise<boolean>
+  /** A detach waiting to be sent. */
+  detaching?: Pending
+  producers: string[]
+}
+
+interface Pending {
+  entry: Entry
+  op: HeartbeatOp
+  resolve: (existed: boolean) => void
+  reject: (err: Error) => void
+}
+
+function ttlOf (e: Entry): number {
+  return e.ttls.length > 0 ? Math.max(...e.ttls) : e.lastTtl
+}
+
+/**
+ * The attachments of one bus to the queues of one shard, and their heartbeat. While a queue is
+ * attached, its keys' TTLs are refreshed every `ttl / 3`.
+ *
+ * However many queues are attached, one call refreshes up to {@link HEARTBEAT_BATCH} of them
+ * (heartbeat.lua), calls go out one at a time (never overlapping, so Redis serves other clients between
+ * two batches), and attaches and detaches made in the same tick share calls too. On a Redis Cluster,
+ * whose queues each have their own slot, a batch is sent as one call per queue, pipelined.
+ */
+export class Attachments {
+  private readonly shard: Shard
+  private readonly clientId: string
+  private readonly perQueue: boolean
+  private readonly entries = new Map<string, Entry>()
+  private queue: Pending[] = []
+  private running = false
+  private timer?: NodeJS.Timeout
+  private timerAt = Infinity
+  private closed = false
+
+  constructor (shard: Shard, clientId: string, options: { perQueueCalls?: boolean } = {}) {
+    this.shard = shard
+    this.clientId = clientId
+    this.perQueue = options.perQueueCalls ?? false
+  }
+
+  /** Queues attached now. */
+  get size (): number {
+    return this.entries.size
+  }
+
+  /**
+   * Attaches one handle to the queue (attachments of one bus to one queue are counted, so the queue stays
+   * attached until the last of them detaches). Resolves with true when the queue existed before.
+   */
+  attach (keys: QueueKeys, ttl: number): Promise<boolean> {
+    const entry = this.entries.get(keys.info)
+    if (entry?.attaching) {
+      entry.ttls.push(ttl)
+      return entry.attaching.then(() => true)
+    }
+    if (entry) {
+      entry.ttls.push(ttl)
+      const pending = entry.detaching
+      if (pending && this.queue.includes(pending)) {
+        // Re-attached before the detach went out: it never needs to.
+        this.queue = this.queue.filter((p) => p !== pending)
+        entry.detaching = undefined
+        pending.resolve(true)
+      }
+      // Refresh now: the detach may have been sent, or this attachment has a shorter TTL.
+      entry.due = Date.now()
+      this.kick()
+      return Promise.resolve(true)
+    }
+    const fresh: Entry = { keys, ttls: [ttl], lastTtl: ttl, due: Infinity, producers: [] }
+    this.entries.set(keys.info, fresh)
+    fresh.attaching = this.enqueue(fresh, 'attach').finally(() => { fresh.attaching = undefined })
+    return fresh.attaching
+  }
+
+  /**
+   * Drops one handle's attachment with `ttl`. When the queue has none left, the client detaches from it
+   * (and the idempotency records of `producers`, which are done, are dropped); its keys then expire
+   * `ttl` after this.
+   */
+  async detach (keys: QueueKeys, ttl: number, producers: string[] = []): Promise<void> {
+    const entry = this.entries.get(keys.info)
+    if (!entry) return
+    entry.producers.push(...producers)
+    const i = entry.ttls.indexOf(ttl)
+    entry.ttls.splice(i < 0 ? 0 : i, 1)
+    if (entry.ttls.length > 0) return
+    entry.lastTtl = ttl
+    entry.due = Infinity
+    const done = this.enqueue(entry, 'detach')
+    entry.detaching = this.queue[this.queue.length - 1]
+    await done
+  }
+
+  private enqueue (entry: Entry, op: HeartbeatOp): Promise<boolean> {
+    return new Promise<boolean>((resolve, reject) => {
+      this.queue.push({ entry, op, resolve, reject })
+      this.kick()
+    })
+  }
+
+  private kick (): void {
+    if (this.running || this.closed) return
+    this.running = true
+    setImmediate(() => { this.pump().catch((err: Error) => debug('%s heartbeat failed: %s', this.shard.id, err.message)) })
+  }
+
+  /** Sends what is waiting, one call at a time: attaches and detaches first, then the refreshes due. */
+  private async pump (): Promise<void> {
+    try {
+      for (;;) {
+        if (this.closed) return
+        const ops = this.takeOps()
+        if (ops) {
+          await this.sendOps(ops.op, ops.batch)
+          continue
+        }
+        const due = this.takeDue()
+        if (due.length === 0) return
+        await this.sendBeats(due)
+      }
+    } finally {
+      this.running = false
+      this.schedule()
+    }
+  }
+
+  private takeOps (): { op: HeartbeatOp, batch: Pending[] } | undefined {
+    if (this.queue.length === 0) return undefined
+    const op = this.queue[0].op
+    const batch: Pending[] = []
+    const rest: Pending[] = []
+    for (const p of this.queue) {
+      if (p.op === op && batch.length < HEARTBEAT_BATCH) batch.push(p)
+      else rest.push(p)
+    }
+    this.queue = rest
+    return { op, batch }
+  }
+
+  private async sendOps (op: HeartbeatOp, batch: Pending[]): Promise<void> {
+    const queues = batch.map((p) => this.describe(p.entry, op === 'detach'))
+    try {
+      const existed = await this.call(op, queues)
+      const now = Date.now()
+      batch.forEach((p, i) => {
+        if (op === 'detach') {
+          p.entry.detaching = undefined
+          if (this.entries.get(p.entry.keys.info) === p.entry && p.entry.due === Infinity) this.entries.delete(p.entry.keys.info)
+          p.entry.producers = []
+        } else {
+          p.entry.due = now + Math.max(5, Math.floor(ttlOf(p.entry) / 3))
+        }
+        p.resolve(existed[i] === 1)
+      })
+    } catch (err) {
+      for (const p of batch) {
+        if (op === 'attach' && this.entries.get(p.entry.keys.info) === p.entry) this.entries.delete(p.entry.keys.info)
+        if (op === 'detach') {
+          p.entry.detaching = undefined
+          if (this.entries.get(p.entry.keys.info) === p.entry && p.entry.due === Infinity) this.entries.delete(p.entry.keys.info)
+        }
+        p.reject(err as Error)
+      }
+    }
+  }
+
+  private takeDue (): Entry[] {
+    // Refreshes due within the next tenth of their period go now too, so that calls are full and the
+    // pump wakes up about once per period rather than once per queue.
+    const now = Date.now()
+    const out: Entry[] = []
+    for (const e of this.entries.values()) {
+      if (e.due === Infinity) continue
+      if (e.due <= now + Math.floor(ttlOf(e) / 30)) {
+        out.push(e)
+        if (out.length === HEARTBEAT_BATCH) break
+      }
+    }
+    return out
+  }
+
+  private async sendBeats (entries: Entry[]): Promise<void> {
+    const started = Date.now()
+    try {
+      await this.call('beat', entries.map((e) => this.describe(e, false)))
+      for (const e of entries) if (e.due !== Infinity) e.due = started + Math.max(5, Math.floor(ttlOf(e) / 3))
+    } catch (err) {
+      // The shard is away: try again soon (the keys still have what is left of their TTL).
+      debug('%s refresh of %d queue(s) failed: %s', this.shard.id, entries.length, (err as Error).message)
+      const retry = Date.now() + 200
+      for (const e of entries) if (e.due !== Infinity) e.due = Math.max(e.due, retry)
+      await new Promise((resolve) => setTimeout(resolve, 50).unref())
+    }
+  }
+
+  private describe (e: Entry, withProducers: boolean): HeartbeatEntry {
+    return { keys: e.keys, ttl: ttlOf(e), producers: withProducers ? e.producers : undefined }
+  }
+
+  private async call (op: HeartbeatOp, queues: HeartbeatEntry[]): Promise<number[]> {
+    const args = { client: this.clientId, op }
+    if (!this.perQueue) return await heartbeat(this.shard, { ...args, queues }, { idempotent: true })
+    const replies = await Promise.all(queues.map((q) => heartbeat(this.shard, { ...args, queues: [q] }, { idempotent: true })))
+    return replies.map((r) => r[0])
+  }
+
+  /** Arms one timer for the earliest refresh due. */
+  private schedule (): void {
+    if (this.closed || this.running) return
+    let next = Infinity
+    for (const e of this.entries.values()) if (e.due < next) next = e.due
+    if (next === Infinity) {
+      clearTimeout(this.timer)
+      this.timer = undefined
+      this.timerAt = Infinity
+      return
+    }
+    if (this.timer && this.timerAt <= next) return
+    clearTimeout(this.timer)
+    this.timerAt = next
+    this.timer = setTimeout(() => {
+      this.timer = undefined
+      this.timerAt = Infinity
+      this.kick()
+    }, Math.max(0, next - Date.now()))
+    this.timer.unref()
+  }
+
+  /** Stops refreshing (the bus is closing; its handles detached already). */
+  close (): void {
+    this.closed = true
+    clearTimeout(this.timer)
+    for (const p of this.queue) p.resolve(false)
+    this.queue = []
+  }
+}

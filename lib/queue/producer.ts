@@ -1,0 +1,140 @@
+import { randomBytes } from 'node:crypto'
+import createDebug from 'debug'
+import type { Shard } from '../router/shard.js'
+import type { QueueKeys } from '../keys.js'
+import { BusClosedError, ReplicationError } from '../errors.js'
+import { push as pushScript } from '../scripts/index.js'
+import { batches } from '../util.js'
+import { KIND_DATA, encodeElements } from './element.js'
+import type { Wakeups } from './wakeups.js'
+
+const debug = createDebug('busmq:producer')
+
+/** Largest script call a producer sends: messages and bytes per round trip. */
+export const MAX_BATCH_COUNT = 1000
+export const MAX_BATCH_BYTES = 4 * 1024 * 1024
+
+let producers = 0
+/**
+ * Random id of this process's producers, followed by a producer number: short, because it is stored (as
+ * a field of each queue's info hash) for every queue pushed to. 60 bits: the chance that two of a
+ * thousand processes share one is about 1 in 2 billion.
+ */
+const processId = randomBytes(8).toString('base64url').slice(0, 10) + '.'
+
+/** What a producer needs of its queue. */
+export interface ProducerTarget {
+  readonly name: string
+  readonly keys: QueueKeys
+  readonly ttl: number
+  readonly maxLength: number
+  readonly retain: number
+  /** The queue's shard and (for bounded queues) its wake-ups, resolved. */
+  open: (needWakeups: boolean) => Promise<{ shard: Shard, wakeups: Wakeups }>
+}
+
+export interface ProducerSettings {
+  replicas: number
+  replicasTimeout: number
+  /** True once the bus closes: a producer waiting for room gives up. */
+  closed: () => boolean
+}
+
+/**
+ * The producer engine of a queue: encodes a batch of payloads into stored elements, sends them with the
+ * push script in calls of at most {@link MAX_BATCH_COUNT} messages / {@link MAX_BATCH_BYTES}, waits for
+ * room in a bounded queue, and for `replicas`.
+ *
+ * Every call carries this producer's id and the next batch number, so a call sent twice (after a
+ * connection drop, or after a failover) is stored once. A write stream has a producer of its own and sets
+ * `retryReplication`: when the connection changed during a push (a failover), it sends the same batch
+ * again to the new primary (stored once: idempotent) and waits for its replicas, instead of failing; a
+ * one-off `push()` reports `ERR_BUSMQ_REPLICATION`.
+ */
+export class Producer {
+  readonly id: string
+  private readonly target: ProducerTarget
+  private readonly settings: ProducerSettings
+  private readonly retryReplication: boolean
+  private batchNo = 0
+
+  constructor (target: ProducerTarget, settings: ProducerSettings, options: { retryReplication?: boolean } = {}) {
+    this.target = target
+    this.settings = settings
+    this.retryReplication = options.retryReplication ?? false
+    this.id = `${processId}${(++producers).toString(36)}`
+  }
+
+  /**
+   * Appends encoded payloads in order and resolves with the id of the first once Redis has accepted all
+   * of them. With `maxLength`, waits for room as often as needed.
+   */
+  async push (payloads: Buffer[], kind = KIND_DATA): Promise<number> {
+    const bounded = this.target.maxLength > 0
+    const { shard, wakeups } = await this.target.open(bounded)
+    const parts = batches(payloads, MAX_BATCH_COUNT, MAX_BATCH_BYTES).map((part) => encodeElements(part, kind))
+    if (!bounded && (this.settings.replicas === 0 || parts.length === 1)) {
+      // Unbounded: every batch is accepted whole, so they can all be in flight at once.
+      const seqs = await Promise.all(parts.map(async (part) => (await this.send(shard, 0, part))[1]))
+      return seqs[0] - parts[0].length + 1
+    }
+    // Bounded (a batch may be accepted in part), or re-sent after a failover (a batch re-sent must not
+    // overtake a later one, which the idempotency record would take for a duplicate): in order.
+    let firstId = 0
+    for (const part of parts) {
+      let rest = part
+      for (;;) {
+        const since = wakeups.generation('r')
+        const [n, seq] = await this.send(shard, this.target.maxLength, rest)
+        if (n > 0 && firstId === 0) firstId = seq - n + 1
+        rest = rest.slice(n)
+        if (rest.length === 0) break
+        if (this.settings.closed()) {
+          throw new BusClosedError(`the bus closed while ${rest.length} message(s) waited for room in ${this.target.name}`)
+        }
+        await wakeups.wait('r', since)
+      }
+    }
+    return firstId
+  }
+
+  /** One batch: the push script, then (with `replicas`) WAIT; resolves with [pushed, seq]. */
+  private async send (shard: Shard, maxLength: number, elements: Buffer[]): Promise<[number, number]> {
+    const batch = ++this.batchNo
+    const t = this.target
+    // A stream re-sends for as long as a command may take: a failover, not a replica that never returns.
+    const deadline = shard.commandTimeout > 0 ? Date.now() + shard.commandTimeout : Infinity
+    for (;;) {
+      const generation = shard.connectionGeneration
+      const [n, seq] = await pushScript(shard, t.keys, {
+        ttl: t.ttl, maxLength, retain: t.retain, producer: this.id, batch, elements
+      })
+      if (n === 0 || this.settings.replicas === 0) return [n, seq]
+      try {
+        await this.replicate(shard, generation)
+        return [n, seq]
+      } catch (err) {
+        if (!this.retryReplication || !(err instanceof ReplicationError) || this.settings.closed() || Date.now() >= deadline) {
+          throw err
+        }
+        debug('%s: batch %d of %s sent again (%s)', t.name, batch, this.id, err.message)
+      }
+    }
+  }
+
+  /** With the bus option `replicas`, waits until that many replicas have what this connection wrote. */
+  private async replicate (shard: Shard, generation: number): Promise<void> {
+    const { replicas, replicasTimeout } = this.settings
+    const acked = await shard.run((c) => c.wait(replicas, replicasTimeout))
+    // WAIT counts replicas that have this connection's writes. If the connection changed since the push
+    // (a failover), the new primary's replicas prove nothing about it.
+    if (shard.connectionGeneration !== generation) {
+      throw new ReplicationError(`the connection to ${shard.id} changed during a push to ${this.target.name}: ` +
+        'its replication cannot be confirmed (the message may or may not be stored)')
+    }
+    if (acked < replicas) {
+      throw new ReplicationError(`only ${acked} of ${replicas} replica(s) confirmed a push to ${this.target.name} ` +
+        `within ${replicasTimeout} ms (the primary has it)`)
+    }
+  }
+}

@@ -1,0 +1,122 @@
+import createDebug from 'debug'
+import type { SubscriptionHub } from '../router/subscriptions.js'
+import { sleep } from '../util.js'
+
+const debug = createDebug('busmq:wakeups')
+
+/** 'm': messages arrived; 'r': room was freed in a bounded queue. */
+export type WakeKind = 'm' | 'r'
+
+/**
+ * Wake-ups of one queue handle: a reader that found the queue empty (or a producer that found it full)
+ * sleeps until the queue's pub/sub channel says there is something to do, or `pollInterval` passes
+ * (covering a lost wake-up).
+ *
+ * The channel is subscribed only once someone actually has to wait, and stays subscribed while a stream
+ * that may wait again is open ({@link use}); an attached queue that nobody waits on costs Redis no
+ * subscription. The first wait subscribes and returns at once, so the caller looks again: a wake-up
+ * published between its failed look and the subscription would otherwise be missed.
+ */
+export class Wakeups {
+  private readonly hub: SubscriptionHub
+  private readonly channel: string
+  private readonly pollInterval: number
+  private readonly gen: Record<WakeKind, number> = { m: 0, r: 0 }
+  private readonly waiters = new Set<{ kind: WakeKind, wake: () => void }>()
+  private subscribed?: Promise<void>
+  /** Handler of the current subscription (a new one each time, so a late unsubscribe never hits a later one). */
+  private handler?: (message: string) => void
+  private users = 0
+  private readonly onMessage = (message: string): void => {
+    if (message === 'm' || message === 'reconnect') this.bump('m')
+    if (message === 'r' || message === 'reconnect') this.bump('r')
+  }
+
+  constructor (hub: SubscriptionHub, channel: string, pollInterval: number) {
+    this.hub = hub
+    this.channel = channel
+    this.pollInterval = pollInterval
+  }
+
+  /** Whether the channel is subscribed now. */
+  get active (): boolean {
+    return this.subscribed !== undefined
+  }
+
+  /** A stream that may wait registers; the returned function ends its interest (the last one unsubscribes). */
+  use (): () => void {
+    this.users++
+    let done = false
+    return () => {
+      if (done) return
+      done = true
+      this.users--
+      if (this.users === 0) this.drop()
+    }
+  }
+
+  /** Current generation of `kind`; read it before a Redis call that may find nothing. */
+  generation (kind: WakeKind): number {
+    return this.gen[kind]
+  }
+
+  /**
+   * Waits until a wake-up of `kind` arrives after generation `since`, the poll interval passes, or
+   * `signal` aborts. Not subscribed yet: subscribes and returns, so the caller looks again.
+   */
+  async wait (kind: WakeKind, since: number, signal?: AbortSignal): Promise<void> {
+    if (this.gen[kind] !== since || signal?.aborted) return
+    if (!this.subscribed) {
+      const handler = (message: string): void => this.onMessage(message)
+      this.handler = handler
+      const subscribing = this.hub.subscribe(this.channel, handler)
+      this.subscribed = subscribing
+      try {
+        await subscribing
+      } catch (err) {
+        if (this.subscribed === subscribing) this.subscribed = undefined
+        debug('subscribing to %s failed: %s', this.channel, (err as Error).message)
+        await sleep(this.pollInterval, signal)
+      }
+      return
+    }
+    const ac = new AbortController()
+    const w = { kind, wake: () => ac.abort() }
+    const onAbort = (): void => ac.abort()
+    signal?.addEventListener('abort', onAbort, { once: true })
+    this.waiters.add(w)
+    try {
+      await sleep(this.pollInterval, ac.signal)
+    } finally {
+      this.waiters.delete(w)
+      signal?.removeEventListener('abort', onAbort)
+    }
+  }
+
+  /** Wakes everything waiting (closing). */
+  wakeAll (): void {
+    for (const w of this.waiters) w.wake()
+  }
+
+  private bump (kind: WakeKind): void {
+    this.gen[kind]++
+    for (const w of this.waiters) if (w.kind === kind) w.wake()
+  }
+
+  private drop (): void {
+    if (!this.subscribed) return
+    const was = this.subscribed
+    const handler = this.handler!
+    this.subscribed = undefined
+    this.handler = undefined
+    was.then(() => this.hub.unsubscribe(this.channel, handler), () => {})
+      .catch((err: Error) => debug('unsubscribing from %s failed: %s', this.channel, err.message))
+  }
+
+  /** Ends every interest (the handle closes with the bus). */
+  close (): void {
+    this.wakeAll()
+    this.users = 0
+    this.drop()
+  }
+}

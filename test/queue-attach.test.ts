@@ -1,0 +1,101 @@
+// Attachments at scale: heartbeats batched per shard, no wake-up subscription unless someone waits.
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { useRedis, type RedisServer } from './helpers/redis-server.js'
+import { collect, eventually, uniqueName } from './helpers/bus.js'
+import { range, trackBuses } from './helpers/queue.js'
+
+const redis = useRedis(1)
+const openBus = trackBuses()
+
+/** Calls of EVALSHA and EVAL the server has answered since the last CONFIG RESETSTAT. */
+async function scriptCalls (server: RedisServer): Promise<number> {
+  const stats = await server.cli('INFO', 'commandstats')
+  let n = 0
+  for (const m of stats.matchAll(/cmdstat_(?:evalsha|eval):calls=(\d+)/g)) n += Number(m[1])
+  return n
+}
+
+async function numsub (server: RedisServer, channel: string): Promise<number> {
+  const out = (await server.cli('PUBSUB', 'NUMSUB', channel)).split('\n')
+  return Number(out[1])
+}
+
+test('2,000 attached queues with a 2 s TTL: kept alive by batched heartbeats, a few calls per round, not one per queue', async (t) => {
+  const bus = await openBus(redis.servers)
+  const server = redis.servers[0]
+  const prefix = uniqueName('many')
+  const queues = range(0, 2000).map((i) => bus.queue(`${prefix}-${i}`, { ttl: 2000 }))
+  await Promise.all(queues.map((q) => q.attach()))
+  await Promise.all(queues.map((q, i) => q.push(`m${i}`)))
+  await server.cli('CONFIG', 'RESETSTAT')
+  const started = Date.now()
+  // Three TTLs: without heartbeats every key would be gone by now.
+  await new Promise((resolve) => setTimeout(resolve, 6000))
+  const calls = await scriptCalls(server)
+  const elapsed = Date.now() - started
+  const rounds = elapsed / (2000 / 3)
+  t.diagnostic(`${calls} script calls in ${elapsed} ms (${rounds.toFixed(1)} refresh periods) for 2,000 queues`)
+  // 2,000 queues in calls of up to 200 is 10 calls per period; one call per queue would be 2,000.
+  assert.ok(calls <= Math.ceil(rounds + 2) * 10 * 2, `${calls} calls: the heartbeat is not batched`)
+  const counts = await Promise.all(queues.map((q) => q.count()))
+  assert.equal(counts.filter((c) => c === 1).length, 2000, 'every attached queue kept its message')
+  await Promise.all(queues.map((q) => q.detach()))
+  // Detached: they expire a TTL later, every key of them.
+  assert.ok(await eventually(async () => (await server.cli('--scan', '--pattern', `busmq:q:{${prefix}-*`)) === '', 10_000),
+    'the detached queues expired')
+})
+
+test('two handles of one bus attached to one queue: the queue stays attached until both detach', async () => {
+  const bus = await openBus(redis.servers)
+  const name = uniqueName()
+  const a = bus.queue(name, { ttl: 300 })
+  const b = bus.queue(name, { ttl: 300 })
+  assert.equal(await a.attach(), false, 'the first attach created the queue')
+  assert.equal(await b.attach(), true, 'the second found it')
+  await a.push('x')
+  await a.detach()
+  await new Promise((resolve) => setTimeout(resolve, 900))
+  assert.equal(await b.count(), 1, 'still attached through b: nothing expired')
+  assert.equal((await b.stats()).clients, 1)
+  await b.detach()
+  assert.ok(await eventually(async () => !(await b.exists()), 5000), 'expired once both detached')
+})
+
+test('attaching and pushing subscribes nothing; a reader that waits subscribes, and unsubscribes when it closes', async () => {
+  const bus = await openBus(redis.servers)
+  const server = redis.servers[0]
+  const q = bus.queue(uniqueName(), { objectMode: true })
+  await q.attach()
+  await q.push(1)
+  assert.equal(await numsub(server, q.keys.wake), 0, 'an attached queue nobody waits on has no subscription')
+  const w = q.createWriteStream()
+  w.write(2)
+  await new Promise((resolve) => w.end(resolve))
+  assert.equal(await numsub(server, q.keys.wake), 0, 'a writer of an unbounded queue never waits')
+  const reader = q.createReadStream()
+  const got: unknown[] = []
+  reader.on('data', (m) => got.push(m))
+  assert.ok(await eventually(async () => await numsub(server, q.keys.wake) === 1), 'the reader found the queue empty and subscribed')
+  await q.push(3)
+  assert.ok(await eventually(() => got.length === 3))
+  assert.deepEqual(got, [1, 2, 3])
+  reader.destroy()
+  await reader.settled()
+  assert.ok(await eventually(async () => await numsub(server, q.keys.wake) === 0), 'unsubscribed after the reader closed')
+  await q.detach()
+})
+
+test('a push right after the first wait is not missed (the reader looks again once subscribed)', async () => {
+  const bus = await openBus(redis.servers)
+  // A long poll interval: only a wake-up (or the look after subscribing) can deliver in time.
+  const other = await openBus(redis.servers, { pollInterval: 60_000 })
+  for (let round = 0; round < 20; round++) {
+    const name = uniqueName()
+    const reader = other.queue(name).createReadStream({ max: 1 })
+    const pushing = bus.queue(name).push(`m${round}`)
+    const got = await collect<Buffer>(reader)
+    await pushing
+    assert.deepEqual(got.map(String), [`m${round}`])
+  }
+})
