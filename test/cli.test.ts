@@ -9,9 +9,12 @@ import net, { type AddressInfo } from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
 import { Bus } from '../lib/index.js'
-import { startRedisGroup, ping, redisCommand, type RedisServer } from './helpers/redis-server.js'
+import { startRedis, startRedisGroup, ping, redisCommand, type RedisServer } from './helpers/redis-server.js'
+import { connectionProblem } from '../lib/cli/redis-watch.js'
+import { formatBytes } from '../lib/cli/progress.js'
 import { openBus, uniqueName, eventually, collect } from './helpers/bus.js'
-import { runCli, startCli, sha256 } from './helpers/cli.js'
+import { BIN, cliEnv, runCli, startCli, sha256 } from './helpers/cli.js'
+import { spawn } from 'node:child_process'
 import { sleep } from './helpers/queue.js'
 
 // Two shards, so the commands route names as a multi-shard bus does; `bus` checks what they did.
@@ -392,25 +395,78 @@ test('usage errors exit 2 with one line and a hint; --help and --version exit 0'
   assert.equal(v.stdout.toString(), `${pkg.version as string}\n`)
 })
 
-test('a Redis that is down: exit 1 within the timeout, with one clear line', async () => {
+test('a Redis that cannot be reached: said at once in plain words, then exit 1 after --timeout naming it and why', async () => {
   const port = await freePort()
   const url = `redis://127.0.0.1:${port}`
-  const [pull, push, stat] = await Promise.all([
-    runCli(['pull', 'q', '--redis', url]),
+  const id = `127\\.0\\.0\\.1:${port}/0`
+  const notice = (ms: number): string => `busmq: cannot reach Redis at ${id} \\(connection refused\\); retrying for up to ${ms} ms \\(--timeout\\)\n`
+  const failure = (ms: number): string => `busmq: cannot reach Redis at ${id} \\(connection refused\\) within ${ms} ms \\(--timeout\\) \\(ERR_BUSMQ_CONNECT_TIMEOUT\\)\n`
+  // The first connection error is reported as soon as it comes, long before the command gives up.
+  const pull = startCli(['pull', 'q', '--redis', url], { timeout: 60_000 })
+  await pull.waitForStderr(new RegExp(`^${notice(5000)}`))
+  const [pulled, pushed, quiet, stat] = await Promise.all([
+    pull.done,
     runCli(['push', 'q', '--timeout', '1000'], { env: { BUSMQ_REDIS: url }, input: 'x' }),
+    runCli(['push', 'q', '--timeout', '1000', '--quiet'], { env: { BUSMQ_REDIS: url }, input: 'x' }),
+    // Two shards, one of them fine: only the other one is named.
     runCli(['stat', '--redis', `${redis.servers[0].url},${url}`, '--timeout', '1000'])
   ])
-  assert.equal(pull.code, 1)
-  assert.match(pull.stderr, new RegExp(`^busmq: could not reach shard\\(s\\) 127\\.0\\.0\\.1:${port}/0 within 5000 ms\\b[^\n]*ECONNREFUSED[^\n]* \\(ERR_BUSMQ_CONNECT_TIMEOUT\\)\n$`))
-  assert.ok(pull.ms < 10_000, `took ${pull.ms} ms`)
-  assert.equal(push.code, 1)
-  assert.match(push.stderr, /within 1000 ms\b.*ECONNREFUSED/)
-  assert.ok(push.ms < 6000, `took ${push.ms} ms`)
+  assert.equal(pulled.code, 1)
+  assert.match(pulled.stderr, new RegExp(`^${notice(5000)}${failure(5000)}$`))
+  assert.ok(pulled.ms < 5000 + 10_000, `took ${pulled.ms} ms`)
+  assert.equal(pushed.code, 1)
+  assert.match(pushed.stderr, new RegExp(`^${notice(1000)}${failure(1000)}$`))
+  assert.equal(quiet.code, 1)
+  assert.match(quiet.stderr, new RegExp(`^${failure(1000)}$`), '--quiet: only the error')
   assert.equal(stat.code, 1)
-  assert.match(stat.stderr, new RegExp(`shard\\(s\\) 127\\.0\\.0\\.1:${port}/0 within`))
+  assert.match(stat.stderr, new RegExp(`^${notice(1000)}${failure(1000)}$`))
+  for (const r of [pulled, pushed, quiet, stat]) {
+    assert.doesNotMatch(r.stderr, /enableOfflineQueue|isn't writeable|ECONNREFUSED/, 'no ioredis internals')
+    assert.equal(r.stdout.length, 0)
+  }
   const debug = await runCli(['pull', 'q', '--redis', url, '--timeout', '200', '--debug'])
   assert.equal(debug.code, 1)
   assert.match(debug.stderr, /\n +at /, 'a stack trace with --debug')
+  assert.match(debug.stderr, /caused by: Error: connect ECONNREFUSED/, 'and, with --debug, the ioredis error')
+})
+
+test('connection errors in words: socket errors, and what Redis says to a bad login', () => {
+  const err = (message: string, code?: string): Error => Object.assign(new Error(message), code !== undefined ? { code } : {})
+  assert.deepEqual(connectionProblem(err('connect ECONNREFUSED 127.0.0.1:1', 'ECONNREFUSED')), { reason: 'connection refused', fatal: false })
+  assert.deepEqual(connectionProblem(err('getaddrinfo ENOTFOUND nohost', 'ENOTFOUND')), { reason: 'host not found', fatal: false })
+  assert.deepEqual(connectionProblem(err('connect ETIMEDOUT', 'ETIMEDOUT')), { reason: 'connection timed out', fatal: false })
+  assert.deepEqual(connectionProblem(err('connect EHOSTUNREACH 10.0.0.1:6379', 'EHOSTUNREACH')), { reason: 'host unreachable', fatal: false })
+  assert.deepEqual(connectionProblem(err('NOAUTH Authentication required.')), { reason: 'a password is required', fatal: true })
+  assert.deepEqual(connectionProblem(err('WRONGPASS invalid username-password pair or user is disabled.')), { reason: 'wrong user name or password', fatal: true })
+  assert.deepEqual(connectionProblem(err('ERR invalid password')), { reason: 'wrong user name or password', fatal: true })
+  assert.equal(connectionProblem(err('Protocol error, got "H" as reply type byte')).reason, 'not a Redis server? (Protocol error, got "H" as reply type byte)')
+  assert.equal(connectionProblem(err('something new', 'EWHATEVER')).reason, 'something new (EWHATEVER)')
+})
+
+test('a Redis that refuses the login: exit 1 at once (not after --timeout), saying so', async () => {
+  const server = await startRedis({ args: ['--requirepass', 'secret'] })
+  try {
+    const host = `127.0.0.1:${server.port}`
+    // A generous --timeout: the commands must not wait for it (runCli kills them after 60 s).
+    const [none, wrong, user, right] = await Promise.all([
+      runCli(['push', 'q', '--redis', `redis://${host}`, '--timeout', '120000'], { input: 'x' }),
+      runCli(['stat', 'q', '--redis', `redis://:nope@${host}`, '--timeout', '120000']),
+      runCli(['pull', 'q', '--redis', `redis://bob:secret@${host}`, '--timeout', '120000']),
+      runCli(['push', 'q', '--redis', `redis://:secret@${host}`, '--lines'], { input: 'x\n' })
+    ])
+    assert.equal(none.code, 1, none.stderr)
+    assert.equal(none.stderr, `busmq: Redis at ${host}/0 refused the login: a password is required ` +
+      '(give it in the URL: redis://[USER]:PASSWORD@HOST:PORT) (ERR_BUSMQ_CLI_AUTH)\n')
+    for (const r of [wrong, user]) {
+      assert.equal(r.code, 1, r.stderr)
+      assert.equal(r.stderr, `busmq: Redis at ${host}/0 refused the login: wrong user name or password (ERR_BUSMQ_CLI_AUTH)\n`)
+    }
+    for (const r of [none, wrong, user]) assert.ok(r.ms < 30_000, `took ${r.ms} ms`)
+    ok(right)
+    assert.equal(right.stderr, '')
+  } finally {
+    await server.dispose()
+  }
 })
 
 test('SIGTERM and SIGINT during an idle pull --follow: exit 0, and the queue keeps what comes later', async () => {

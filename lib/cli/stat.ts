@@ -53,13 +53,15 @@ async function discover (bus: Bus): Promise<string[]> {
   const found = new Set<string>()
   const head = `${prefix}:q:{`
   for (const id of bus.shardIds) {
-    const client = bus.shardById(id)!.client as any
+    const shard = bus.shardById(id)!
+    const client = shard.client as any
     // A Cluster client cannot SCAN as a whole: scan each primary.
     const nodes = typeof client.nodes === 'function' ? client.nodes('master') : [client]
     for (const node of nodes) {
       let cursor = '0'
       do {
-        const [next, keys] = await node.scan(cursor, 'MATCH', match, 'COUNT', 1000) as [string, string[]]
+        // Through the shard, so that a shard that went away is waited for and reported by its id.
+        const [next, keys] = await shard.run(() => node.scan(cursor, 'MATCH', match, 'COUNT', 1000)) as [string, string[]]
         cursor = next
         for (const key of keys) {
           if (!key.startsWith(head)) continue
