@@ -61,6 +61,11 @@ function freePort (): Promise<number> {
   })
 }
 
+/** `text` as a literal in a RegExp. */
+function escape (text: string): string {
+  return text.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')
+}
+
 function ok (r: { code: number | null, stderr: string }): void {
   assert.equal(r.code, 0, `exit code ${String(r.code)}, stderr: ${r.stderr}`)
 }
@@ -79,9 +84,12 @@ test('push --end | pull --until-end moves 5 MB of random bytes exactly, reader s
     ok(pulled)
     assert.equal(pulled.stdout.length, data.length)
     assert.equal(sha256(pulled.stdout), sha256(data))
-    // stderr is not a terminal: no progress, nothing at all.
-    assert.equal(pushed.stderr, '')
-    assert.equal(pulled.stderr, '')
+    // stderr is not a terminal: no progress, only the summary line naming the queue's shard.
+    // (Each chunk read from stdin is one message; how big the chunks are is up to node.)
+    const shard = escape((await bus.queue(q).shard()).id)
+    const pushedLine = new RegExp(`^busmq: pushed ([\\d,]+) messages \\(5\\.24 MB\\) and an end marker to queue ${q} on shard ${shard}\n$`).exec(pushed.stderr)
+    assert.ok(pushedLine, pushed.stderr)
+    assert.equal(pulled.stderr, `busmq: pulled ${pushedLine[1]} messages (5.24 MB) from queue ${q} on shard ${(await bus.queue(q).shard()).id}\n`)
     const stats = await bus.queue(q).stats()
     assert.equal(stats.length, 0)
     assert.equal(stats.consumed, stats.pushed)
@@ -227,6 +235,42 @@ test('EPIPE (stdout closed, as by "| head") ends pull with 0 and gives back what
     assert.deepEqual(got, names.slice(0, got.length))
     assert.deepEqual(left, names.slice(total - left.length))
     assert.ok(left.length >= 1000, `only ${left.length} left: more was taken than a pipe holds`)
+  }
+})
+
+test('push and pull say on stderr how many messages went where (the shard named), also when stderr is not a terminal; --quiet does not', async () => {
+  const q = uniqueName('summary')
+  const total = 1234
+  const input = numbered('s', total)
+  const pushed = await runCli(['push', q, '--lines'], { input, env: env() })
+  ok(pushed)
+  const shard = (await bus.queue(q).shard()).id
+  assert.equal(pushed.stderr, `busmq: pushed 1,234 messages (${formatBytes(Buffer.byteLength(input) - total)}) to queue ${q} on shard ${shard}\n`)
+  // The shard it names holds the queue's keys; the other one has none of them.
+  for (const server of redis.servers) {
+    const keys = await redisCommand(server.port, ['KEYS', `busmq:q:{${q}}:*`]) as string[]
+    assert.equal(keys.length > 0, shard === `127.0.0.1:${server.port}/0`, `${server.port}: ${keys.join(' ')}`)
+  }
+  assert.equal(pushed.stdout.length, 0)
+
+  const pulled = await runCli(['pull', q, '--lines', '--max', '1000'], { env: env() })
+  ok(pulled)
+  assert.equal(pulled.stdout.toString(), numbered('s', 1000))
+  assert.equal(pulled.stderr, `busmq: pulled 1,000 messages (${formatBytes(Buffer.byteLength(numbered('s', 1000)))}) from queue ${q} on shard ${shard}\n`)
+  const replayed = await runCli(['pull', q, '--lines', '--from', '0', '--until-empty'], { env: env() })
+  ok(replayed)
+  assert.equal(replayed.stderr, `busmq: replayed 234 messages (1.40 kB) from queue ${q} on shard ${shard}\n`)
+  const one = await runCli(['pull', q, '--lines', '--max', '1', '--reliable'], { env: env() })
+  ok(one)
+  assert.equal(one.stderr, `busmq: pulled 1 message (6 B) from queue ${q} on shard ${shard}\n`)
+
+  const quiet = await Promise.all([
+    runCli(['push', q, '--lines', '--quiet', '--end'], { input: 'q\n', env: env() }),
+    runCli(['pull', q, '-q', '--max', '1'], { env: env() })
+  ])
+  for (const r of quiet) {
+    ok(r)
+    assert.equal(r.stderr, '')
   }
 })
 
@@ -463,7 +507,7 @@ test('a Redis that refuses the login: exit 1 at once (not after --timeout), sayi
     }
     for (const r of [none, wrong, user]) assert.ok(r.ms < 30_000, `took ${r.ms} ms`)
     ok(right)
-    assert.equal(right.stderr, '')
+    assert.equal(right.stderr, `busmq: pushed 1 message (1 B) to queue q on shard ${host}/0\n`)
   } finally {
     await server.dispose()
   }
@@ -515,7 +559,7 @@ test('SIGTERM during push: what was read is pushed, without an end marker; exit 
   cli.child.kill('SIGTERM')
   const r = await cli.done
   ok(r)
-  assert.match(r.stderr, /interrupted: pushed 100 message\(s\), no end marker/)
+  assert.equal(r.stderr, `busmq: interrupted: pushed 100 messages (290 B), no end marker to queue ${q} on shard ${(await bus.queue(q).shard()).id}\n`)
   const stats = await bus.queue(q).stats()
   assert.deepEqual([stats.length, stats.pushed], [100, 100])
 })

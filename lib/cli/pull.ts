@@ -5,7 +5,7 @@ import type { ReadStreamOptions } from '../queue/queue-options.js'
 import { exclusive, expectPositionals, intOption, nameArg, type ParsedArgs } from './args.js'
 import type { Command } from './command.js'
 import { boxedJsonCodec, formatMessage, type Framing } from './framing.js'
-import { Progress } from './progress.js'
+import { Progress, formatBytes, formatMessages } from './progress.js'
 import { flushed, onStopSignal, openBus, queueByName } from './session.js'
 import { destroyAndWait } from '../util.js'
 
@@ -98,8 +98,13 @@ async function run ({ values, positionals, common }: ParsedArgs): Promise<number
   let removeSignals = (): void => {}
   /** Set once a write to stdout failed: nothing unconfirmed reached the reader then. */
   let broken = false
+  /** Why the pull stopped early, for the summary line. */
+  let cut: string | undefined
   const onStdoutError = (err: NodeJS.ErrnoException): void => {
     broken = true
+    cut ??= err.code === 'EPIPE'
+      ? `stdout was closed${options.mode === 'replay' ? '' : ', what was not written in full went back to the queue'}`
+      : undefined
     stop(err.code === 'EPIPE' ? undefined : err)
   }
   let stop: (err?: Error) => void = () => {}
@@ -175,7 +180,10 @@ async function run ({ values, positionals, common }: ParsedArgs): Promise<number
       }
     }
     stdout.on('error', onStdoutError)
-    removeSignals = onStopSignal(() => stop())
+    removeSignals = onStopSignal(() => {
+      cut ??= 'interrupted'
+      stop()
+    })
     progress.start()
     r.on('readable', pump)
 
@@ -209,6 +217,11 @@ async function run ({ values, positionals, common }: ParsedArgs): Promise<number
     await Promise.allSettled([...acks])
     progress.stop()
     if (failure) throw failure
+    if (!common.quiet) {
+      // Always, not only on a terminal: it tells how many messages this pull took (and from where).
+      process.stderr.write(`busmq: ${options.mode === 'replay' ? 'replayed' : 'pulled'} ${formatMessages(progress.messages)} ` +
+        `(${formatBytes(progress.bytes)}) from queue ${name} on shard ${(await r.queue.shard()).id}${cut !== undefined ? `; ${cut}` : ''}\n`)
+    }
     return 0
   } finally {
     removeSignals()
