@@ -274,6 +274,37 @@ test('push and pull say on stderr how many messages went where (the shard named)
   }
 })
 
+test('stat of a queue that does not exist: one line on stderr saying so, exit 1; the queues that exist are still shown', async () => {
+  const q = uniqueName('here')
+  const nope = uniqueName('nope')
+  ok(await runCli(['push', q, '--lines'], { input: 'a\nb\n', env: env() }))
+  const missing = `busmq: queue ${nope} does not exist on any shard (${bus.shardIds.join(', ')}) (ERR_BUSMQ_CLI_NO_SUCH_QUEUE)\n`
+
+  const table = await runCli(['stat', q, nope], { env: env() })
+  assert.equal(table.code, 1)
+  assert.equal(table.stderr, missing)
+  const lines = table.stdout.toString().trimEnd().split('\n')
+  assert.equal(lines.length, 2)
+  assert.match(lines[1], new RegExp(`^${q} +2 +2 +0 `))
+
+  // --json has a row for every name given, in order; the missing one says exists: false.
+  const json = await runCli(['stat', nope, q, '--json'], { env: env() })
+  assert.equal(json.code, 1)
+  assert.equal(json.stderr, missing)
+  const [a, b] = JSON.parse(json.stdout.toString())
+  assert.deepEqual({ ...a, shard: '' }, { name: nope, exists: false, shard: '', length: 0, pushed: 0, consumed: 0, inFlight: 0, clients: 0, ttl: -2 })
+  assert.ok(bus.shardIds.includes(a.shard))
+  assert.deepEqual([b.name, b.exists, b.length], [q, true, 2])
+
+  // Only missing queues: nothing on stdout. One shard: the line names it.
+  const alone = await runCli(['stat', nope, `${q}:dead-letter`, '--redis', redis.servers[0].url], { env: env() })
+  assert.equal(alone.code, 1)
+  assert.equal(alone.stdout.length, 0)
+  const id = `127.0.0.1:${redis.servers[0].port}/0`
+  assert.equal(alone.stderr, `busmq: queue ${nope} does not exist on shard ${id} (ERR_BUSMQ_CLI_NO_SUCH_QUEUE)\n` +
+    `busmq: queue ${q}:dead-letter does not exist on shard ${id} (ERR_BUSMQ_CLI_NO_SUCH_QUEUE)\n`)
+})
+
 test('tunnel: an HTTP server reached through tunnel listen + tunnel connect, both ways', async () => {
   const blob = randomBytes(2 * 1024 * 1024)
   const server = http.createServer((req, res) => {
@@ -371,16 +402,17 @@ test('stat --json reports length, counters, in-flight, clients, TTL and shard; t
   const missing = uniqueName('missing')
   ok(await runCli(['push', q, '--lines'], { input: numbered('s', 5), env: env() }))
   ok(await runCli(['pull', q, '--max', '2'], { env: env() }))
-  const r = await runCli(['stat', q, missing, '--json'], { env: env() })
+  const r = await runCli(['stat', q, '--json'], { env: env() })
   ok(r)
-  const [a, b] = JSON.parse(r.stdout.toString())
-  assert.deepEqual(Object.keys(a).sort(), ['clients', 'consumed', 'inFlight', 'length', 'name', 'pushed', 'shard', 'ttl'])
-  assert.deepEqual({ ...a, ttl: 0 }, { name: q, shard: (await bus.queue(q).shard()).id, length: 3, pushed: 5, consumed: 2, inFlight: 0, clients: 0, ttl: 0 })
+  assert.equal(r.stderr, '')
+  const [a] = JSON.parse(r.stdout.toString())
+  assert.deepEqual(Object.keys(a).sort(), ['clients', 'consumed', 'exists', 'inFlight', 'length', 'name', 'pushed', 'shard', 'ttl'])
+  assert.deepEqual({ ...a, ttl: 0 }, { name: q, exists: true, shard: (await bus.queue(q).shard()).id, length: 3, pushed: 5, consumed: 2, inFlight: 0, clients: 0, ttl: 0 })
   assert.ok(a.ttl > 0 && a.ttl <= 30_000, `ttl ${a.ttl}`)
   assert.ok(bus.shardIds.includes(a.shard))
-  assert.deepEqual({ ...b, shard: '' }, { name: missing, shard: '', length: 0, pushed: 0, consumed: 0, inFlight: 0, clients: 0, ttl: -2 })
 
-  const table = await runCli(['stat', q, missing], { env: env() })
+  ok(await runCli(['push', missing.replace('missing', 'other'), '--lines'], { input: numbered('o', 12), env: env() }))
+  const table = await runCli(['stat', q, missing.replace('missing', 'other')], { env: env() })
   ok(table)
   const lines = table.stdout.toString().trimEnd().split('\n')
   assert.equal(lines.length, 3)
@@ -388,7 +420,7 @@ test('stat --json reports length, counters, in-flight, clients, TTL and shard; t
   assert.match(lines[1], new RegExp(`^${q} +3 +5 +2 +0 +0 +[\\d.]+s +127\\.0\\.0\\.1:\\d+/0$`))
   const end = lines[0].indexOf('LENGTH') + 'LENGTH'.length
   assert.equal(lines[1][end - 1], '3')
-  assert.equal(lines[2][end - 1], '0')
+  assert.equal(lines[2].slice(end - 2, end), '12')
 
   // Without names it finds the queues of the prefix.
   const prefix = `p${Date.now()}`
