@@ -305,6 +305,52 @@ test('stat of a queue that does not exist: one line on stderr saying so, exit 1;
     `busmq: queue ${q}:dead-letter does not exist on shard ${id} (ERR_BUSMQ_CLI_NO_SUCH_QUEUE)\n`)
 })
 
+/** Runs `sh -c script` with `args` as $0, $1, …; resolves with its exit code, stdout and stderr. */
+async function shell (script: string, args: string[]): Promise<{ code: number | null, stdout: string, stderr: string }> {
+  const child = spawn('sh', ['-c', script, ...args], { env: cliEnv(env()), stdio: ['ignore', 'pipe', 'pipe'] })
+  const timer = setTimeout(() => child.kill('SIGKILL'), 60_000)
+  let stdout = ''
+  let stderr = ''
+  child.stdout.on('data', (d) => { stdout += String(d) })
+  child.stderr.on('data', (d) => { stderr += String(d) })
+  const [code] = await once(child, 'close') as [number | null]
+  clearTimeout(timer)
+  return { code, stdout, stderr }
+}
+
+test('pull --lines | head -3: what pull handed to the pipe is consumed (the summary says how many), the rest stays queued, in order; --max 3 takes 3', async () => {
+  // Short lines (the whole queue fits in a pipe; --until-empty, as with --follow pull could wait for more
+  // after head has gone) and 1 kB lines (1 MB does not fit in a pipe, so pull is sure to find it closed).
+  for (const [pad, stop] of [[0, ['--until-empty']], [1000, []]] as const) {
+    const q = uniqueName('head')
+    const total = 1000
+    const names = numbered('h', total).split('\n').slice(0, total)
+    ok(await runCli(['push', q, '--lines', '--quiet'], { input: numbered('h', total, pad), env: env() }))
+    const r = await shell(`{ "$0" "$1" pull "$2" --lines ${stop.join(' ')}; echo "pull exited with $?" >&2; } | head -3`, [process.execPath, BIN, q])
+    assert.equal(r.code, 0, r.stderr)
+    assert.deepEqual(r.stdout.split('\n').map((l) => l.split(' ')[0]), ['h0', 'h1', 'h2', ''])
+    const shard = escape((await bus.queue(q).shard()).id)
+    const summary = new RegExp(`^busmq: pulled ([\\d,]+) messages? \\([\\d.]+ [km]?B\\) from queue ${q} on shard ${shard}(; stdout was closed, what was not written in full went back to the queue)?\npull exited with 0\n$`).exec(r.stderr)
+    assert.ok(summary, r.stderr)
+    const taken = Number(summary[1].replace(/,/g, ''))
+    if (pad > 0) assert.ok(summary[2] !== undefined && taken < total, `${taken} taken: ${r.stderr}`)
+    // Exactly what the summary says was consumed; every message pull took and did not hand to the pipe
+    // went back to the front of the queue, in order.
+    const stats = await bus.queue(q).stats()
+    assert.deepEqual([stats.length, stats.consumed, stats.inFlight], [total - taken, taken, 0], r.stderr)
+    assert.deepEqual((await remaining(q)).map((l) => l.split(' ')[0]), names.slice(taken))
+  }
+
+  // With --max, exactly N are taken.
+  const q = uniqueName('head-max')
+  ok(await runCli(['push', q, '--lines', '--quiet'], { input: numbered('m', 10), env: env() }))
+  const max = await shell('"$0" "$1" pull "$2" --lines --max 3 | head -3', [process.execPath, BIN, q])
+  assert.equal(max.code, 0, max.stderr)
+  assert.equal(max.stdout, 'm0\nm1\nm2\n')
+  assert.equal(max.stderr, `busmq: pulled 3 messages (9 B) from queue ${q} on shard ${(await bus.queue(q).shard()).id}\n`)
+  assert.deepEqual(await remaining(q), numbered('m', 10).split('\n').slice(3, 10))
+})
+
 test('tunnel: an HTTP server reached through tunnel listen + tunnel connect, both ways', async () => {
   const blob = randomBytes(2 * 1024 * 1024)
   const server = http.createServer((req, res) => {
