@@ -9,9 +9,12 @@ import net, { type AddressInfo } from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
 import { Bus } from '../lib/index.js'
-import { startRedisGroup, ping, redisCommand, type RedisServer } from './helpers/redis-server.js'
+import { startRedis, startRedisGroup, ping, redisCommand, type RedisServer } from './helpers/redis-server.js'
+import { connectionProblem } from '../lib/cli/redis-watch.js'
+import { formatBytes } from '../lib/cli/progress.js'
 import { openBus, uniqueName, eventually, collect } from './helpers/bus.js'
-import { runCli, startCli, sha256 } from './helpers/cli.js'
+import { BIN, cliEnv, runCli, startCli, sha256 } from './helpers/cli.js'
+import { spawn } from 'node:child_process'
 import { sleep } from './helpers/queue.js'
 
 // Two shards, so the commands route names as a multi-shard bus does; `bus` checks what they did.
@@ -58,6 +61,11 @@ function freePort (): Promise<number> {
   })
 }
 
+/** `text` as a literal in a RegExp. */
+function escape (text: string): string {
+  return text.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')
+}
+
 function ok (r: { code: number | null, stderr: string }): void {
   assert.equal(r.code, 0, `exit code ${String(r.code)}, stderr: ${r.stderr}`)
 }
@@ -76,9 +84,12 @@ test('push --end | pull --until-end moves 5 MB of random bytes exactly, reader s
     ok(pulled)
     assert.equal(pulled.stdout.length, data.length)
     assert.equal(sha256(pulled.stdout), sha256(data))
-    // stderr is not a terminal: no progress, nothing at all.
-    assert.equal(pushed.stderr, '')
-    assert.equal(pulled.stderr, '')
+    // stderr is not a terminal: no progress, only the summary line naming the queue's shard.
+    // (Each chunk read from stdin is one message; how big the chunks are is up to node.)
+    const shard = escape((await bus.queue(q).shard()).id)
+    const pushedLine = new RegExp(`^busmq: pushed ([\\d,]+) messages \\(5\\.24 MB\\) and an end marker to queue ${q} on shard ${shard}\n$`).exec(pushed.stderr)
+    assert.ok(pushedLine, pushed.stderr)
+    assert.equal(pulled.stderr, `busmq: pulled ${pushedLine[1]} messages (5.24 MB) from queue ${q} on shard ${(await bus.queue(q).shard()).id}\n`)
     const stats = await bus.queue(q).stats()
     assert.equal(stats.length, 0)
     assert.equal(stats.consumed, stats.pushed)
@@ -227,6 +238,119 @@ test('EPIPE (stdout closed, as by "| head") ends pull with 0 and gives back what
   }
 })
 
+test('push and pull say on stderr how many messages went where (the shard named), also when stderr is not a terminal; --quiet does not', async () => {
+  const q = uniqueName('summary')
+  const total = 1234
+  const input = numbered('s', total)
+  const pushed = await runCli(['push', q, '--lines'], { input, env: env() })
+  ok(pushed)
+  const shard = (await bus.queue(q).shard()).id
+  assert.equal(pushed.stderr, `busmq: pushed 1,234 messages (${formatBytes(Buffer.byteLength(input) - total)}) to queue ${q} on shard ${shard}\n`)
+  // The shard it names holds the queue's keys; the other one has none of them.
+  for (const server of redis.servers) {
+    const keys = await redisCommand(server.port, ['KEYS', `busmq:q:{${q}}:*`]) as string[]
+    assert.equal(keys.length > 0, shard === `127.0.0.1:${server.port}/0`, `${server.port}: ${keys.join(' ')}`)
+  }
+  assert.equal(pushed.stdout.length, 0)
+
+  const pulled = await runCli(['pull', q, '--lines', '--max', '1000'], { env: env() })
+  ok(pulled)
+  assert.equal(pulled.stdout.toString(), numbered('s', 1000))
+  assert.equal(pulled.stderr, `busmq: pulled 1,000 messages (${formatBytes(Buffer.byteLength(numbered('s', 1000)))}) from queue ${q} on shard ${shard}\n`)
+  const replayed = await runCli(['pull', q, '--lines', '--from', '0', '--until-empty'], { env: env() })
+  ok(replayed)
+  assert.equal(replayed.stderr, `busmq: replayed 234 messages (1.40 kB) from queue ${q} on shard ${shard}\n`)
+  const one = await runCli(['pull', q, '--lines', '--max', '1', '--reliable'], { env: env() })
+  ok(one)
+  assert.equal(one.stderr, `busmq: pulled 1 message (6 B) from queue ${q} on shard ${shard}\n`)
+
+  const quiet = await Promise.all([
+    runCli(['push', q, '--lines', '--quiet', '--end'], { input: 'q\n', env: env() }),
+    runCli(['pull', q, '-q', '--max', '1'], { env: env() })
+  ])
+  for (const r of quiet) {
+    ok(r)
+    assert.equal(r.stderr, '')
+  }
+})
+
+test('stat of a queue that does not exist: one line on stderr saying so, exit 1; the queues that exist are still shown', async () => {
+  const q = uniqueName('here')
+  const nope = uniqueName('nope')
+  ok(await runCli(['push', q, '--lines'], { input: 'a\nb\n', env: env() }))
+  const missing = `busmq: queue ${nope} does not exist on any shard (${bus.shardIds.join(', ')}) (ERR_BUSMQ_CLI_NO_SUCH_QUEUE)\n`
+
+  const table = await runCli(['stat', q, nope], { env: env() })
+  assert.equal(table.code, 1)
+  assert.equal(table.stderr, missing)
+  const lines = table.stdout.toString().trimEnd().split('\n')
+  assert.equal(lines.length, 2)
+  assert.match(lines[1], new RegExp(`^${q} +2 +2 +0 `))
+
+  // --json has a row for every name given, in order; the missing one says exists: false.
+  const json = await runCli(['stat', nope, q, '--json'], { env: env() })
+  assert.equal(json.code, 1)
+  assert.equal(json.stderr, missing)
+  const [a, b] = JSON.parse(json.stdout.toString())
+  assert.deepEqual({ ...a, shard: '' }, { name: nope, exists: false, shard: '', length: 0, pushed: 0, consumed: 0, inFlight: 0, clients: 0, ttl: -2 })
+  assert.ok(bus.shardIds.includes(a.shard))
+  assert.deepEqual([b.name, b.exists, b.length], [q, true, 2])
+
+  // Only missing queues: nothing on stdout. One shard: the line names it.
+  const alone = await runCli(['stat', nope, `${q}:dead-letter`, '--redis', redis.servers[0].url], { env: env() })
+  assert.equal(alone.code, 1)
+  assert.equal(alone.stdout.length, 0)
+  const id = `127.0.0.1:${redis.servers[0].port}/0`
+  assert.equal(alone.stderr, `busmq: queue ${nope} does not exist on shard ${id} (ERR_BUSMQ_CLI_NO_SUCH_QUEUE)\n` +
+    `busmq: queue ${q}:dead-letter does not exist on shard ${id} (ERR_BUSMQ_CLI_NO_SUCH_QUEUE)\n`)
+})
+
+/** Runs `sh -c script` with `args` as $0, $1, …; resolves with its exit code, stdout and stderr. */
+async function shell (script: string, args: string[]): Promise<{ code: number | null, stdout: string, stderr: string }> {
+  const child = spawn('sh', ['-c', script, ...args], { env: cliEnv(env()), stdio: ['ignore', 'pipe', 'pipe'] })
+  const timer = setTimeout(() => child.kill('SIGKILL'), 60_000)
+  let stdout = ''
+  let stderr = ''
+  child.stdout.on('data', (d) => { stdout += String(d) })
+  child.stderr.on('data', (d) => { stderr += String(d) })
+  const [code] = await once(child, 'close') as [number | null]
+  clearTimeout(timer)
+  return { code, stdout, stderr }
+}
+
+test('pull --lines | head -3: what pull handed to the pipe is consumed (the summary says how many), the rest stays queued, in order; --max 3 takes 3', async () => {
+  // Short lines (the whole queue fits in a pipe; --until-empty, as with --follow pull could wait for more
+  // after head has gone) and 1 kB lines (1 MB does not fit in a pipe, so pull is sure to find it closed).
+  for (const [pad, stop] of [[0, ['--until-empty']], [1000, []]] as const) {
+    const q = uniqueName('head')
+    const total = 1000
+    const names = numbered('h', total).split('\n').slice(0, total)
+    ok(await runCli(['push', q, '--lines', '--quiet'], { input: numbered('h', total, pad), env: env() }))
+    const r = await shell(`{ "$0" "$1" pull "$2" --lines ${stop.join(' ')}; echo "pull exited with $?" >&2; } | head -3`, [process.execPath, BIN, q])
+    assert.equal(r.code, 0, r.stderr)
+    assert.deepEqual(r.stdout.split('\n').map((l) => l.split(' ')[0]), ['h0', 'h1', 'h2', ''])
+    const shard = escape((await bus.queue(q).shard()).id)
+    const summary = new RegExp(`^busmq: pulled ([\\d,]+) messages? \\([\\d.]+ [km]?B\\) from queue ${q} on shard ${shard}(; stdout was closed, what was not written in full went back to the queue)?\npull exited with 0\n$`).exec(r.stderr)
+    assert.ok(summary, r.stderr)
+    const taken = Number(summary[1].replace(/,/g, ''))
+    if (pad > 0) assert.ok(summary[2] !== undefined && taken < total, `${taken} taken: ${r.stderr}`)
+    // Exactly what the summary says was consumed; every message pull took and did not hand to the pipe
+    // went back to the front of the queue, in order.
+    const stats = await bus.queue(q).stats()
+    assert.deepEqual([stats.length, stats.consumed, stats.inFlight], [total - taken, taken, 0], r.stderr)
+    assert.deepEqual((await remaining(q)).map((l) => l.split(' ')[0]), names.slice(taken))
+  }
+
+  // With --max, exactly N are taken.
+  const q = uniqueName('head-max')
+  ok(await runCli(['push', q, '--lines', '--quiet'], { input: numbered('m', 10), env: env() }))
+  const max = await shell('"$0" "$1" pull "$2" --lines --max 3 | head -3', [process.execPath, BIN, q])
+  assert.equal(max.code, 0, max.stderr)
+  assert.equal(max.stdout, 'm0\nm1\nm2\n')
+  assert.equal(max.stderr, `busmq: pulled 3 messages (9 B) from queue ${q} on shard ${(await bus.queue(q).shard()).id}\n`)
+  assert.deepEqual(await remaining(q), numbered('m', 10).split('\n').slice(3, 10))
+})
+
 test('tunnel: an HTTP server reached through tunnel listen + tunnel connect, both ways', async () => {
   const blob = randomBytes(2 * 1024 * 1024)
   const server = http.createServer((req, res) => {
@@ -324,16 +448,17 @@ test('stat --json reports length, counters, in-flight, clients, TTL and shard; t
   const missing = uniqueName('missing')
   ok(await runCli(['push', q, '--lines'], { input: numbered('s', 5), env: env() }))
   ok(await runCli(['pull', q, '--max', '2'], { env: env() }))
-  const r = await runCli(['stat', q, missing, '--json'], { env: env() })
+  const r = await runCli(['stat', q, '--json'], { env: env() })
   ok(r)
-  const [a, b] = JSON.parse(r.stdout.toString())
-  assert.deepEqual(Object.keys(a).sort(), ['clients', 'consumed', 'inFlight', 'length', 'name', 'pushed', 'shard', 'ttl'])
-  assert.deepEqual({ ...a, ttl: 0 }, { name: q, shard: (await bus.queue(q).shard()).id, length: 3, pushed: 5, consumed: 2, inFlight: 0, clients: 0, ttl: 0 })
+  assert.equal(r.stderr, '')
+  const [a] = JSON.parse(r.stdout.toString())
+  assert.deepEqual(Object.keys(a).sort(), ['clients', 'consumed', 'exists', 'inFlight', 'length', 'name', 'pushed', 'shard', 'ttl'])
+  assert.deepEqual({ ...a, ttl: 0 }, { name: q, exists: true, shard: (await bus.queue(q).shard()).id, length: 3, pushed: 5, consumed: 2, inFlight: 0, clients: 0, ttl: 0 })
   assert.ok(a.ttl > 0 && a.ttl <= 30_000, `ttl ${a.ttl}`)
   assert.ok(bus.shardIds.includes(a.shard))
-  assert.deepEqual({ ...b, shard: '' }, { name: missing, shard: '', length: 0, pushed: 0, consumed: 0, inFlight: 0, clients: 0, ttl: -2 })
 
-  const table = await runCli(['stat', q, missing], { env: env() })
+  ok(await runCli(['push', missing.replace('missing', 'other'), '--lines'], { input: numbered('o', 12), env: env() }))
+  const table = await runCli(['stat', q, missing.replace('missing', 'other')], { env: env() })
   ok(table)
   const lines = table.stdout.toString().trimEnd().split('\n')
   assert.equal(lines.length, 3)
@@ -341,7 +466,7 @@ test('stat --json reports length, counters, in-flight, clients, TTL and shard; t
   assert.match(lines[1], new RegExp(`^${q} +3 +5 +2 +0 +0 +[\\d.]+s +127\\.0\\.0\\.1:\\d+/0$`))
   const end = lines[0].indexOf('LENGTH') + 'LENGTH'.length
   assert.equal(lines[1][end - 1], '3')
-  assert.equal(lines[2][end - 1], '0')
+  assert.equal(lines[2].slice(end - 2, end), '12')
 
   // Without names it finds the queues of the prefix.
   const prefix = `p${Date.now()}`
@@ -392,25 +517,78 @@ test('usage errors exit 2 with one line and a hint; --help and --version exit 0'
   assert.equal(v.stdout.toString(), `${pkg.version as string}\n`)
 })
 
-test('a Redis that is down: exit 1 within the timeout, with one clear line', async () => {
+test('a Redis that cannot be reached: said at once in plain words, then exit 1 after --timeout naming it and why', async () => {
   const port = await freePort()
   const url = `redis://127.0.0.1:${port}`
-  const [pull, push, stat] = await Promise.all([
-    runCli(['pull', 'q', '--redis', url]),
+  const id = `127\\.0\\.0\\.1:${port}/0`
+  const notice = (ms: number): string => `busmq: cannot reach Redis at ${id} \\(connection refused\\); retrying for up to ${ms} ms \\(--timeout\\)\n`
+  const failure = (ms: number): string => `busmq: cannot reach Redis at ${id} \\(connection refused\\) within ${ms} ms \\(--timeout\\) \\(ERR_BUSMQ_CONNECT_TIMEOUT\\)\n`
+  // The first connection error is reported as soon as it comes, long before the command gives up.
+  const pull = startCli(['pull', 'q', '--redis', url], { timeout: 60_000 })
+  await pull.waitForStderr(new RegExp(`^${notice(5000)}`))
+  const [pulled, pushed, quiet, stat] = await Promise.all([
+    pull.done,
     runCli(['push', 'q', '--timeout', '1000'], { env: { BUSMQ_REDIS: url }, input: 'x' }),
+    runCli(['push', 'q', '--timeout', '1000', '--quiet'], { env: { BUSMQ_REDIS: url }, input: 'x' }),
+    // Two shards, one of them fine: only the other one is named.
     runCli(['stat', '--redis', `${redis.servers[0].url},${url}`, '--timeout', '1000'])
   ])
-  assert.equal(pull.code, 1)
-  assert.match(pull.stderr, new RegExp(`^busmq: could not reach shard\\(s\\) 127\\.0\\.0\\.1:${port}/0 within 5000 ms\\b[^\n]*ECONNREFUSED[^\n]* \\(ERR_BUSMQ_CONNECT_TIMEOUT\\)\n$`))
-  assert.ok(pull.ms < 10_000, `took ${pull.ms} ms`)
-  assert.equal(push.code, 1)
-  assert.match(push.stderr, /within 1000 ms\b.*ECONNREFUSED/)
-  assert.ok(push.ms < 6000, `took ${push.ms} ms`)
+  assert.equal(pulled.code, 1)
+  assert.match(pulled.stderr, new RegExp(`^${notice(5000)}${failure(5000)}$`))
+  assert.ok(pulled.ms < 5000 + 10_000, `took ${pulled.ms} ms`)
+  assert.equal(pushed.code, 1)
+  assert.match(pushed.stderr, new RegExp(`^${notice(1000)}${failure(1000)}$`))
+  assert.equal(quiet.code, 1)
+  assert.match(quiet.stderr, new RegExp(`^${failure(1000)}$`), '--quiet: only the error')
   assert.equal(stat.code, 1)
-  assert.match(stat.stderr, new RegExp(`shard\\(s\\) 127\\.0\\.0\\.1:${port}/0 within`))
+  assert.match(stat.stderr, new RegExp(`^${notice(1000)}${failure(1000)}$`))
+  for (const r of [pulled, pushed, quiet, stat]) {
+    assert.doesNotMatch(r.stderr, /enableOfflineQueue|isn't writeable|ECONNREFUSED/, 'no ioredis internals')
+    assert.equal(r.stdout.length, 0)
+  }
   const debug = await runCli(['pull', 'q', '--redis', url, '--timeout', '200', '--debug'])
   assert.equal(debug.code, 1)
   assert.match(debug.stderr, /\n +at /, 'a stack trace with --debug')
+  assert.match(debug.stderr, /caused by: Error: connect ECONNREFUSED/, 'and, with --debug, the ioredis error')
+})
+
+test('connection errors in words: socket errors, and what Redis says to a bad login', () => {
+  const err = (message: string, code?: string): Error => Object.assign(new Error(message), code !== undefined ? { code } : {})
+  assert.deepEqual(connectionProblem(err('connect ECONNREFUSED 127.0.0.1:1', 'ECONNREFUSED')), { reason: 'connection refused', fatal: false })
+  assert.deepEqual(connectionProblem(err('getaddrinfo ENOTFOUND nohost', 'ENOTFOUND')), { reason: 'host not found', fatal: false })
+  assert.deepEqual(connectionProblem(err('connect ETIMEDOUT', 'ETIMEDOUT')), { reason: 'connection timed out', fatal: false })
+  assert.deepEqual(connectionProblem(err('connect EHOSTUNREACH 10.0.0.1:6379', 'EHOSTUNREACH')), { reason: 'host unreachable', fatal: false })
+  assert.deepEqual(connectionProblem(err('NOAUTH Authentication required.')), { reason: 'a password is required', fatal: true })
+  assert.deepEqual(connectionProblem(err('WRONGPASS invalid username-password pair or user is disabled.')), { reason: 'wrong user name or password', fatal: true })
+  assert.deepEqual(connectionProblem(err('ERR invalid password')), { reason: 'wrong user name or password', fatal: true })
+  assert.equal(connectionProblem(err('Protocol error, got "H" as reply type byte')).reason, 'not a Redis server? (Protocol error, got "H" as reply type byte)')
+  assert.equal(connectionProblem(err('something new', 'EWHATEVER')).reason, 'something new (EWHATEVER)')
+})
+
+test('a Redis that refuses the login: exit 1 at once (not after --timeout), saying so', async () => {
+  const server = await startRedis({ args: ['--requirepass', 'secret'] })
+  try {
+    const host = `127.0.0.1:${server.port}`
+    // A generous --timeout: the commands must not wait for it (runCli kills them after 60 s).
+    const [none, wrong, user, right] = await Promise.all([
+      runCli(['push', 'q', '--redis', `redis://${host}`, '--timeout', '120000'], { input: 'x' }),
+      runCli(['stat', 'q', '--redis', `redis://:nope@${host}`, '--timeout', '120000']),
+      runCli(['pull', 'q', '--redis', `redis://bob:secret@${host}`, '--timeout', '120000']),
+      runCli(['push', 'q', '--redis', `redis://:secret@${host}`, '--lines'], { input: 'x\n' })
+    ])
+    assert.equal(none.code, 1, none.stderr)
+    assert.equal(none.stderr, `busmq: Redis at ${host}/0 refused the login: a password is required ` +
+      '(give it in the URL: redis://[USER]:PASSWORD@HOST:PORT) (ERR_BUSMQ_CLI_AUTH)\n')
+    for (const r of [wrong, user]) {
+      assert.equal(r.code, 1, r.stderr)
+      assert.equal(r.stderr, `busmq: Redis at ${host}/0 refused the login: wrong user name or password (ERR_BUSMQ_CLI_AUTH)\n`)
+    }
+    for (const r of [none, wrong, user]) assert.ok(r.ms < 30_000, `took ${r.ms} ms`)
+    ok(right)
+    assert.equal(right.stderr, `busmq: pushed 1 message (1 B) to queue q on shard ${host}/0\n`)
+  } finally {
+    await server.dispose()
+  }
 })
 
 test('SIGTERM and SIGINT during an idle pull --follow: exit 0, and the queue keeps what comes later', async () => {
@@ -459,7 +637,7 @@ test('SIGTERM during push: what was read is pushed, without an end marker; exit 
   cli.child.kill('SIGTERM')
   const r = await cli.done
   ok(r)
-  assert.match(r.stderr, /interrupted: pushed 100 message\(s\), no end marker/)
+  assert.equal(r.stderr, `busmq: interrupted: pushed 100 messages (290 B), no end marker to queue ${q} on shard ${(await bus.queue(q).shard()).id}\n`)
   const stats = await bus.queue(q).stats()
   assert.deepEqual([stats.length, stats.pushed], [100, 100])
 })

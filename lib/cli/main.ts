@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs'
 import { COMMON_HELP, parseCommandArgs } from './args.js'
 import type { Command } from './command.js'
 import { UsageError } from './usage-error.js'
-import { flushed } from './session.js'
+import { explainError, flushed } from './session.js'
 import { push } from './push.js'
 import { pull } from './pull.js'
 import { tunnel } from './tunnel.js'
@@ -111,7 +111,7 @@ export async function main (argv: string[]): Promise<number> {
       process.stderr.write(`busmq: ${err.message} (try "busmq${where ? ` ${where}` : ''} --help")\n`)
       return EXIT_USAGE
     }
-    process.stderr.write(`${describe(err, debug)}\n`)
+    process.stderr.write(`${describe(explainError(err), debug)}\n`)
     return EXIT_ERROR
   }
 }

@@ -20,6 +20,11 @@ export function formatCount (n: number): string {
   return integer.format(n)
 }
 
+/** "1 message", "1,234 messages". */
+export function formatMessages (n: number): string {
+  return `${formatCount(n)} message${n === 1 ? '' : 's'}`
+}
+
 /**
  * A one-line progress meter on stderr: totals and the rates of the last interval, redrawn in place every
  * 500 ms, and a summary line (average rates) when it stops. It draws only when enabled, which the

@@ -5,7 +5,7 @@ import type { ReadStreamOptions } from '../queue/queue-options.js'
 import { exclusive, expectPositionals, intOption, nameArg, type ParsedArgs } from './args.js'
 import type { Command } from './command.js'
 import { boxedJsonCodec, formatMessage, type Framing } from './framing.js'
-import { Progress } from './progress.js'
+import { Progress, formatBytes, formatMessages } from './progress.js'
 import { flushed, onStopSignal, openBus, queueByName } from './session.js'
 import { destroyAndWait } from '../util.js'
 
@@ -15,7 +15,7 @@ Writes the messages of <queue> to stdout, in order. Each message is taken by thi
 (consume-once), unless --from replays without taking. By default it follows the queue forever.
 "<queue>:dead-letter" names the dead-letter queue of <queue>.
 
-  busmq pull q --until-end | gzip > out.gz      busmq pull q --lines --max 10 | head -3
+  busmq pull q --until-end | gzip > out.gz      busmq pull q --lines --max 3 | head -3
 
 Options:
   --max N          stop after N messages
@@ -29,9 +29,19 @@ Options:
   --from OFFSET    replay: read without removing, from message id OFFSET (0 = the oldest kept);
                    follows the queue unless --until-empty, --until-end or --max says when to stop
 
-A message counts as delivered once stdout has handed its bytes to the OS (the write callback fired):
-what a pipe has taken is out of busmq's hands, so "| head -3" consumes the messages that fitted in
-the pipe, not only 3; use --max to take exactly N.
+A message counts as delivered (consumed, acked) once stdout has handed its bytes to the OS: what a pipe
+has taken is out of busmq's hands. So "| head -3" does not take only 3: a reader takes up to 256
+messages per round trip and pull writes them to stdout at once, and pull learns that head has gone
+only when its next write fails (EPIPE). Every write completed by then is consumed, read by head or
+not: with short lines, typically the first 256. The write that failed goes back whole, with all
+not yet written, even the part the pipe took (head may have printed some of it: they come again).
+The summary line on stderr says how many were consumed. Use --max N to take exactly N. With
+--follow (the default), a pull with nothing more to write does not notice that head has gone and
+waits for the next message; give --max or --until-empty.
+
+At the end, one line on stderr says how many messages were pulled (replayed) from which queue and
+shard, and why it stopped early, if it did (not with --quiet):
+  busmq: pulled 256 messages (916 B) from queue jobs on shard 127.0.0.1:6379/0; stdout was closed, …
 
 Stopping: Ctrl-C, SIGTERM, or a closed stdout (EPIPE, as in "| head") end the command with exit code
 0. Output already written gets up to 1 s to drain; then messages taken but not delivered go back to
@@ -98,8 +108,13 @@ async function run ({ values, positionals, common }: ParsedArgs): Promise<number
   let removeSignals = (): void => {}
   /** Set once a write to stdout failed: nothing unconfirmed reached the reader then. */
   let broken = false
+  /** Why the pull stopped early, for the summary line. */
+  let cut: string | undefined
   const onStdoutError = (err: NodeJS.ErrnoException): void => {
     broken = true
+    cut ??= err.code === 'EPIPE'
+      ? `stdout was closed${options.mode === 'replay' ? '' : ', what was not written in full went back to the queue'}`
+      : undefined
     stop(err.code === 'EPIPE' ? undefined : err)
   }
   let stop: (err?: Error) => void = () => {}
@@ -175,7 +190,10 @@ async function run ({ values, positionals, common }: ParsedArgs): Promise<number
       }
     }
     stdout.on('error', onStdoutError)
-    removeSignals = onStopSignal(() => stop())
+    removeSignals = onStopSignal(() => {
+      cut ??= 'interrupted'
+      stop()
+    })
     progress.start()
     r.on('readable', pump)
 
@@ -209,6 +227,11 @@ async function run ({ values, positionals, common }: ParsedArgs): Promise<number
     await Promise.allSettled([...acks])
     progress.stop()
     if (failure) throw failure
+    if (!common.quiet) {
+      // Always, not only on a terminal: it tells how many messages this pull took (and from where).
+      process.stderr.write(`busmq: ${options.mode === 'replay' ? 'replayed' : 'pulled'} ${formatMessages(progress.messages)} ` +
+        `(${formatBytes(progress.bytes)}) from queue ${name} on shard ${(await r.queue.shard()).id}${cut !== undefined ? `; ${cut}` : ''}\n`)
+    }
     return 0
   } finally {
     removeSignals()

@@ -2,7 +2,7 @@ import { pipeline, finished } from 'node:stream/promises'
 import { expectPositionals, exclusive, nameArg, type ParsedArgs } from './args.js'
 import type { Command } from './command.js'
 import { boxedJsonCodec, createFramer, type Framing } from './framing.js'
-import { Progress } from './progress.js'
+import { Progress, formatBytes, formatMessages } from './progress.js'
 import { onStopSignal, openBus, queueByName } from './session.js'
 
 const help = `Usage: busmq push <queue> [options]
@@ -17,7 +17,9 @@ Options:
   --end     when stdin ends, push an end marker: "busmq pull --until-end" stops there
 
 Ctrl-C or SIGTERM stops reading stdin, pushes everything already read, and exits 0 without an end
-marker (the input was cut short). Progress goes to stderr when it is a terminal.`
+marker (the input was cut short). Progress goes to stderr when it is a terminal; at the end, a line
+on stderr says how many messages went to which queue on which shard (not with --quiet):
+  busmq: pushed 1,234 messages (5.00 MB) to queue jobs on shard 127.0.0.1:6379/0`
 
 async function run ({ values, positionals, common }: ParsedArgs): Promise<number> {
   expectPositionals(positionals, 1, 1, 'queue name', 'push')
@@ -65,8 +67,11 @@ async function run ({ values, positionals, common }: ParsedArgs): Promise<number
       marker.end()
       await finished(marker)
     }
-    if (interrupted && !common.quiet) {
-      process.stderr.write(`busmq: interrupted: pushed ${progress.messages} message(s)${values.end === true ? ', no end marker' : ''}\n`)
+    if (!common.quiet) {
+      // Always, not only on a terminal: a push into the wrong Redis must not go unnoticed.
+      const end = values.end === true ? (interrupted ? ', no end marker' : ' and an end marker') : ''
+      process.stderr.write(`busmq: ${interrupted ? 'interrupted: ' : ''}pushed ${formatMessages(progress.messages)} ` +
+        `(${formatBytes(progress.bytes)})${end} to queue ${name} on shard ${(await queue.shard()).id}\n`)
     }
     return 0
   } finally {

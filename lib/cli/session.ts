@@ -1,30 +1,31 @@
 import { Bus } from '../bus.js'
-import { ConnectTimeoutError } from '../errors.js'
 import type { Queue } from '../queue/queue.js'
 import type { CommonOptions } from './args.js'
+import { RedisWatch } from './redis-watch.js'
+
+/** The watch of the command's bus (a process runs one command), to explain the error it ends with. */
+let watch: RedisWatch | undefined
 
 /**
- * A connected bus for a command. Fails within `--timeout` ms when a shard cannot be reached, naming the
- * last connection error (ECONNREFUSED, ENOTFOUND, NOAUTH…), which says more than the timeout alone.
+ * A connected bus for a command. Says on stderr as soon as a shard cannot be reached (and that it
+ * retries), fails at once when Redis refuses the credentials, and after `--timeout` ms naming each
+ * shard not reached and why (connection refused, host not found, …). See {@link RedisWatch}.
  */
 export async function openBus (common: CommonOptions): Promise<Bus> {
   const bus = new Bus({ redis: common.redis, prefix: common.prefix, connectTimeout: common.timeout })
-  let lastError: Error | undefined
-  // With a listener the bus reports connection errors instead of only logging them; ioredis retries.
-  bus.on('error', (err: Error) => {
-    lastError = err
-    if (common.debug) process.stderr.write(`busmq: redis: ${err.message}\n`)
-  })
+  watch = new RedisWatch(bus, common)
   try {
-    await bus.connect()
+    await watch.connect()
   } catch (err) {
     await bus.close()
-    if (err instanceof ConnectTimeoutError && lastError && !err.message.includes(lastError.message)) {
-      throw new ConnectTimeoutError(`${err.message}: ${lastError.message}`, { cause: err })
-    }
     throw err
   }
   return bus
+}
+
+/** `err` with what the command's bus knows about its connections added (see RedisWatch.explain). */
+export function explainError (err: unknown): unknown {
+  return watch !== undefined ? watch.explain(err) : err
 }
 
 /**

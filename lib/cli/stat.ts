@@ -16,11 +16,18 @@ when the queue does not exist, "none" when it does not expire) and the shard tha
 Without queue names it lists every queue it finds on the shards (SCAN). "<queue>:dead-letter" is the
 dead-letter queue of <queue>.
 
+A queue named on the command line that does not exist (never used, or expired) gets no row; instead
+a line on stderr says so and the exit code is 1 (the rows of the queues that exist are printed):
+  busmq: queue nope does not exist on shard 127.0.0.1:6379/0 (ERR_BUSMQ_CLI_NO_SUCH_QUEUE)
+
 Options:
-  --json          print a JSON array of objects { name, shard, length, pushed, consumed, inFlight,
-                  clients, ttl } (ttl in ms: -2 = no such queue, -1 = no expiry)
+  --json          print a JSON array of objects { name, exists, shard, length, pushed, consumed,
+                  inFlight, clients, ttl } (ttl in ms: -2 = no such queue, -1 = no expiry), one per
+                  queue, in the order given; a queue that does not exist is in it too, with exists:
+                  false and zeros (and is reported on stderr, exit code 1, as above)
   --watch [MS]    refresh every MS ms (default ${DEFAULT_WATCH_MS}), clearing the screen, until Ctrl-C;
-                  with --json, one array per line. Write --watch=MS when a queue name is all digits.`
+                  with --json, one array per line. Queues that do not exist are listed under the
+                  table and do not end the watch. Write --watch=MS when a queue name is all digits.`
 
 /** `--watch` takes an optional value: give it its default unless a number follows. */
 function preprocess (argv: string[]): string[] {
@@ -53,13 +60,15 @@ async function discover (bus: Bus): Promise<string[]> {
   const found = new Set<string>()
   const head = `${prefix}:q:{`
   for (const id of bus.shardIds) {
-    const client = bus.shardById(id)!.client as any
+    const shard = bus.shardById(id)!
+    const client = shard.client as any
     // A Cluster client cannot SCAN as a whole: scan each primary.
     const nodes = typeof client.nodes === 'function' ? client.nodes('master') : [client]
     for (const node of nodes) {
       let cursor = '0'
       do {
-        const [next, keys] = await node.scan(cursor, 'MATCH', match, 'COUNT', 1000) as [string, string[]]
+        // Through the shard, so that a shard that went away is waited for and reported by its id.
+        const [next, keys] = await shard.run(() => node.scan(cursor, 'MATCH', match, 'COUNT', 1000)) as [string, string[]]
         cursor = next
         for (const key of keys) {
           if (!key.startsWith(head)) continue
@@ -84,6 +93,18 @@ function formatTtl (ms: number): string {
   return `${Math.floor(ms / 60_000)}m${Math.round((ms % 60_000) / 1000)}s`
 }
 
+/** A row of `busmq stat`: the queue's stats, and whether it exists. */
+export interface StatRow extends QueueStats {
+  /** False when no key of the queue exists (never used, or expired); the numbers are then zeros. */
+  exists: boolean
+}
+
+/** The line that says a named queue does not exist, and on which shard(s) it was looked for. */
+function missingLine (bus: Bus, row: StatRow): string {
+  const where = bus.shardIds.length === 1 ? `on shard ${row.shard}` : `on any shard (${bus.shardIds.join(', ')})`
+  return `queue ${row.name} does not exist ${where}`
+}
+
 /** An aligned text table: numbers right-aligned, text left-aligned. */
 export function formatTable (rows: QueueStats[]): string {
   const header = ['QUEUE', 'LENGTH', 'PUSHED', 'CONSUMED', 'IN-FLIGHT', 'CLIENTS', 'TTL', 'SHARD']
@@ -103,16 +124,28 @@ async function run ({ values, positionals, common }: ParsedArgs): Promise<number
   const json = values.json === true
   const bus = await openBus(common)
   try {
-    const snapshot = async (): Promise<QueueStats[]> => {
+    const snapshot = async (): Promise<StatRow[]> => {
       const targets = names.length > 0 ? names : await discover(bus)
-      return await Promise.all(targets.map(async (name) => ({ ...await queueByName(bus, name).stats(), name })))
+      return await Promise.all(targets.map(async (name) => {
+        const queue = queueByName(bus, name)
+        const [stats, exists] = await Promise.all([queue.stats(), queue.exists()])
+        return { ...stats, name, exists }
+      }))
     }
-    const show = (rows: QueueStats[]): string => json
-      ? JSON.stringify(rows)
-      : rows.length === 0 ? 'no queues' : formatTable(rows)
+    /** stdout: the JSON array (every row), or the table of the queues that exist. */
+    const show = (rows: StatRow[]): string => {
+      if (json) return JSON.stringify(rows)
+      const found = rows.filter((r) => r.exists)
+      if (found.length > 0) return formatTable(found)
+      return names.length === 0 ? 'no queues' : ''
+    }
     if (watch === undefined) {
-      console.log(show(await snapshot()))
-      return 0
+      const rows = await snapshot()
+      const text = show(rows)
+      if (text !== '') process.stdout.write(`${text}\n`)
+      const missing = rows.filter((r) => !r.exists)
+      for (const row of missing) process.stderr.write(`busmq: ${missingLine(bus, row)} (ERR_BUSMQ_CLI_NO_SUCH_QUEUE)\n`)
+      return missing.length > 0 ? 1 : 0
     }
     const tty = process.stdout.isTTY === true
     let stopped = false
@@ -123,10 +156,15 @@ async function run ({ values, positionals, common }: ParsedArgs): Promise<number
     })
     try {
       while (!stopped) {
-        const text = show(await snapshot())
-        if (json) console.log(text)
+        const rows = await snapshot()
+        let text = show(rows)
+        if (!json) {
+          const missing = rows.filter((r) => !r.exists).map((r) => missingLine(bus, r))
+          text = [text, ...missing].filter((t) => t !== '').join('\n')
+        }
+        if (json) process.stdout.write(`${text}\n`)
         else if (tty) process.stdout.write(`\x1b[2J\x1b[H${new Date().toISOString()}  every ${watch} ms, Ctrl-C to stop\n\n${text}\n`)
-        else console.log(`${new Date().toISOString()}\n${text}\n`)
+        else process.stdout.write(`${new Date().toISOString()}\n${text}\n\n`)
         await new Promise<void>((resolve) => {
           const timer = setTimeout(resolve, watch)
           wake = () => {
