@@ -49,7 +49,6 @@ the front of the queue, in order (--reliable: they are released unacknowledged),
 A message of which stdout had taken only a part is given back whole (the reader saw a cut line).`
 
 /** Most bytes gathered into one write to stdout. */
-const MAX_WRITE_BYTES = 1024 * 1024
 /** How long a stopping pull waits for stdout to take what was already written to it. */
 const STOP_GRACE_MS = 1000
 
@@ -58,22 +57,6 @@ interface Pending {
   sizes: number[]
   bytes: number
   envelopes: ReliableMessage[]
-}
-
-/**
- * Bytes given to `stream.write()` that have not reached the OS yet: those queued in libuv (a write the
- * pipe took only part of) plus those still in the Writable's buffer. Undefined when the stream does not
- * tell (then every unconfirmed write counts as not delivered).
- */
-function unwrittenBytes (stream: NodeJS.WriteStream): number | undefined {
-  // Node's stream handles expose libuv's write queue size (net.Socket's own timeout logic reads it).
-  const handle = (stream as unknown as { _handle?: { writeQueueSize?: unknown } })._handle
-  if (stream.destroyed || typeof handle?.writeQueueSize !== 'number') return undefined
-  let buffered = 0
-  for (const entry of (stream as unknown as { writableBuffer?: Array<{ chunk: { length: number } }> }).writableBuffer ?? []) {
-    buffered += entry.chunk.length
-  }
-  return handle.writeQueueSize + buffered
 }
 
 async function run ({ values, positionals, common }: ParsedArgs): Promise<number> {
@@ -129,7 +112,6 @@ async function run ({ values, positionals, common }: ParsedArgs): Promise<number
       acks.add(p)
       void p.finally(() => acks.delete(p))
     }
-    let blocked = false
     let stopping = false
     let settled = false
     let ended = false
@@ -148,46 +130,36 @@ async function run ({ values, positionals, common }: ParsedArgs): Promise<number
       r.on('error', (err: Error) => settle(err))
     })
 
+    // One message per write, and the next write only once stdout confirmed the previous one (the OS took
+    // every byte of it). So at most one message is ever in doubt when pull stops: a write the OS took
+    // only part of (a full pipe) goes back whole, and every message before it was confirmed. Node's
+    // public stream API does not tell how much of a pending write the OS took, so a larger write would
+    // leave a larger doubt.
+    let inFlight = false
     const pump = (): void => {
-      while (!stopping && !blocked) {
-        const parts: Buffer[] = []
-        const sizes: number[] = []
-        const envelopes: ReliableMessage[] = []
-        let bytes = 0
-        let m: unknown
-        while (bytes < MAX_WRITE_BYTES && (m = r.read()) !== null) {
-          const data = reliable ? (m as ReliableMessage).data : m
-          if (reliable) envelopes.push(m as ReliableMessage)
-          const buf = formatMessage(framing, data)
-          parts.push(buf)
-          sizes.push(buf.length)
-          bytes += buf.length
+      if (stopping || inFlight) return
+      const m: unknown = r.read()
+      if (m === null) return
+      const data = reliable ? (m as ReliableMessage).data : m
+      const buf = formatMessage(framing, data)
+      const entry: Pending = { sizes: [buf.length], bytes: buf.length, envelopes: reliable ? [m as ReliableMessage] : [] }
+      pending.push(entry)
+      inFlight = true
+      stdout.write(buf, (err) => {
+        inFlight = false
+        // A failed write (EPIPE) ends the pull; the write stays pending and goes back.
+        if (err) {
+          broken = true
+          return
         }
-        if (parts.length === 0) return
-        const entry: Pending = { sizes, bytes, envelopes }
-        pending.push(entry)
-        const out = parts.length === 1 ? parts[0] : Buffer.concat(parts, bytes)
-        const more = stdout.write(out, (err) => {
-          // Writes complete in order; a failed one (EPIPE) fails every later one as well.
-          if (err) {
-            broken = true
-            return
-          }
-          // After the stop below has settled what was delivered, a late completion changes nothing.
-          if (settled) return
-          pending.shift()
-          progress.add(entry.sizes.length, entry.bytes)
-          for (const env of entry.envelopes) ack(env)
-          if (ended && pending.length === 0) stop()
-        })
-        if (!more) {
-          blocked = true
-          stdout.once('drain', () => {
-            blocked = false
-            pump()
-          })
-        }
-      }
+        // After the stop below has settled what was delivered, a late completion changes nothing.
+        if (settled) return
+        pending.shift()
+        progress.add(entry.sizes.length, entry.bytes)
+        for (const env of entry.envelopes) ack(env)
+        if (ended && pending.length === 0 && r.readableLength === 0) stop()
+        else pump()
+      })
     }
     stdout.on('error', onStdoutError)
     removeSignals = onStopSignal(() => {
@@ -201,24 +173,11 @@ async function run ({ values, positionals, common }: ParsedArgs): Promise<number
     // Stopped with output still on its way: give stdout a moment to take it.
     if (pending.length > 0 && !broken) await flushed(stdout, STOP_GRACE_MS)
     await nextTurn()
-    // Of the writes not confirmed yet, the OS may have taken a part: the messages wholly in it are
-    // delivered (and acked); from the first one that is not, everything goes back.
-    let inOs = 0
-    const unwritten = broken ? undefined : unwrittenBytes(stdout)
-    if (unwritten !== undefined) inOs = Math.max(0, pending.reduce((n, p) => n + p.bytes, 0) - unwritten)
+    // A message is delivered once stdout confirmed its write (the OS took every byte of it). Writes not
+    // confirmed by now go back whole: the reader of a closed pipe never read them.
     let undelivered = 0
     settled = true
-    for (const entry of pending) {
-      entry.sizes.forEach((size, i) => {
-        if (inOs >= size && undelivered === 0) {
-          inOs -= size
-          progress.add(1, size)
-          if (reliable) ack(entry.envelopes[i])
-        } else {
-          undelivered++
-        }
-      })
-    }
+    for (const entry of pending) undelivered += entry.sizes.length
     // The undelivered messages go back to the front of the queue together with the reader's own buffer
     // (reliable: they are released), through the same internal hook a channel uses for
     // the same purpose.
