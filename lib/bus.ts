@@ -252,19 +252,32 @@ export class Bus extends EventEmitter {
     return this.shards.get(ids[i < 0 ? 0 : i])!
   }
 
-  /** A handle on queue `name`. Throws `ERR_BUSMQ_INVALID_NAME` for a bad name. */
+  /**
+   * A handle on queue `name`. Throws `ERR_BUSMQ_INVALID_NAME` for a bad name. `T` is the type of its
+   * messages: in objectMode what you say (`bus.queue<Order>('orders', { objectMode: true })`, default
+   * `any`), in byte mode `Buffer` (producers take any bytes). Types only: nothing checks payloads.
+   */
+  queue<T = any> (name: string, options: QueueOptions & { objectMode: true }): Queue<T>
+  queue (name: string, options?: QueueOptions & { objectMode?: false }): Queue<Buffer>
+  queue<T = any> (name: string, options?: QueueOptions): Queue<T>
   queue (name: string, options: QueueOptions = {}): Queue {
     this.assertOpen()
     return new Queue(this, validateName(name, 'queue name'), options)
   }
 
-  /** A channel (a Duplex stream) between two peers; see `ChannelOptions`. */
+  /** A channel (a Duplex stream) between two peers; see `ChannelOptions`. `T` as for `queue()`. */
+  channel<T = any> (name: string, options: ChannelOptions & { objectMode: true }): Channel<T>
+  channel (name: string, options?: ChannelOptions & { objectMode?: false }): Channel<Buffer>
+  channel<T = any> (name: string, options?: ChannelOptions): Channel<T>
   channel (name: string, options: ChannelOptions = {}): Channel {
     this.assertOpen()
     return new Channel(this, validateName(name, 'channel name'), options)
   }
 
-  /** A plain (not stored) publish/subscribe topic. */
+  /** A plain (not stored) publish/subscribe topic. `T` as for `queue()`. */
+  pubsub<T = any> (name: string, options: CodecOptions & { objectMode: true }): PubSub<T>
+  pubsub (name: string, options?: CodecOptions & { objectMode?: false }): PubSub<Buffer>
+  pubsub<T = any> (name: string, options?: CodecOptions): PubSub<T>
   pubsub (name: string, options: CodecOptions = {}): PubSub {
     this.assertOpen()
     return new PubSub(this, validateName(name, 'pubsub name'), options)

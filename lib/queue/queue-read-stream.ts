@@ -20,11 +20,29 @@ export interface IdentifiedMessage<T = unknown> {
 }
 
 /**
+ * The typed face of a reader whose chunks are `C` (declaration merging: types only): `for await` and
+ * `'data'` listeners see `C`, which `bus.queue<T>()` decides (see lib/queue/message.ts). A reader of
+ * objects is therefore not a `NodeJS.ReadableStream` (whose chunks are strings and Buffers) to the
+ * type checker: `pipeline()`, `pipe()` and `for await` take it, `finished()` does not.
+ */
+export interface QueueReader<C = any> {
+  [Symbol.asyncIterator] (): AsyncIteratorObject<C, any, any>
+  on (event: 'data', listener: (chunk: C) => void): this
+  on (event: 'close' | 'end' | 'pause' | 'readable' | 'resume', listener: () => void): this
+  on (event: 'error', listener: (err: Error) => void): this
+  on (event: string | symbol, listener: (...args: any[]) => void): this
+  once (event: 'data', listener: (chunk: C) => void): this
+  once (event: 'close' | 'end' | 'pause' | 'readable' | 'resume', listener: () => void): this
+  once (event: 'error', listener: (err: Error) => void): this
+  once (event: string | symbol, listener: (...args: any[]) => void): this
+}
+
+/**
  * Shared machinery of queue readers: one fetch loop that takes up to `highWaterMark` messages per round
  * trip, waits for a wake-up when there is nothing, honours `max`, `untilEmpty` and `untilEnd`, and hands
  * back what it took but did not deliver when it stops.
  */
-export abstract class QueueReader extends Readable {
+export abstract class QueueReader<C = any> extends Readable {
   readonly queue: Queue
   protected readonly objectModeData: boolean
   protected readonly codec: Codec
@@ -258,8 +276,11 @@ export abstract class QueueReader extends Readable {
   }
 }
 
-/** Consume-once or replay reader of a queue. */
-export class QueueReadStream extends QueueReader {
+/**
+ * Consume-once or replay reader of a queue. Its chunks `C` are the queue's messages, or
+ * {@link IdentifiedMessage}s with `withIds`.
+ */
+export class QueueReadStream<C = any> extends QueueReader<C> {
   readonly mode: 'consume' | 'replay'
   private readonly withIds: boolean
   /** Replay: id of the next message to read. */

@@ -11,10 +11,11 @@ import { checkCodec, encodeMessage, jsonCodec, type Codec } from './codec.js'
 import { KIND_DATA, encodeElements } from './element.js'
 import type { QueueOptions, ReadStreamOptions, WriteStreamOptions } from './queue-options.js'
 import { QueueWriteStream } from './queue-write-stream.js'
-import { QueueReadStream } from './queue-read-stream.js'
+import { QueueReadStream, type IdentifiedMessage } from './queue-read-stream.js'
 import { ReliableReadStream } from './reliable-read-stream.js'
 import { AckStream } from './ack-stream.js'
 import type { DeadLetterRecord } from './reliable-message.js'
+import type { MessageInput } from './message.js'
 
 const debug = createDebug('busmq:queue')
 
@@ -52,9 +53,10 @@ export interface QueueStats {
 
 /**
  * A handle on one queue. Cheap to create; it reaches Redis only when used. Streams made from it keep the
- * queue attached while they are open.
+ * queue attached while they are open. `T` is the type of its messages as readers see them: a Buffer in
+ * byte mode, the decoded value in objectMode (see lib/queue/message.ts; types only).
  */
-export class Queue extends EventEmitter {
+export class Queue<T = any> extends EventEmitter {
   readonly name: string
   readonly bus: Bus
   readonly keys: QueueKeys
@@ -246,19 +248,23 @@ export class Queue extends EventEmitter {
   }
 
   /** Pushes one message; resolves with its id once Redis has accepted it. */
-  async push (message: unknown): Promise<number> {
+  async push (message: MessageInput<T>): Promise<number> {
     return await this.pushRaw([this.encode(message)])
   }
 
   /** A Writable producer: each chunk is one message. */
-  createWriteStream (options: WriteStreamOptions = {}): QueueWriteStream {
+  createWriteStream (options: WriteStreamOptions = {}): QueueWriteStream<T> {
     this.bus.assertOpen()
-    return new QueueWriteStream(this, options)
+    return new QueueWriteStream<T>(this, options)
   }
 
-  /** A Readable consumer (consume-once, replay or reliable; see `ReadStreamOptions.mode`). */
-  createReadStream (options: ReadStreamOptions & { mode: 'reliable' }): ReliableReadStream
-  createReadStream (options?: ReadStreamOptions): QueueReadStream
+  /**
+   * A Readable consumer (consume-once, replay or reliable; see `ReadStreamOptions.mode`). Its chunks are
+   * messages (`T`), `{ id, data }` with `withIds`, reliable envelopes in reliable mode.
+   */
+  createReadStream (options: ReadStreamOptions & { mode: 'reliable' }): ReliableReadStream<T>
+  createReadStream (options: ReadStreamOptions & { withIds: true }): QueueReadStream<IdentifiedMessage<T>>
+  createReadStream (options?: ReadStreamOptions): QueueReadStream<T>
   createReadStream (options: ReadStreamOptions = {}): QueueReadStream | ReliableReadStream {
     this.bus.assertOpen()
     if (options.mode === 'reliable') return new ReliableReadStream(this, options)
@@ -281,7 +287,7 @@ export class Queue extends EventEmitter {
   }
 
   /** The queue's dead-letter queue: an ordinary queue in the same hash slot. */
-  deadLetter (): Queue {
+  deadLetter (): Queue<T> {
     return new Queue(this.bus, `${this.name}:dead-letter`, { ttl: this.ttl, objectMode: this.objectMode, codec: this.codec },
       this)
   }
