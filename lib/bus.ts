@@ -2,7 +2,7 @@ import { EventEmitter } from 'node:events'
 import { randomUUID } from 'node:crypto'
 import createDebug from 'debug'
 import { Redis, Cluster, type RedisOptions } from 'ioredis'
-import { DEFAULT_BUS_OPTIONS, type BusOptions, type HostPort } from './bus-options.js'
+import { DEFAULT_BUS_OPTIONS, defaultRedis, type BusOptions, type HostPort } from './bus-options.js'
 import { Shard } from './router/shard.js'
 import { rank, pick } from './router/rendezvous.js'
 import { validateName, validatePrefix, checkInt } from './names.js'
@@ -110,7 +110,7 @@ export class Bus extends EventEmitter {
         }), this.settings.prefix, this.settings.commandTimeout))
       }
     } else {
-      const urls = options.redis === undefined ? DEFAULT_BUS_OPTIONS.redis : options.redis
+      const urls = options.redis === undefined ? defaultRedis() : options.redis
       if (!Array.isArray(urls) && typeof urls !== 'string') throw new InvalidOptionError('redis must be a URL or a list of URLs')
       const list = typeof urls === 'string' ? [urls] : urls
       if (list.length === 0) throw new InvalidOptionError('redis must be a non-empty list of URLs')
