@@ -21,10 +21,17 @@ let tarball = ''
 
 interface Result { code: number | null, signal: string | null, stdout: string, stderr: string }
 
-/** Runs a command to its end (SIGKILL after `ms`), without npm's own npm_* variables or BUSMQ_REDIS. */
+/**
+ * Variables that `npm test` sets for its scripts and that would point a nested npm at this repository
+ * (npm_config_local_prefix would install into it) or describe it. Other npm_config_* (registry, cache,
+ * cafile, …) are the user's configuration and stay.
+ */
+const NPM_SCRIPT_ENV = /^(?:npm_(?!config_)|npm_config_(?:local_prefix|prefix|global|location|workspaces?|include_workspace_root)$|init_cwd$)/i
+
+/** Runs a command to its end (SIGKILL after `ms`), without BUSMQ_REDIS or the variables npm sets for scripts. */
 async function run (command: string, args: string[], cwd: string, ms: number, extraEnv: NodeJS.ProcessEnv = {}): Promise<Result> {
   const env = Object.fromEntries(Object.entries(process.env)
-    .filter(([k]) => !/^npm_/i.test(k) && k !== 'BUSMQ_REDIS' && k !== 'INIT_CWD'))
+    .filter(([k]) => !NPM_SCRIPT_ENV.test(k) && k !== 'BUSMQ_REDIS'))
   const child = spawn(command, args, { cwd, env: { ...env, ...extraEnv }, stdio: ['ignore', 'pipe', 'pipe'] })
   let stdout = ''
   let stderr = ''
