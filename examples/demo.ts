@@ -18,7 +18,7 @@ import os from 'node:os'
 import path from 'node:path'
 import { pipeline } from 'node:stream/promises'
 import { fileURLToPath } from 'node:url'
-import { Bus } from '../lib/index.js'
+import { Bus } from 'busmq'
 import { startShards, type DevShards } from '../lib/cli/dev.js'
 
 const BIN = fileURLToPath(new URL('../../bin/busmq.js', import.meta.url))

@@ -9,7 +9,7 @@ import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { pipeline } from 'node:stream/promises'
-import { Bus } from '../lib/index.js'
+import { Bus } from 'busmq'
 
 const url = process.argv[2] || process.env.BUSMQ_REDIS || 'redis://127.0.0.1:6379'
 let input = process.argv[3]

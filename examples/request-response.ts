@@ -14,7 +14,7 @@
 import { spawn } from 'node:child_process'
 import { once } from 'node:events'
 import { randomUUID } from 'node:crypto'
-import { Bus } from '../lib/index.js'
+import { Bus } from 'busmq'
 
 interface Request { id: number, n: number }
 interface Response { id: number, square: number }

@@ -20,7 +20,7 @@ import net, { type AddressInfo } from 'node:net'
 import { randomBytes, randomUUID } from 'node:crypto'
 import { once } from 'node:events'
 import { pipeline, type Duplex } from 'node:stream'
-import { Bus } from '../lib/index.js'
+import { Bus } from 'busmq'
 
 type Stop = () => Promise<void>
 

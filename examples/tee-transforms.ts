@@ -6,7 +6,7 @@
 // The Redis URL comes from the first argument or BUSMQ_REDIS (default redis://127.0.0.1:6379).
 import { randomUUID } from 'node:crypto'
 import through2 from 'through2'
-import { Bus } from '../lib/index.js'
+import { Bus } from 'busmq'
 
 const url = process.argv[2] || process.env.BUSMQ_REDIS || 'redis://127.0.0.1:6379'
 const words = ['queues', 'are', 'streams', 'and', 'streams', 'pipe']

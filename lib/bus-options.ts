@@ -19,7 +19,7 @@ export interface SentinelLayout {
 export interface BusOptions {
   /**
    * Direct layout: Redis URLs (`redis://[user:pass@]host:port[/db]`, `rediss://` for TLS), one shard each.
-   * @default ['redis://127.0.0.1:6379']
+   * @default the URLs in `$BUSMQ_REDIS` (comma-separated) when it is set, else ['redis://127.0.0.1:6379']
    */
   redis?: string | string[]
   /** Redis Cluster layout: seed nodes; the whole cluster is one logical shard. */
@@ -89,3 +89,12 @@ export const DEFAULT_BUS_OPTIONS = {
   commandTimeout: 15_000,
   replicasTimeout: 1000
 } as const
+
+/**
+ * The shards of a bus given no layout: the URLs in `$BUSMQ_REDIS` (comma-separated, as for the `busmq`
+ * command) when it is set and not empty, else `DEFAULT_BUS_OPTIONS.redis`.
+ */
+export function defaultRedis (env: NodeJS.ProcessEnv = process.env): string[] {
+  const urls = (env.BUSMQ_REDIS ?? '').split(',').map((s) => s.trim()).filter((s) => s.length > 0)
+  return urls.length > 0 ? urls : [...DEFAULT_BUS_OPTIONS.redis]
+}

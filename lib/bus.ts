@@ -2,7 +2,7 @@ import { EventEmitter } from 'node:events'
 import { randomUUID } from 'node:crypto'
 import createDebug from 'debug'
 import { Redis, Cluster, type RedisOptions } from 'ioredis'
-import { DEFAULT_BUS_OPTIONS, type BusOptions, type HostPort } from './bus-options.js'
+import { DEFAULT_BUS_OPTIONS, defaultRedis, type BusOptions, type HostPort } from './bus-options.js'
 import { Shard, type Client } from './router/shard.js'
 import { Router } from './router/router.js'
 import { defineScripts } from './scripts/index.js'
@@ -58,13 +58,6 @@ export function shardIdOf (url: string): string {
   }
   const db = u.pathname.replace(/^\//, '') || '0'
   return `${u.hostname}:${u.port || '6379'}/${db}`
-}
-
-/** The direct layout's URLs when none are given: `$BUSMQ_REDIS` (comma-separated), else the default. */
-function defaultRedis (): string[] {
-  const env = typeof process !== 'undefined' ? process.env.BUSMQ_REDIS : undefined
-  if (env !== undefined && env.trim() !== '') return env.split(',').map((u) => u.trim()).filter((u) => u !== '')
-  return [...DEFAULT_BUS_OPTIONS.redis]
 }
 
 /**
@@ -282,19 +275,32 @@ export class Bus extends EventEmitter {
     return this.closing !== undefined
   }
 
-  /** A handle on queue `name`. Throws `ERR_BUSMQ_INVALID_NAME` for a bad name. */
+  /**
+   * A handle on queue `name`. Throws `ERR_BUSMQ_INVALID_NAME` for a bad name. `T` is the type of its
+   * messages: in objectMode what you say (`bus.queue<Order>('orders', { objectMode: true })`, default
+   * `any`), in byte mode `Buffer` (producers take any bytes). Types only: nothing checks payloads.
+   */
+  queue<T = any> (name: string, options: QueueOptions & { objectMode: true }): Queue<T>
+  queue (name: string, options?: QueueOptions & { objectMode?: false }): Queue<Buffer>
+  queue<T = any> (name: string, options?: QueueOptions): Queue<T>
   queue (name: string, options: QueueOptions = {}): Queue {
     this.assertOpen()
     return new Queue(this, validateName(name, 'queue name'), options)
   }
 
-  /** A channel (a Duplex stream) between two peers; see `ChannelOptions`. */
+  /** A channel (a Duplex stream) between two peers; see `ChannelOptions`. `T` as for `queue()`. */
+  channel<T = any> (name: string, options: ChannelOptions & { objectMode: true }): Channel<T>
+  channel (name: string, options?: ChannelOptions & { objectMode?: false }): Channel<Buffer>
+  channel<T = any> (name: string, options?: ChannelOptions): Channel<T>
   channel (name: string, options: ChannelOptions = {}): Channel {
     this.assertOpen()
     return new Channel(this, validateName(name, 'channel name'), options)
   }
 
-  /** A plain (not stored) publish/subscribe topic. */
+  /** A plain (not stored) publish/subscribe topic. `T` as for `queue()`. */
+  pubsub<T = any> (name: string, options: CodecOptions & { objectMode: true }): PubSub<T>
+  pubsub (name: string, options?: CodecOptions & { objectMode?: false }): PubSub<Buffer>
+  pubsub<T = any> (name: string, options?: CodecOptions): PubSub<T>
   pubsub (name: string, options: CodecOptions = {}): PubSub {
     this.assertOpen()
     return new PubSub(this, validateName(name, 'pubsub name'), options)

@@ -11,6 +11,7 @@ export { QueueReadStream, QueueReader } from './queue/queue-read-stream.js'
 export type { IdentifiedMessage } from './queue/queue-read-stream.js'
 export { jsonCodec } from './queue/codec.js'
 export type { Codec, CodecOptions } from './queue/codec.js'
+export type { Bytes, MessageInput } from './queue/message.js'
 export { PubSub, PubSubReadStream, PubSubWriteStream } from './pubsub/pubsub.js'
 export { validateName, MAX_NAME_LENGTH, NAME_PATTERN } from './names.js'
 export {

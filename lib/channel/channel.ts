@@ -14,12 +14,40 @@ import { BusClosedError, InvalidNameError, InvalidOptionError, PeerDestroyedErro
 import { presenceKey } from '../keys.js'
 import { presence } from '../scripts/index.js'
 import { closeByBus } from '../util.js'
+import type { MessageInput } from '../queue/message.js'
 import { DEFAULT_HEARTBEAT, type ChannelOptions } from './channel-options.js'
 import { DEFAULT_WRITE_HIGH_WATER_MARK_BYTES, DEFAULT_WRITE_HIGH_WATER_MARK_OBJECTS } from '../queue/queue-options.js'
 
 const debug = createDebug('busmq:channel')
 
 type Callback = (err?: Error | null) => void
+type WriteCallback = (error: Error | null | undefined) => void
+
+/**
+ * The typed face of a channel whose messages are `T` (declaration merging: types only): reads see `T`
+ * (a Buffer in byte mode), writes take a `T` (any bytes in byte mode); see lib/queue/message.ts and the
+ * queue reader and producer, whose typing this repeats.
+ */
+export interface Channel<T = any> {
+  [Symbol.asyncIterator] (): AsyncIteratorObject<T, any, any>
+  on (event: 'data', listener: (chunk: T) => void): this
+  on (event: 'close' | 'connect' | 'drain' | 'end' | 'finish' | 'pause' | 'readable' | 'remote:connect' |
+  'remote:disconnect' | 'resume', listener: () => void): this
+  on (event: 'error', listener: (err: Error) => void): this
+  on (event: string | symbol, listener: (...args: any[]) => void): this
+  once (event: 'data', listener: (chunk: T) => void): this
+  once (event: 'close' | 'connect' | 'drain' | 'end' | 'finish' | 'pause' | 'readable' | 'remote:connect' |
+  'remote:disconnect' | 'resume', listener: () => void): this
+  once (event: 'error', listener: (err: Error) => void): this
+  once (event: string | symbol, listener: (...args: any[]) => void): this
+  write (chunk: MessageInput<T>, callback?: WriteCallback): boolean
+  write (chunk: MessageInput<T>, encoding: BufferEncoding | undefined, callback?: WriteCallback): boolean
+  write (chunk: never, encoding?: never, callback?: WriteCallback): boolean
+  end (callback?: () => void): this
+  end (chunk: MessageInput<T>, callback?: () => void): this
+  end (chunk: MessageInput<T>, encoding: BufferEncoding | undefined, callback?: () => void): this
+  end (chunk: never, encoding?: never, callback?: () => void): this
+}
 
 /**
  * A bi-directional channel between two peers, as one Duplex stream. Writes go to the queue
@@ -30,9 +58,9 @@ type Callback = (err?: Error | null) => void
  * readable ends (`'end'`) once it has read all of it, and the peer can still write back. `destroy()`
  * sends an abort marker: the peer's channel fails with `ERR_BUSMQ_PEER_DESTROYED` after the data written
  * before it. Events: `connect` when this side is attached, `remote:connect` / `remote:disconnect` when the
- * peer's presence appears or lapses.
+ * peer's presence appears or lapses. `T` is the type of its messages.
  */
-export class Channel extends Duplex {
+export class Channel<T = any> extends Duplex {
   readonly name: string
   readonly local: string
   readonly remote: string

@@ -5,14 +5,17 @@ import { checkCodec, decodeMessage, encodeMessage, jsonCodec, type Codec, type C
 import { BusClosedError, MessageTooLargeError } from '../errors.js'
 import { publish } from '../scripts/index.js'
 import { closeByBus } from '../util.js'
+import type { MessageInput } from '../queue/message.js'
 
 type Callback = (err?: Error | null) => void
+type WriteCallback = (error: Error | null | undefined) => void
 
 /**
  * Plain publish/subscribe on one topic: nothing is stored, a subscriber sees what is published while it
- * is subscribed. Topics are sharded by name like queues (rendezvous hashing over the shards).
+ * is subscribed. Topics are sharded by name like queues (rendezvous hashing over the shards). `T` is the
+ * type of its messages (see lib/queue/message.ts).
  */
-export class PubSub {
+export class PubSub<T = any> {
   readonly name: string
   readonly bus: Bus
   readonly channel: string
@@ -37,23 +40,36 @@ export class PubSub {
   }
 
   /** Publishes one message; resolves with the number of subscribers (connections) that received it. */
-  async publish (message: unknown): Promise<number> {
+  async publish (message: MessageInput<T>): Promise<number> {
     const payload = this.encode(message)
     await this.bus.connect()
     return await publish(this.bus.router.owner(this.name), { channel: this.channel, payload })
   }
 
   /** A Readable of what is published from now on (never ends by itself). */
-  createReadStream (options: { highWaterMark?: number } = {}): PubSubReadStream {
+  createReadStream (options: { highWaterMark?: number } = {}): PubSubReadStream<T> {
     this.bus.assertOpen()
-    return new PubSubReadStream(this, options.highWaterMark ?? 1024)
+    return new PubSubReadStream<T>(this, options.highWaterMark ?? 1024)
   }
 
   /** A Writable publisher: each chunk is one message. */
-  createWriteStream (options: { highWaterMark?: number } = {}): PubSubWriteStream {
+  createWriteStream (options: { highWaterMark?: number } = {}): PubSubWriteStream<T> {
     this.bus.assertOpen()
-    return new PubSubWriteStream(this, options.highWaterMark)
+    return new PubSubWriteStream<T>(this, options.highWaterMark)
   }
+}
+
+/** The typed face of a subscriber (declaration merging: types only), as for queue readers. */
+export interface PubSubReadStream<T = any> {
+  [Symbol.asyncIterator] (): AsyncIteratorObject<T, any, any>
+  on (event: 'data', listener: (chunk: T) => void): this
+  on (event: 'close' | 'end' | 'pause' | 'readable' | 'resume', listener: () => void): this
+  on (event: 'error', listener: (err: Error) => void): this
+  on (event: string | symbol, listener: (...args: any[]) => void): this
+  once (event: 'data', listener: (chunk: T) => void): this
+  once (event: 'close' | 'end' | 'pause' | 'readable' | 'resume', listener: () => void): this
+  once (event: 'error', listener: (err: Error) => void): this
+  once (event: string | symbol, listener: (...args: any[]) => void): this
 }
 
 /**
@@ -63,7 +79,7 @@ export class PubSub {
  *
  * Emits `'subscribed'` once the subscription is active: nothing published after that is missed.
  */
-export class PubSubReadStream extends Readable {
+export class PubSubReadStream<T = any> extends Readable {
   private readonly pubsub: PubSub
   /** Subscriptions by shard id: the owner when opened, and each new owner after shards are added. */
   private readonly stops = new Map<string, Promise<() => Promise<void>>>()
@@ -133,8 +149,19 @@ export class PubSubReadStream extends Readable {
   }
 }
 
+/** The typed face of a publisher (declaration merging: types only), as for queue producers. */
+export interface PubSubWriteStream<T = any> {
+  write (chunk: MessageInput<T>, callback?: WriteCallback): boolean
+  write (chunk: MessageInput<T>, encoding: BufferEncoding | undefined, callback?: WriteCallback): boolean
+  write (chunk: never, encoding?: never, callback?: WriteCallback): boolean
+  end (callback?: () => void): this
+  end (chunk: MessageInput<T>, callback?: () => void): this
+  end (chunk: MessageInput<T>, encoding: BufferEncoding | undefined, callback?: () => void): this
+  end (chunk: never, encoding?: never, callback?: () => void): this
+}
+
 /** Publisher: every buffered chunk is published in one pipelined round trip. */
-export class PubSubWriteStream extends Writable {
+export class PubSubWriteStream<T = any> extends Writable {
   private readonly pubsub: PubSub
   private readonly untrack: () => void
 

@@ -22,6 +22,24 @@ export interface IdentifiedMessage<T = unknown> {
 }
 
 /**
+ * The typed face of a reader whose chunks are `C` (declaration merging: types only): `for await` and
+ * `'data'` listeners see `C`, which `bus.queue<T>()` decides (see lib/queue/message.ts). A reader of
+ * objects is therefore not a `NodeJS.ReadableStream` (whose chunks are strings and Buffers) to the
+ * type checker: `pipeline()`, `pipe()` and `for await` take it, `finished()` does not.
+ */
+export interface QueueReader<C = any> {
+  [Symbol.asyncIterator] (): AsyncIteratorObject<C, any, any>
+  on (event: 'data', listener: (chunk: C) => void): this
+  on (event: 'close' | 'end' | 'pause' | 'readable' | 'resume', listener: () => void): this
+  on (event: 'error', listener: (err: Error) => void): this
+  on (event: string | symbol, listener: (...args: any[]) => void): this
+  once (event: 'data', listener: (chunk: C) => void): this
+  once (event: 'close' | 'end' | 'pause' | 'readable' | 'resume', listener: () => void): this
+  once (event: 'error', listener: (err: Error) => void): this
+  once (event: string | symbol, listener: (...args: any[]) => void): this
+}
+
+/**
  * Shared machinery of queue readers: one fetch loop that takes up to `highWaterMark` messages per round
  * trip, waits for a wake-up when there is nothing, honours `max`, `untilEmpty` and `untilEnd`, and hands
  * back what it took but did not deliver when it stops.
@@ -31,7 +49,7 @@ export interface IdentifiedMessage<T = unknown> {
  * keep emitting buffered chunks after `destroy()` (from a `'data'` handler, say); a destroyed reader
  * hands on nothing more, so what it gives back is exactly what it took and did not hand on.
  */
-export abstract class QueueReader extends Readable {
+export abstract class QueueReader<C = any> extends Readable {
   readonly queue: Queue
   protected readonly objectModeData: boolean
   protected readonly codec: Codec
@@ -45,7 +63,7 @@ export abstract class QueueReader extends Readable {
   delivered = 0
   /** Chunks handed on to the consumer (`'data'` events). */
   private handed = 0
-  /** Chunks a wrapping stream took from this reader but did not hand further (see returnUnread). */
+  /** Chunks a wrapping stream took from this reader but did not hand further (a channel, or the CLI, says how many). */
   private downstreamUnread = 0
   private fetching?: Promise<void>
   private running = false
@@ -128,7 +146,7 @@ export abstract class QueueReader extends Readable {
         }
         const capacity = this.capacity()
         if (capacity <= 0) {
-          await this.waitForCapacity(signal)
+          await this.capacityFreed(signal)
           continue
         }
         const since = this.wakeups.generation('m')
@@ -282,7 +300,7 @@ export abstract class QueueReader extends Readable {
   }
 
   /** Hook: resolves when capacity() may have grown. */
-  protected async waitForCapacity (_signal: AbortSignal): Promise<void> {}
+  protected async capacityFreed (_signal: AbortSignal): Promise<void> {}
 
   /** Hook: an end marker was taken (reliable readers acknowledge it). */
   protected async markerSeen (_el: Element): Promise<void> {}
@@ -322,8 +340,11 @@ export abstract class QueueReader extends Readable {
   }
 }
 
-/** Consume-once or replay reader of a queue. */
-export class QueueReadStream extends QueueReader {
+/**
+ * Consume-once or replay reader of a queue. Its chunks `C` are the queue's messages, or
+ * {@link IdentifiedMessage}s with `withIds`.
+ */
+export class QueueReadStream<C = any> extends QueueReader<C> {
   readonly mode: 'consume' | 'replay'
   private readonly withIds: boolean
   /** Replay: id of the next message to read. */

@@ -4,6 +4,7 @@ import type { Queue } from './queue.js'
 import type { Producer } from './producer.js'
 import { checkCodec, type Codec } from './codec.js'
 import { KIND_END } from './element.js'
+import type { MessageInput } from './message.js'
 import {
   DEFAULT_WRITE_HIGH_WATER_MARK_BYTES, DEFAULT_WRITE_HIGH_WATER_MARK_OBJECTS, type WriteStreamOptions
 } from './queue-options.js'
@@ -13,13 +14,31 @@ type Callback = (err?: Error | null) => void
 
 const debug = createDebug('busmq:writer')
 
+type WriteCallback = (error: Error | null | undefined) => void
+
+/**
+ * The typed face of a producer of messages `T` (declaration merging: types only): `write` and `end`
+ * take a `T`, or any bytes in byte mode (see lib/queue/message.ts). The `never` signatures accept
+ * nothing; they only keep the stream assignable to `NodeJS.WritableStream` (whose chunks are strings
+ * and bytes), so `pipeline()` and `pipe()` take it whatever `T` is.
+ */
+export interface QueueWriteStream<T = any> {
+  write (chunk: MessageInput<T>, callback?: WriteCallback): boolean
+  write (chunk: MessageInput<T>, encoding: BufferEncoding | undefined, callback?: WriteCallback): boolean
+  write (chunk: never, encoding?: never, callback?: WriteCallback): boolean
+  end (callback?: () => void): this
+  end (chunk: MessageInput<T>, callback?: () => void): this
+  end (chunk: MessageInput<T>, encoding: BufferEncoding | undefined, callback?: () => void): this
+  end (chunk: never, encoding?: never, callback?: () => void): this
+}
+
 /**
  * Producer side of a queue. Each chunk is one message; every chunk buffered while a round trip is in
  * flight goes out in the next one (`_writev`), and a write's callback fires once Redis has accepted it.
  * With the bus option `replicas`, a batch whose connection changed before its replicas confirmed it (a
  * failover) is sent again to the new primary (stored once) and the stream carries on.
  */
-export class QueueWriteStream extends Writable {
+export class QueueWriteStream<T = any> extends Writable {
   readonly queue: Queue
   private readonly producer: Producer
   private readonly objectMode: boolean

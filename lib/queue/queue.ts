@@ -7,12 +7,13 @@ import { EncodeError, InvalidOptionError, MessageTooLargeError } from '../errors
 import { checkCodec, encodeMessage, jsonCodec, type Codec } from './codec.js'
 import type { QueueOptions, ReadStreamOptions, WriteStreamOptions } from './queue-options.js'
 import { QueueWriteStream } from './queue-write-stream.js'
-import { QueueReadStream } from './queue-read-stream.js'
+import { QueueReadStream, type IdentifiedMessage } from './queue-read-stream.js'
 import { ReliableReadStream } from './reliable-read-stream.js'
 import { AckStream } from './ack-stream.js'
 import { Producer, type ProducerTarget } from './producer.js'
 import { Wakeups } from './wakeups.js'
 import type { DeadLetterRecord } from './reliable-message.js'
+import type { MessageInput } from './message.js'
 
 const debug = createDebug('busmq:queue')
 
@@ -36,9 +37,10 @@ export interface QueueStats {
 
 /**
  * A handle on one queue. Cheap to create; it reaches Redis only when used. Streams made from it keep the
- * queue attached while they are open.
+ * queue attached while they are open. `T` is the type of its messages as readers see them: a Buffer in
+ * byte mode, the decoded value in objectMode (see lib/queue/message.ts; types only).
  */
-export class Queue implements ProducerTarget {
+export class Queue<T = any> implements ProducerTarget {
   readonly name: string
   /** @internal */
   readonly bus: Bus
@@ -135,21 +137,25 @@ export class Queue implements ProducerTarget {
   }
 
   /** Pushes one message; resolves with its id once Redis has accepted it. */
-  async push (message: unknown): Promise<number> {
+  async push (message: MessageInput<T>): Promise<number> {
     const payload = this.encode(message)
     this.oneOff ??= this.producer()
     return await this.oneOff.push([payload])
   }
 
   /** A Writable producer: each chunk is one message. */
-  createWriteStream (options: WriteStreamOptions = {}): QueueWriteStream {
+  createWriteStream (options: WriteStreamOptions = {}): QueueWriteStream<T> {
     this.bus.assertOpen()
-    return new QueueWriteStream(this, options)
+    return new QueueWriteStream<T>(this, options)
   }
 
-  /** A Readable consumer (consume-once, replay or reliable; see `ReadStreamOptions.mode`). */
-  createReadStream (options: ReadStreamOptions & { mode: 'reliable' }): ReliableReadStream
-  createReadStream (options?: ReadStreamOptions): QueueReadStream
+  /**
+   * A Readable consumer (consume-once, replay or reliable; see `ReadStreamOptions.mode`). Its chunks are
+   * messages (`T`), `{ id, data }` with `withIds`, reliable envelopes in reliable mode.
+   */
+  createReadStream (options: ReadStreamOptions & { mode: 'reliable' }): ReliableReadStream<T>
+  createReadStream (options: ReadStreamOptions & { withIds: true }): QueueReadStream<IdentifiedMessage<T>>
+  createReadStream (options?: ReadStreamOptions): QueueReadStream<T>
   createReadStream (options: ReadStreamOptions = {}): QueueReadStream | ReliableReadStream {
     this.bus.assertOpen()
     if (options.mode === 'reliable') return new ReliableReadStream(this, options)
@@ -171,7 +177,7 @@ export class Queue implements ProducerTarget {
   }
 
   /** The queue's dead-letter queue: an ordinary queue in the same hash slot. */
-  deadLetter (): Queue {
+  deadLetter (): Queue<T> {
     return new Queue(this.bus, `${this.name}:dead-letter`, { ttl: this.ttl, objectMode: this.objectMode, codec: this.codec },
       this)
   }

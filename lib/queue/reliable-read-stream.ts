@@ -16,9 +16,9 @@ let readers = 0
  * At-least-once reader. Each message is leased to this reader (renewed while it lives) and emitted as a
  * {@link ReliableMessage}; until acked it stays in flight. If the process dies, the leases lapse and the
  * messages are delivered again, to any reader, ahead of newer ones. At most `prefetch` messages are held
- * at once (buffered or handed on, not yet acked).
+ * at once (buffered or handed on, not yet acked). `T` is the type of `message.data`.
  */
-export class ReliableReadStream extends QueueReader implements Releasable {
+export class ReliableReadStream<T = any> extends QueueReader<ReliableMessage<T>> implements Releasable {
   readonly mode = 'reliable'
   /** This reader's identity in leases and delivery histories. */
   readonly consumerId: string
@@ -87,7 +87,7 @@ export class ReliableReadStream extends QueueReader implements Releasable {
     return this.prefetch - this.held.size
   }
 
-  protected override waitForCapacity (signal: AbortSignal): Promise<void> {
+  protected override capacityFreed (signal: AbortSignal): Promise<void> {
     return new Promise((resolve) => {
       if (signal.aborted) return resolve()
       const done = (): void => {
