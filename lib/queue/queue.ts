@@ -10,7 +10,7 @@ import { QueueWriteStream } from './queue-write-stream.js'
 import { QueueReadStream, type IdentifiedMessage } from './queue-read-stream.js'
 import { ReliableReadStream } from './reliable-read-stream.js'
 import { AckStream } from './ack-stream.js'
-import { Producer, type ProducerTarget } from './producer.js'
+import { Producer } from './producer.js'
 import { Wakeups } from './wakeups.js'
 import type { DeadLetterRecord } from './reliable-message.js'
 import type { MessageInput } from './message.js'
@@ -40,7 +40,7 @@ export interface QueueStats {
  * queue attached while they are open. `T` is the type of its messages as readers see them: a Buffer in
  * byte mode, the decoded value in objectMode (see lib/queue/message.ts; types only).
  */
-export class Queue<T = any> implements ProducerTarget {
+export class Queue<T = any> {
   readonly name: string
   /** @internal */
   readonly bus: Bus

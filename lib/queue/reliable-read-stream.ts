@@ -2,7 +2,7 @@ import createDebug from 'debug'
 import type { Queue } from './queue.js'
 import { QueueReader } from './queue-read-stream.js'
 import { parseElement, type Element } from './element.js'
-import { READER, type Releasable, type ReliableMessage } from './reliable-message.js'
+import { READER, type ReliableMessage } from './reliable-message.js'
 import { DEFAULT_LEASE, DEFAULT_MAX_DELIVERIES, type ReadStreamOptions } from './queue-options.js'
 import { checkInt } from '../names.js'
 import type { DecodeError } from '../errors.js'
@@ -18,7 +18,7 @@ let readers = 0
  * messages are delivered again, to any reader, ahead of newer ones. At most `prefetch` messages are held
  * at once (buffered or handed on, not yet acked). `T` is the type of `message.data`.
  */
-export class ReliableReadStream<T = any> extends QueueReader<ReliableMessage<T>> implements Releasable {
+export class ReliableReadStream<T = any> extends QueueReader<ReliableMessage<T>> {
   readonly mode = 'reliable'
   /** This reader's identity in leases and delivery histories. */
   readonly consumerId: string
