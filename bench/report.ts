@@ -161,10 +161,11 @@ export function report (results: JobResult[], config: BenchConfig, machine: Reco
   const attached = find('busmq-attached')
   line(ok(attached) && attached.attached ? attached.attached.p99 <= 5 : undefined,
     `${config.attachedQueues} attached queues (ttl ${config.attachedTtl} ms): push p99 ≤ 5 ms`,
-    ok(attached) && attached.attached ? `p99 ${ms(attached.attached.p99)}, redis ${(attached.attached.redisBusy * 100).toFixed(0)}% busy`
+    ok(attached) && attached.attached
+      ? `p99 ${ms(attached.attached.p99)}, redis ${(attached.attached.redisBusy * 100).toFixed(0)}% busy`
       : attached ? `(${attached.failed})` : '(not run)')
   const idle = find('busmq-idle')
-  line(ok(idle) && idle.idle ? idle.idle.ratio <= 2 : undefined, `idle queues: Redis memory ≤ 2× a bare list`,
+  line(ok(idle) && idle.idle ? idle.idle.ratio <= 2 : undefined, 'idle queues: Redis memory ≤ 2× a bare list',
     ok(idle) && idle.idle ? `${idle.idle.ratio.toFixed(2)}× (${config.idleQueues} queues)` : idle ? '(FAILED)' : '(not run)')
   line(idle ? idle.failed === undefined : undefined, 'idle queues: every key gone after the TTL',
     ok(idle) && idle.idle ? `SCAN count 0 after ${(idle.idle.goneAfterMs / 1000).toFixed(1)} s (ttl ${config.idleTtl} ms)` : idle ? `(${idle.failed})` : '(not run)')

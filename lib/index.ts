@@ -12,7 +12,9 @@ export type { IdentifiedMessage } from './queue/queue-read-stream.js'
 export { jsonCodec } from './queue/codec.js'
 export type { Codec, CodecOptions } from './queue/codec.js'
 export type { Bytes, MessageInput } from './queue/message.js'
-export { PubSub, PubSubReadStream, PubSubWriteStream } from './pubsub/pubsub.js'
+export { PubSub } from './pubsub/pubsub.js'
+export { PubSubReadStream } from './pubsub/pubsub-read-stream.js'
+export { PubSubWriteStream } from './pubsub/pubsub-write-stream.js'
 export { validateName, MAX_NAME_LENGTH, NAME_PATTERN } from './names.js'
 export {
   BusMQError, InvalidNameError, InvalidOptionError, ConnectTimeoutError, RedisVersionError, BusClosedError,

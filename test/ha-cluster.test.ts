@@ -345,5 +345,5 @@ test('plain pub/sub keeps one publisher\'s order', async (t) => {
     counts.push(...(await publishToTwo(pub, sub, uniqueName('cl-order'), errors)).map(outOfOrder))
   }
   t.diagnostic(`messages out of publish order, per subscriber: ${counts.join(', ')} (of 600 each)`)
-  assert.equal(Math.max(0, ...counts), 0, "messages arrived out of publish order")
+  assert.equal(Math.max(0, ...counts), 0, 'messages arrived out of publish order')
 })

@@ -101,7 +101,7 @@ class Connections {
 function untilStopped (): { done: Promise<void>, fail: (err: Error) => void, remove: () => void } {
   let resolve!: () => void
   let reject!: (err: Error) => void
-  const done = new Promise<void>((res, rej) => { resolve = res; reject = rej })
+  const done = new Promise<void>((_resolve, _reject) => { resolve = _resolve; reject = _reject })
   const remove = onStopSignal(() => resolve())
   return { done, fail: reject, remove }
 }

@@ -189,8 +189,13 @@ export function heartbeat (target: ScriptTarget, a: { client: string, op: Heartb
 }
 
 /** presence-2.lua: announce (`beat`) or withdraw (`leave`) a channel peer; resolves with the other's id or null. */
-export function presence (target: ScriptTarget, a: { own: string, other: string, instance: string, expiry: number,
-  op: 'beat' | 'leave' }): Promise<string | null> {
+export function presence (target: ScriptTarget, a: {
+  own: string,
+  other: string,
+  instance: string,
+  expiry: number,
+  op: 'beat' | 'leave'
+}): Promise<string | null> {
   // Presence keys double as the pub/sub channels on which each peer hears of the other.
   return call(target, 'presence-2', [a.own, a.other, a.instance, a.expiry, a.op, a.other])
 }

@@ -1,3 +1,3 @@
-export * from './redis-server.js';
-export * from './cluster.js';
-export * from './sentinel.js';
+export * from './redis-server.js'
+export * from './cluster.js'
+export * from './sentinel.js'
