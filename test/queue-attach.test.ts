@@ -99,3 +99,17 @@ test('a push right after the first wait is not missed (the reader looks again on
     assert.deepEqual(got.map(String), [`m${round}`])
   }
 })
+
+test('a producer waiting for room in a bounded queue subscribes, and unsubscribes when its stream closes', async () => {
+  const bus = await openBus(redis.servers)
+  const server = redis.servers[0]
+  const q = bus.queue(uniqueName(), { objectMode: true, maxLength: 2 })
+  const w = q.createWriteStream()
+  for (const i of range(0, 5)) w.write(i)
+  assert.ok(await eventually(async () => await numsub(server, q.keys.wake) === 1), 'the producer waits for room, subscribed')
+  const got = await collect(q.createReadStream({ max: 5 }))
+  assert.deepEqual(got, range(0, 5))
+  await new Promise((resolve) => w.end(resolve))
+  if (!w.closed) await new Promise((resolve) => w.once('close', resolve))
+  assert.ok(await eventually(async () => await numsub(server, q.keys.wake) === 0), 'nothing stays subscribed')
+})

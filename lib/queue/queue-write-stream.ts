@@ -45,6 +45,7 @@ export class QueueWriteStream<T = any> extends Writable {
   private readonly codec: Codec
   private readonly endMarker: boolean
   private attached = false
+  private endWakeups?: () => void
   private closingByBus = false
   private readonly untrack: () => void
 
@@ -66,10 +67,12 @@ export class QueueWriteStream<T = any> extends Writable {
   }
 
   _construct (callback: Callback): void {
-    this.queue.attach().then(() => {
+    this.queue.attach().then(async () => {
       this.attached = true
+      // A producer of a bounded queue may wait for room: its wake-ups stay subscribed while it is open.
+      if (this.queue.maxLength > 0) this.endWakeups = (await this.queue.open()).wakeups.use()
       callback()
-    }, (err: Error) => {
+    }).catch((err: Error) => {
       // Destroyed while being set up (bus.close(), say): that failure no longer matters to anyone.
       callback(this.destroyed ? null : err)
     })
@@ -99,6 +102,7 @@ export class QueueWriteStream<T = any> extends Writable {
 
   override _destroy (err: Error | null, callback: (error: Error | null) => void): void {
     this.untrack()
+    this.endWakeups?.()
     if (!this.attached) return callback(err)
     this.attached = false
     // This producer is done: its idempotency record in the queue can go. Until the detach lands, this
