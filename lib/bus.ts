@@ -10,6 +10,7 @@ import { validateName, validatePrefix, checkInt } from './names.js'
 import { BusClosedError, ConnectTimeoutError, InvalidOptionError } from './errors.js'
 import { Queue } from './queue/queue.js'
 import { Attachments } from './queue/attachments.js'
+import { newProducerIdentity, type ProducerIdentity } from './queue/producer.js'
 import type { QueueOptions } from './queue/queue-options.js'
 import { Channel } from './channel/channel.js'
 import type { ChannelOptions } from './channel/channel-options.js'
@@ -80,6 +81,8 @@ export class Bus extends EventEmitter {
   /** Streams and handles to close with the bus. */
   private readonly resources = new Set<{ close: () => Promise<void> }>()
   private readonly attachmentsByShard = new Map<Shard, Attachments>()
+  /** One-off pushes' producer identity, by queue (see Producer). */
+  private readonly oneOffIdentities = new Map<string, ProducerIdentity>()
   /** Give-backs of this bus's readers still on their way, by queue. */
   private readonly settling = new Map<string, Set<Promise<void>>>()
 
@@ -213,6 +216,7 @@ export class Bus extends EventEmitter {
 
   /** @internal The attachments of this bus to queues of `shard`, with their batched heartbeat. */
   attachments (shard: Shard): Attachments {
+    if (this.shutDown) throw new BusClosedError()
     let a = this.attachmentsByShard.get(shard)
     if (!a) {
       a = new Attachments(shard, this.settings.id, { perQueueCalls: this.layout === 'cluster' })
@@ -310,6 +314,28 @@ export class Bus extends EventEmitter {
   track (r: { close: () => Promise<void> }): () => void {
     this.resources.add(r)
     return () => this.resources.delete(r)
+  }
+
+  /**
+   * @internal A failure nobody awaits (a give-back or detach that failed while a stream closed): emitted
+   * as 'error' when the application listens, logged (debug) otherwise.
+   */
+  report (err: Error, context: string): void {
+    debug('%s: %s', context, err.message)
+    if (this.listenerCount('error') > 0) this.emit('error', err)
+  }
+
+  /** @internal The producer identity of this bus's one-off pushes to the queue `base`. */
+  oneOffIdentity (base: string): ProducerIdentity {
+    let identity = this.oneOffIdentities.get(base)
+    if (!identity) {
+      identity = newProducerIdentity()
+      this.oneOffIdentities.set(base, identity)
+      // Bounded: a bus that pushes to ever new queues forgets the oldest (pushing there again later
+      // just starts a new record).
+      if (this.oneOffIdentities.size > 10_000) this.oneOffIdentities.delete(this.oneOffIdentities.keys().next().value!)
+    }
+    return identity
   }
 
   /** @internal A reader's give-back to the queue `base` is on its way (see settled()). */

@@ -134,7 +134,14 @@ export class Channel<T = any> extends Duplex {
 
   _construct (callback: Callback): void {
     (async () => {
-      await Promise.all([this.inQueue.attach(), this.outQueue.attach()])
+      const attached = await Promise.allSettled([this.inQueue.attach(), this.outQueue.attach()])
+      const failed = attached.find((r): r is PromiseRejectedResult => r.status === 'rejected')
+      if (failed) {
+        // One of the two is attached: let it go, so that it expires like any unused queue.
+        if (attached[0].status === 'fulfilled') await this.inQueue.detach().catch(() => {})
+        if (attached[1].status === 'fulfilled') await this.outQueue.detach().catch(() => {})
+        throw failed.reason
+      }
       this.attached = true
       // Presence lives where the router finds either peer's presence key, so two peers that opened
       // the channel on either side of an addShards still meet.
@@ -147,6 +154,7 @@ export class Channel<T = any> extends Duplex {
       }, this.heartbeat)
       this.beatTimer.unref()
       this.reader = this.inQueue.createReadStream({
+        owned: true,
         mode: this.reliable ? 'reliable' : 'consume',
         untilEnd: true,
         highWaterMark: this.readableHighWaterMark
@@ -272,13 +280,14 @@ export class Channel<T = any> extends Duplex {
       if (!this.finished && !(err instanceof PeerDestroyedError)) {
         tasks.push(this.producer.push([Buffer.alloc(0)], KIND_ABORT))
       }
-      if (reader && !reader.destroyed) {
-        // What this side took but did not hand on goes back to the queue (reliable: is released).
-        reader.returnUnread(this.reliable ? 0 : Math.max(0, this.pushedTotal - this.handedTotal))
-        tasks.push(new Promise((resolve) => { reader.once('close', resolve); reader.destroy() }))
+      if (reader) {
+        // What this side took but did not hand on goes back to the queue (reliable: released as never
+        // delivered). If the reader already closed (it failed), it gives those back on its own.
+        reader.returnUnread(Math.max(0, this.pushedTotal - this.handedTotal))
+        if (!reader.closed) tasks.push(new Promise((resolve) => { reader.once('close', resolve); reader.destroy() }))
       }
       await Promise.allSettled(tasks)
-      await Promise.allSettled([this.inQueue.detach(), this.outQueue.detach([this.producer.id])])
+      await Promise.allSettled([this.inQueue.detach(), this.outQueue.detachDone([`p${this.producer.id}`])])
     }
     done().then(() => callback(err), (e: Error) => callback(err ?? e))
   }

@@ -102,7 +102,8 @@ async function run ({ values, positionals, common }: ParsedArgs): Promise<number
   }
   let stop: (err?: Error) => void = () => {}
   try {
-    reader = queueByName(bus, name).createReadStream(options)
+    // Owned: it stays open after its end, until pull has said what stdout did not take.
+    reader = queueByName(bus, name).createReadStream({ ...options, owned: true })
     const r = reader
     /** Writes handed to stdout whose callback has not fired yet, oldest first. */
     const pending: Pending[] = []
@@ -182,6 +183,8 @@ async function run ({ values, positionals, common }: ParsedArgs): Promise<number
     // (reliable: they are released), through the same internal hook a channel uses for
     // the same purpose.
     r.returnUnread(undelivered)
+    // What was given back must not reach stdout after all: a write still pending is cut off.
+    if (pending.length > 0 && !broken) stdout.destroy()
     await destroyAndWait(r)
     await Promise.allSettled([...acks])
     progress.stop()

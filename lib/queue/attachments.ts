@@ -2,6 +2,7 @@ import createDebug from 'debug'
 import type { Shard } from '../router/shard.js'
 import type { QueueKeys } from '../keys.js'
 import { heartbeat, type HeartbeatEntry, type HeartbeatOp } from '../scripts/index.js'
+import { BusClosedError } from '../errors.js'
 
 const debug = createDebug('busmq:attach')
 
@@ -20,7 +21,7 @@ interface Entry {
   attaching?: Promise<boolean>
   /** A detach waiting to be sent. */
   detaching?: Pending
-  producers: string[]
+  forget: string[]
 }
 
 interface Pending {
@@ -70,6 +71,7 @@ export class Attachments {
    * attached until the last of them detaches). Resolves with true when the queue existed before.
    */
   attach (keys: QueueKeys, ttl: number): Promise<boolean> {
+    if (this.closed) return Promise.reject(new BusClosedError())
     const entry = this.entries.get(keys.info)
     if (entry?.attaching) {
       entry.ttls.push(ttl)
@@ -89,7 +91,7 @@ export class Attachments {
       this.kick()
       return Promise.resolve(true)
     }
-    const fresh: Entry = { keys, ttls: [ttl], lastTtl: ttl, due: Infinity, producers: [] }
+    const fresh: Entry = { keys, ttls: [ttl], lastTtl: ttl, due: Infinity, forget: [] }
     this.entries.set(keys.info, fresh)
     fresh.attaching = this.enqueue(fresh, 'attach').finally(() => { fresh.attaching = undefined })
     return fresh.attaching
@@ -97,13 +99,13 @@ export class Attachments {
 
   /**
    * Drops one handle's attachment with `ttl`. When the queue has none left, the client detaches from it
-   * (and the idempotency records of `producers`, which are done, are dropped); its keys then expire
-   * `ttl` after this.
+   * (and the info-hash fields in `forget`, idempotency records of producers and readers that are done,
+   * are dropped); its keys then expire `ttl` after this.
    */
-  async detach (keys: QueueKeys, ttl: number, producers: string[] = []): Promise<void> {
+  async detach (keys: QueueKeys, ttl: number, forget: string[] = []): Promise<void> {
     const entry = this.entries.get(keys.info)
     if (!entry) return
-    entry.producers.push(...producers)
+    entry.forget.push(...forget)
     const i = entry.ttls.indexOf(ttl)
     entry.ttls.splice(i < 0 ? 0 : i, 1)
     if (entry.ttls.length > 0) return
@@ -169,8 +171,9 @@ export class Attachments {
         if (op === 'detach') {
           p.entry.detaching = undefined
           if (this.entries.get(p.entry.keys.info) === p.entry && p.entry.due === Infinity) this.entries.delete(p.entry.keys.info)
-          p.entry.producers = []
-        } else {
+          p.entry.forget = []
+        } else if (p.entry.ttls.length > 0 && p.entry.detaching === undefined) {
+          // (Detached again while this attach was on its way: the detach queued after it decides.)
           p.entry.due = now + Math.max(5, Math.floor(ttlOf(p.entry) / 3))
         }
         p.resolve(existed[i] === 1)
@@ -216,8 +219,8 @@ export class Attachments {
     }
   }
 
-  private describe (e: Entry, withProducers: boolean): HeartbeatEntry {
-    return { keys: e.keys, ttl: ttlOf(e), producers: withProducers ? e.producers : undefined }
+  private describe (e: Entry, detaching: boolean): HeartbeatEntry {
+    return { keys: e.keys, ttl: ttlOf(e), forget: detaching ? e.forget : undefined }
   }
 
   private async call (op: HeartbeatOp, queues: HeartbeatEntry[]): Promise<number[]> {

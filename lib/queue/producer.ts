@@ -22,6 +22,20 @@ let producers = 0
  */
 const processId = randomBytes(8).toString('base64url').slice(0, 10) + '.'
 
+/**
+ * Who a producer is to the push script: its id and the number of its last batch. One-off pushes of a
+ * bus to one queue share one identity, whatever handle they go through, so their record in the queue's
+ * info hash is one field, not one per handle.
+ */
+export interface ProducerIdentity {
+  readonly id: string
+  batch: number
+}
+
+export function newProducerIdentity (): ProducerIdentity {
+  return { id: `${processId}${(++producers).toString(36)}`, batch: 0 }
+}
+
 /** What a producer needs of its queue. */
 export interface ProducerTarget {
   readonly name: string
@@ -52,17 +66,22 @@ export interface ProducerSettings {
  * one-off `push()` reports `ERR_BUSMQ_REPLICATION`.
  */
 export class Producer {
-  readonly id: string
   private readonly target: ProducerTarget
   private readonly settings: ProducerSettings
   private readonly retryReplication: boolean
-  private batchNo = 0
+  private readonly identity: ProducerIdentity
 
-  constructor (target: ProducerTarget, settings: ProducerSettings, options: { retryReplication?: boolean } = {}) {
+  constructor (target: ProducerTarget, settings: ProducerSettings,
+    options: { retryReplication?: boolean, identity?: ProducerIdentity } = {}) {
     this.target = target
     this.settings = settings
     this.retryReplication = options.retryReplication ?? false
-    this.id = `${processId}${(++producers).toString(36)}`
+    this.identity = options.identity ?? newProducerIdentity()
+  }
+
+  /** This producer's id in the queue's info hash (field p<id>). */
+  get id (): string {
+    return this.identity.id
   }
 
   /**
@@ -100,7 +119,7 @@ export class Producer {
 
   /** One batch: the push script, then (with `replicas`) WAIT; resolves with [pushed, seq]. */
   private async send (shard: Shard, maxLength: number, elements: Buffer[]): Promise<[number, number]> {
-    const batch = ++this.batchNo
+    const batch = ++this.identity.batch
     const t = this.target
     // A stream re-sends for as long as a command may take: a failover, not a replica that never returns.
     const deadline = shard.commandTimeout > 0 ? Date.now() + shard.commandTimeout : Infinity

@@ -75,6 +75,12 @@ export interface ReadStreamOptions extends CodecOptions {
   maxDeliveries?: number
   /** Reliable: most messages held (delivered, not yet acked) at once. @default highWaterMark */
   prefetch?: number
+  /**
+   * @internal The reader is owned by a stream that wraps it (a channel, the CLI's pull): it is not
+   * destroyed when it ends, so its owner can still say what it did not hand on (`returnUnread`) and then
+   * destroy it, which gives that back.
+   */
+  owned?: boolean
 }
 
 export const DEFAULT_READ_HIGH_WATER_MARK = 256

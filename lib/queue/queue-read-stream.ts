@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto'
 import { Readable } from 'readable-stream'
 import createDebug from 'debug'
 import type { Queue } from './queue.js'
@@ -12,6 +13,13 @@ import { closeByBus, isReplyError, sleep } from '../util.js'
 import { pop, range, unpop } from '../scripts/index.js'
 
 const debug = createDebug('busmq:reader')
+
+let readerCount = 0
+/** A short id for a reader's give-back records: random per process, then a counter. */
+const processTag = randomBytes(6).toString('base64url')
+function nextReaderId (): string {
+  return `${processTag}.${(++readerCount).toString(36)}`
+}
 
 type Callback = (err?: Error | null) => void
 
@@ -65,6 +73,8 @@ export abstract class QueueReader<C = any> extends Readable {
   private handed = 0
   /** Chunks a wrapping stream took from this reader but did not hand further (a channel, or the CLI, says how many). */
   private downstreamUnread = 0
+  /** Set once `release()` ran (the reader closed): a later `returnUnread()` gives back on its own. */
+  private released = false
   private fetching?: Promise<void>
   private running = false
   private wanted = false
@@ -86,7 +96,8 @@ export abstract class QueueReader<C = any> extends Readable {
     const codec = checkCodec(options.codec) ?? queue.codec
     // The Readable always counts messages, so highWaterMark is a number of messages and a byte-mode
     // message arrives as one Buffer chunk, exactly as written.
-    super({ objectMode: true, highWaterMark: hwm })
+    // (readable-stream supports autoDestroy; its @types do not list it.)
+    super({ objectMode: true, highWaterMark: hwm, autoDestroy: options.owned !== true } as ConstructorParameters<typeof Readable>[0])
     this.queue = queue
     this.objectModeData = options.objectMode ?? queue.objectMode
     this.codec = codec
@@ -131,7 +142,9 @@ export abstract class QueueReader<C = any> extends Readable {
     this.wanted = true
     if (this.running) return
     this.running = true
-    this.fetching = this.loop()
+    // A failure the loop did not handle (a give-back that failed, say) ends the stream with it, rather
+    // than becoming an unhandled rejection and a reader that never ends.
+    this.fetching = this.loop().catch((err: Error) => { this.destroy(err) })
   }
 
   private async loop (): Promise<void> {
@@ -272,7 +285,17 @@ export abstract class QueueReader<C = any> extends Readable {
    * to it were not handed further, and go back to the queue with this reader's own buffer when it closes.
    */
   returnUnread (count: number): void {
-    this.downstreamUnread = count
+    if (!this.released) {
+      this.downstreamUnread = count
+      return
+    }
+    // Closed already (it failed, say): give those back now, separately.
+    if (count > 0 && this.shard) {
+      const late = this.releaseLate(count).catch((e: Error) => {
+        this.queue.bus.report(e, `${this.queue.name}: could not give back what a wrapping stream did not hand on`)
+      })
+      this.queue.bus.settle(this.queue.keys.base, late)
+    }
   }
 
   /** Chunks taken from the queue and not handed on (in the Readable's buffer, or in a wrapper's). */
@@ -311,23 +334,43 @@ export abstract class QueueReader<C = any> extends Readable {
   /** Hook: gives back the newest `unhanded` delivered elements, which never reached the consumer. */
   protected async release (_unhanded: number): Promise<void> {}
 
+  /**
+   * Hook: after the reader closed, gives back the `count` elements it handed to a wrapping stream before
+   * those its own release gave back (consume-once readers; reliable ones released everything already).
+   */
+  protected async releaseLate (_count: number): Promise<void> {}
+
+  /** Hook: info-hash fields this reader's records use, dropped when it detaches (it is done). */
+  protected forgetOnDetach (): string[] {
+    return []
+  }
+
   override _destroy (err: Error | null, callback: (error: Error | null) => void): void {
     this.abort.abort()
     this.untrack()
     const done = async (): Promise<void> => {
-      // A read in flight on a shard that is down is waited for only so long: closing must not hang.
-      await Promise.race([this.fetching, sleep(this.shard?.commandTimeout || 1)])
-      if (this.shard) await this.release(this.unhanded)
-      this.endWakeups?.()
+      try {
+        // A read in flight on a shard that is down is waited for only so long: closing must not hang.
+        await Promise.race([this.fetching, sleep(this.shard?.commandTimeout || 1)])
+        if (this.shard) await this.release(this.unhanded)
+        this.released = true
+      } catch (e) {
+        // The stream closes whatever happens; what could not be given back is reported to the bus
+        // (its 'error' event, when someone listens), not thrown at whoever destroyed the stream.
+        this.queue.bus.report(e as Error, `${this.queue.name}: could not give back what this reader took`)
+      } finally {
+        this.endWakeups?.()
+      }
       if (this.attached) {
         this.attached = false
-        await this.queue.detach()
+        await this.queue.detachDone(this.forgetOnDetach())
+          .catch((e: Error) => this.queue.bus.report(e, `${this.queue.name}: detach failed`))
       }
     }
     const settling = done()
     // Until the give-back lands, this bus's next look at the queue waits for it.
-    this.queue.bus.settle(this.queue.keys.base, settling.catch(() => {}))
-    settling.then(() => callback(err), (e: Error) => callback(err ?? e))
+    this.queue.bus.settle(this.queue.keys.base, settling)
+    settling.then(() => callback(err))
   }
 
   /**
@@ -351,6 +394,11 @@ export class QueueReadStream<C = any> extends QueueReader<C> {
   private next: number
   /** Consume-once: stored form of the last pushed elements, to give back what was not handed on. */
   private recent: Element[] = []
+  /** How many of the newest `recent` elements release() gave back. */
+  private releasedCount = 0
+  /** Identity of this reader's give-backs in the queue's info hash (g<id>), and their count. */
+  private readonly giverId = nextReaderId()
+  private giveBacks = 0
 
   constructor (queue: Queue, options: ReadStreamOptions = {}) {
     const mode = options.mode ?? 'consume'
@@ -396,13 +444,24 @@ export class QueueReadStream<C = any> extends QueueReader<C> {
 
   protected override async giveBack (elements: Element[]): Promise<void> {
     if (this.mode !== 'consume' || elements.length === 0) return
-    await unpop(this.shard, this.queue.keys, { ttl: this.queue.ttl, elements: elements.map(encodeElementWithId) })
+    await unpop(this.shard, this.queue.keys, {
+      ttl: this.queue.ttl, reader: this.giverId, number: ++this.giveBacks, elements: elements.map(encodeElementWithId)
+    })
     debug('gave back %d message(s) to %s', elements.length, this.queue.name)
   }
 
   protected override async release (unhanded: number): Promise<void> {
+    this.releasedCount = unhanded
     if (unhanded > 0) await this.giveBack(this.recent.slice(-unhanded))
-    this.recent = []
+  }
+
+  protected override async releaseLate (count: number): Promise<void> {
+    const end = this.recent.length - this.releasedCount
+    await this.giveBack(this.recent.slice(Math.max(0, end - count), end))
+  }
+
+  protected override forgetOnDetach (): string[] {
+    return this.giveBacks > 0 ? [`g${this.giverId}`] : []
   }
 
   protected override async poison (el: Element, err: DecodeError): Promise<Error> {

@@ -107,7 +107,7 @@ export class QueueWriteStream<T = any> extends Writable {
     this.attached = false
     // This producer is done: its idempotency record in the queue can go. Until the detach lands, this
     // bus's next look at the queue (stats, say) waits for it.
-    const detached = this.queue.detach([this.producer.id]).catch(() => {})
+    const detached = this.queue.detachDone([`p${this.producer.id}`]).catch(() => {})
     this.queue.bus.settle(this.queue.keys.base, detached)
     detached.then(() => callback(err))
   }

@@ -1,6 +1,6 @@
 import createDebug from 'debug'
 import type { Bus } from '../bus.js'
-import type { Shard } from '../router/shard.js'
+import type { Client, Shard } from '../router/shard.js'
 import { QueueKeys, ATTACHMENT_FIELD_PREFIX, META_FIELD_PREFIX } from '../keys.js'
 import { checkInt } from '../names.js'
 import { EncodeError, InvalidOptionError, MessageTooLargeError } from '../errors.js'
@@ -10,12 +10,24 @@ import { QueueWriteStream } from './queue-write-stream.js'
 import { QueueReadStream, type IdentifiedMessage } from './queue-read-stream.js'
 import { ReliableReadStream } from './reliable-read-stream.js'
 import { AckStream } from './ack-stream.js'
-import { Producer } from './producer.js'
+import { Producer, type ProducerIdentity } from './producer.js'
 import { Wakeups } from './wakeups.js'
 import type { DeadLetterRecord } from './reliable-message.js'
 import type { MessageInput } from './message.js'
 
 const debug = createDebug('busmq:queue')
+
+/** The fields of hash `key` matching `pattern` (HSCAN: the info hash also holds other records). */
+async function scanFields (c: Client, key: string, pattern: string): Promise<Map<string, string>> {
+  const out = new Map<string, string>()
+  let cursor = '0'
+  do {
+    const [next, flat] = await c.hscan(key, cursor, 'MATCH', pattern, 'COUNT', 200)
+    cursor = next
+    for (let i = 0; i + 1 < flat.length; i += 2) out.set(flat[i], flat[i + 1])
+  } while (cursor !== '0')
+  return out
+}
 
 /** What `queue.stats()` reports. */
 export interface QueueStats {
@@ -131,7 +143,7 @@ export class Queue<T = any> {
   }
 
   /** @internal A producer of its own (each write stream has one). */
-  producer (options: { retryReplication?: boolean } = {}): Producer {
+  producer (options: { retryReplication?: boolean, identity?: ProducerIdentity } = {}): Producer {
     const { replicas, replicasTimeout } = this.bus.settings
     return new Producer(this, { replicas, replicasTimeout, closed: () => this.bus.closed }, options)
   }
@@ -139,7 +151,7 @@ export class Queue<T = any> {
   /** Pushes one message; resolves with its id once Redis has accepted it. */
   async push (message: MessageInput<T>): Promise<number> {
     const payload = this.encode(message)
-    this.oneOff ??= this.producer()
+    this.oneOff ??= this.producer({ identity: this.bus.oneOffIdentity(this.keys.base) })
     return await this.oneOff.push([payload])
   }
 
@@ -189,10 +201,11 @@ export class Queue<T = any> {
    */
   async attach (options: { ttl?: number } = {}): Promise<boolean> {
     if (options.ttl !== undefined) (this as { ttl: number }).ttl = checkInt(options.ttl, 'ttl', 10)
-    const shard = await this.shard()
-    this.untrack ??= this.bus.track(this)
+    // Counted at once: a detach() made before this attach resolves undoes it.
     this.attachments++
     try {
+      const shard = await this.shard()
+      this.untrack ??= this.bus.track(this)
       return await this.bus.attachments(shard).attach(this.keys, this.ttl)
     } catch (err) {
       this.attachments--
@@ -200,15 +213,20 @@ export class Queue<T = any> {
     }
   }
 
+  /** Drops one attachment; when none is left, the queue expires `ttl` ms later unless used again. */
+  async detach (): Promise<void> {
+    await this.detachDone()
+  }
+
   /**
-   * Drops one attachment; when none is left, the queue expires `ttl` ms later unless used again.
-   * `producers` (internal): ids of producers that are done, whose idempotency records can go.
+   * @internal `detach()` for a stream that is done: `forget` names info-hash fields (the idempotency
+   * records of its producer or of its give-backs) that nothing will need again.
    */
-  async detach (producers?: string[]): Promise<void> {
+  async detachDone (forget?: string[]): Promise<void> {
     if (this.attachments === 0) return
     this.attachments--
     const shard = await this.shard()
-    await this.bus.attachments(shard).detach(this.keys, this.ttl, producers)
+    await this.bus.attachments(shard).detach(this.keys, this.ttl, forget)
   }
 
   /** Messages waiting in the queue. */
@@ -236,24 +254,23 @@ export class Queue<T = any> {
   async stats (): Promise<QueueStats> {
     const shard = await this.observe()
     const k = this.keys
-    const [length, info, inFlight, ttl, time] = await shard.run((c) => Promise.all([
+    const [length, counters, inFlight, ttl, time, attachments] = await shard.run((c) => Promise.all([
       c.llen(k.messages),
-      c.hgetall(k.info),
+      c.hmget(k.info, 'seq', 'consumed'),
       c.hlen(k.inflight),
       c.pttl(k.info),
-      c.time()
+      c.time(),
+      scanFields(c, k.info, `${ATTACHMENT_FIELD_PREFIX}*`)
     ]))
     const now = Number(time[0]) * 1000 + Math.floor(Number(time[1]) / 1000)
     let clients = 0
-    for (const [field, value] of Object.entries(info)) {
-      if (field.startsWith(ATTACHMENT_FIELD_PREFIX) && Number(value) > now) clients++
-    }
+    for (const value of attachments.values()) if (Number(value) > now) clients++
     return {
       name: this.name,
       shard: shard.id,
       length,
-      pushed: Number(info.seq ?? 0),
-      consumed: Number(info.consumed ?? 0),
+      pushed: Number(counters[0] ?? 0),
+      consumed: Number(counters[1] ?? 0),
       inFlight,
       clients,
       ttl
@@ -266,10 +283,13 @@ export class Queue<T = any> {
   async getMeta (field?: string): Promise<Record<string, string> | string | null> {
     const shard = await this.observe()
     if (field !== undefined) return await shard.run((c) => c.hget(this.keys.info, META_FIELD_PREFIX + field))
-    const all = await shard.run((c) => c.hgetall(this.keys.info))
-    const out: Record<string, string> = Object.create(null)
-    for (const [f, v] of Object.entries(all)) if (f.startsWith(META_FIELD_PREFIX)) out[f.slice(META_FIELD_PREFIX.length)] = v
-    return { ...out }
+    const fields = await shard.run((c) => scanFields(c, this.keys.info, `${META_FIELD_PREFIX}*`))
+    const out: Record<string, string> = {}
+    for (const [f, v] of fields) {
+      // As own properties, never through a setter: a field named __proto__ stays a plain field.
+      Object.defineProperty(out, f.slice(META_FIELD_PREFIX.length), { value: v, enumerable: true, writable: true, configurable: true })
+    }
+    return out
   }
 
   /** Sets metadata fields (strings); they expire with the queue. */
@@ -278,8 +298,12 @@ export class Queue<T = any> {
     if (entries.length === 0) return
     const args: Array<string | number> = []
     for (const [f, v] of entries) args.push(META_FIELD_PREFIX + f, v)
-    await (await this.shard()).run((c) => c.multi().hset(this.keys.info, ...args).pexpire(this.keys.info, this.ttl).exec())
+    const shard = await this.shard()
+    const [, left] = await shard.run((c) => Promise.all([c.hset(this.keys.info, ...args), c.pttl(this.keys.info)]))
+    // Never a shorter TTL than the queue has (another client may use a longer one).
+    if (left < this.ttl) await shard.run((c) => c.pexpire(this.keys.info, this.ttl))
   }
+
 
   /** @internal Closes the handle (`bus.close()`): drops its attachments and wake-up subscription. */
   async close (): Promise<void> {

@@ -71,13 +71,15 @@ export class Wakeups {
       this.handler = handler
       const subscribing = this.hub.subscribe(this.channel, handler)
       this.subscribed = subscribing
-      try {
-        await subscribing
-      } catch (err) {
-        if (this.subscribed === subscribing) this.subscribed = undefined
-        debug('subscribing to %s failed: %s', this.channel, (err as Error).message)
-        await sleep(this.pollInterval, signal)
-      }
+      subscribing.catch((err: Error) => {
+        if (this.subscribed === subscribing) {
+          this.subscribed = undefined
+          this.handler = undefined
+        }
+        debug('subscribing to %s failed: %s', this.channel, err.message)
+      })
+      // Never longer than a poll: a subscriber connection that does not come must not hold anyone up.
+      await Promise.race([subscribing.catch(() => sleep(this.pollInterval, signal)), sleep(this.pollInterval, signal)])
       return
     }
     const ac = new AbortController()

@@ -61,6 +61,10 @@ export function wrapRedisError (err: unknown, shardId: string): Error {
     return new RedisCommandError(`shard ${shardId}: ${reason}`, { cause: err })
   }
   const kind = classify(err)
+  if (kind === 'aborted') {
+    return new ShardUnavailableError(`shard ${shardId}: the connection was lost before the reply (the command may or may ` +
+      'not have been applied)', { cause: err })
+  }
   if (kind !== 'other' || /ETIMEDOUT|ECONNREFUSED|ECONNRESET|EPIPE|ENOTFOUND|EHOSTUNREACH|timed out/i.test(`${(err as { code?: string }).code ?? ''} ${err.message}`)) {
     return new ShardUnavailableError(`shard ${shardId} is unavailable: ${err.message}`, { cause: err })
   }

@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events'
 import createDebug from 'debug'
 import type { Redis, Cluster } from 'ioredis'
-import { ShardUnavailableError } from '../errors.js'
+import { BusClosedError, ShardUnavailableError } from '../errors.js'
 import { retryable, classify, wrapRedisError } from './redis-errors.js'
 import { SubscriptionHub } from './subscriptions.js'
 import { ShardHealth } from './shard-health.js'
@@ -85,10 +85,17 @@ export class Shard extends EventEmitter implements ScriptTarget {
     if (this.client.status === 'wait') {
       this.client.connect().catch(() => { /* reported through 'error' and retried by ioredis */ })
     }
-    if (this.client.status !== 'ready') {
-      await new Promise<void>((resolve) => this.client.once('ready', () => resolve()))
-    }
+    if (this.client.status !== 'ready') await this.ready()
     await this.health.check()
+  }
+
+  /** Resolves at the command connection's next 'ready' (one listener however many wait). */
+  private ready (): Promise<void> {
+    this.nextReady ??= new Promise<void>((resolve) => this.client.once('ready', () => {
+      this.nextReady = undefined
+      resolve()
+    }))
+    return this.nextReady
   }
 
   /**
@@ -97,9 +104,13 @@ export class Shard extends EventEmitter implements ScriptTarget {
    * into `ERR_BUSMQ_SHARD_UNAVAILABLE`.
    *
    * The offline queue is off: a command issued while the shard is away fails at once without being
-   * sent, so it is sent again once the shard is back, until the deadline. A command never runs after its
-   * caller was told it failed. An idempotent command may also be sent again when the connection dropped
-   * before its reply.
+   * sent, so it is sent again once the shard is back, until the deadline. What was in flight when a
+   * connection closed, ioredis sends again itself once it is back (its auto-pipelining depends on every
+   * sent command settling, so that stays on): the scripts that move messages are written so that running
+   * twice changes nothing (pushes and give-backs carry a producer or reader id and a number; acks,
+   * renewals and requeues only touch what the caller still owns); a pop is the exception (see
+   * "Guarantees" in the README). A command that fails with `ERR_BUSMQ_SHARD_UNAVAILABLE` after its
+   * deadline may still be applied when the shard is back.
    */
   async run<T> (fn: (client: Client) => Promise<T>, options: RunOptions = {}): Promise<T> {
     const timeout = options.timeout ?? this.commandTimeout
@@ -123,6 +134,7 @@ export class Shard extends EventEmitter implements ScriptTarget {
           continue
         }
         if (classify(err) === 'not-sent') {
+          if (this.closing) throw new BusClosedError(`the bus was closed (shard ${this.id})`, { cause: err })
           throw new ShardUnavailableError(`shard ${this.id} is unavailable: nothing was sent within ${timeout} ms`, { cause: err })
         }
         throw wrapRedisError(err, this.id)
@@ -140,14 +152,12 @@ export class Shard extends EventEmitter implements ScriptTarget {
   /** Resolves when the command connection is ready, or at the deadline (at most 200 ms later, to re-check). */
   private whenReady (deadline: number): Promise<void> {
     // One 'ready' listener however many commands wait (a failover can hold up hundreds).
-    this.nextReady ??= new Promise<void>((resolve) => this.client.once('ready', () => {
-      this.nextReady = undefined
-      resolve()
-    }))
+    if (this.client.status === 'ready') return Promise.resolve()
+    const ready = this.ready()
     return new Promise((resolve) => {
       const timer = setTimeout(resolve, Math.max(1, Math.min(200, deadline - Date.now())))
       timer.unref()
-      this.nextReady!.then(() => {
+      ready.then(() => {
         clearTimeout(timer)
         resolve()
       })

@@ -1,5 +1,6 @@
 import createDebug from 'debug'
 import type { Redis, Cluster } from 'ioredis'
+import { BusClosedError } from '../errors.js'
 
 const debug = createDebug('busmq:subscriptions')
 
@@ -18,6 +19,9 @@ export class SubscriptionHub {
   private readonly shardId: string
   private subscriber?: Client
   private ready?: Promise<Client>
+  private rejectReady?: (err: Error) => void
+  /** Channels unsubscribed while the connection was away: ioredis re-subscribes them when it is back. */
+  private readonly stale = new Set<string>()
   private readonly handlers = new Map<string, Set<MessageHandler>>()
   private readonly bufferHandlers = new Map<string, Set<BufferHandler>>()
   private closed = false
@@ -38,6 +42,7 @@ export class SubscriptionHub {
    * called with 'reconnect' when it is back, so that waiters look again).
    */
   async subscribe (channel: string, handler: MessageHandler): Promise<void> {
+    if (this.closed) throw new BusClosedError()
     let set = this.handlers.get(channel)
     const first = set === undefined
     if (!set) {
@@ -45,8 +50,17 @@ export class SubscriptionHub {
       this.handlers.set(channel, set)
     }
     set.add(handler)
-    const sub = await this.connection()
-    if (first) await sub.subscribe(channel)
+    this.stale.delete(channel)
+    try {
+      const sub = await this.connection()
+      if (first) await sub.subscribe(channel)
+    } catch (err) {
+      // Not subscribed after all: forget the handler, so that the next subscribe of the channel sends
+      // SUBSCRIBE again instead of believing it is in place.
+      set.delete(handler)
+      if (set.size === 0 && this.handlers.get(channel) === set) this.handlers.delete(channel)
+      throw err
+    }
   }
 
   /** Removes `handler`; the channel is unsubscribed once it has none. */
@@ -57,6 +71,8 @@ export class SubscriptionHub {
     this.handlers.delete(channel)
     if (this.subscriber && this.subscriber.status === 'ready') {
       await this.subscriber.unsubscribe(channel).catch(() => {})
+    } else if (this.subscriber) {
+      this.stale.add(channel)
     }
   }
 
@@ -79,7 +95,9 @@ export class SubscriptionHub {
   }
 
   private connection (): Promise<Client> {
-    this.ready ??= new Promise<Client>((resolve) => {
+    if (this.ready) return this.ready
+    this.ready = new Promise<Client>((resolve, reject) => {
+      this.rejectReady = reject
       const sub = this.factory()
       this.subscriber = sub
       let wasReady = false
@@ -94,6 +112,10 @@ export class SubscriptionHub {
         if (set) for (const h of set) h(message)
       })
       sub.on('ready', () => {
+        // ioredis re-subscribed everything it had; what was unsubscribed meanwhile goes again.
+        const stale = [...this.stale].filter((c) => !this.handlers.has(c))
+        this.stale.clear()
+        if (stale.length > 0) sub.unsubscribe(...stale).catch(() => {})
         if (wasReady) {
           // ioredis re-subscribes by itself; what was published while we were away is lost, so tell
           // every handler to look again.
@@ -104,6 +126,7 @@ export class SubscriptionHub {
       })
       if (sub.status === 'wait') sub.connect().catch(() => {})
     })
+    this.ready.catch(() => {})
     return this.ready
   }
 
@@ -116,6 +139,8 @@ export class SubscriptionHub {
     this.closed = true
     this.handlers.clear()
     this.bufferHandlers.clear()
+    // Whoever still waits for the subscriber connection learns it will not come.
+    this.rejectReady?.(new BusClosedError())
   }
 
   get isClosed (): boolean {

@@ -118,9 +118,12 @@ export function range (target: ScriptTarget, k: QueueKeys, a: { from: number, co
   return call(target, 'range-2', [k.messages, k.info, a.from, a.count, a.ttl], { timeout: 0, buffers: true })
 }
 
-/** unpop-2.lua: puts elements (with-id form) back at the head, in order; resolves with the new length. */
-export function unpop (target: ScriptTarget, k: QueueKeys, a: { ttl: number, elements: Buffer[] }): Promise<number> {
-  return call(target, 'unpop-2', [k.messages, k.info, a.ttl, k.wake, ...a.elements])
+/**
+ * unpop-2.lua: puts elements (with-id form) back at the head, in order; resolves with the new length.
+ * Idempotent per (reader, give-back number): sent again after a connection drop, it is stored once.
+ */
+export function unpop (target: ScriptTarget, k: QueueKeys, a: { ttl: number, reader: string, number: number, elements: Buffer[] }): Promise<number> {
+  return call(target, 'unpop-2', [k.messages, k.info, a.ttl, k.wake, a.reader, a.number, ...a.elements], { idempotent: true })
 }
 
 export interface ReserveArgs {
@@ -151,18 +154,19 @@ export interface RequeueArgs {
 
 /** requeue-9.lua: resolves with [requeued, dead-lettered]. */
 export function requeue (target: ScriptTarget, k: QueueKeys, a: RequeueArgs): Promise<[number, number]> {
+  // Sent again, it finds the ids no longer owned by the consumer and changes nothing: idempotent.
   return call(target, 'requeue-9', [...reliableKeys(k), a.consumer, a.ttl, k.wake, k.deadLetter().wake, a.maxDeliveries,
-    a.mode, a.undo, ...a.ids])
+    a.mode, a.undo, ...a.ids], { idempotent: true })
 }
 
 /** ack-4.lua: per id, 1 when acknowledged, 0 when this consumer no longer owned it. */
 export function ack (target: ScriptTarget, k: QueueKeys, a: { consumer: string, ids: number[] }): Promise<number[]> {
-  return call(target, 'ack-4', [k.inflight, k.leases, k.deliveries, k.owners, a.consumer, ...a.ids])
+  return call(target, 'ack-4', [k.inflight, k.leases, k.deliveries, k.owners, a.consumer, ...a.ids], { idempotent: true })
 }
 
 /** renew-2.lua: extends leases; resolves with the ids this consumer no longer owns. */
 export function renew (target: ScriptTarget, k: QueueKeys, a: { consumer: string, lease: number, ids: number[] }): Promise<Array<string | number>> {
-  return call(target, 'renew-2', [k.leases, k.owners, a.consumer, a.lease, ...a.ids])
+  return call(target, 'renew-2', [k.leases, k.owners, a.consumer, a.lease, ...a.ids], { idempotent: true })
 }
 
 export type HeartbeatOp = 'attach' | 'beat' | 'detach'
@@ -170,8 +174,8 @@ export type HeartbeatOp = 'attach' | 'beat' | 'detach'
 export interface HeartbeatEntry {
   keys: QueueKeys
   ttl: number
-  /** detach: producer ids whose idempotency records can go. */
-  producers?: string[]
+  /** detach: fields of the info hash to drop (idempotency records of producers and readers that are done). */
+  forget?: string[]
 }
 
 /**
@@ -181,7 +185,7 @@ export interface HeartbeatEntry {
 export function heartbeat (target: ScriptTarget, a: { client: string, op: HeartbeatOp, queues: HeartbeatEntry[] },
   options: ScriptCallOptions = {}): Promise<number[]> {
   const keys = a.queues.map((q) => q.keys.info)
-  const args = a.queues.map((q) => q.producers && q.producers.length > 0 ? `${q.ttl};${q.producers.join(';')}` : q.ttl)
+  const args = a.queues.map((q) => q.forget && q.forget.length > 0 ? `${q.ttl};${q.forget.join(';')}` : q.ttl)
   if (keys.length === 1) {
     return target.evalScript(parseFile('heartbeat').command + ONE_KEY_SUFFIX, [keys[0], a.client, a.op[0], ...args], options) as Promise<number[]>
   }
@@ -197,7 +201,7 @@ export function presence (target: ScriptTarget, a: {
   op: 'beat' | 'leave'
 }): Promise<string | null> {
   // Presence keys double as the pub/sub channels on which each peer hears of the other.
-  return call(target, 'presence-2', [a.own, a.other, a.instance, a.expiry, a.op, a.other])
+  return call(target, 'presence-2', [a.own, a.other, a.instance, a.expiry, a.op, a.other], { idempotent: true })
 }
 
 /** publish-1.lua: plain pub/sub publish routed by the topic's slot; resolves with the receivers. */

@@ -9,15 +9,16 @@
   Returns { implicit id of the first element, element, element, … }, or {} when empty.
 ]]
 --@include head
+--@include touch
 local head = headId(KEYS[1], KEYS[2])
 local r = redis.call('LPOP', KEYS[1], ARGV[1])
 if not r then
   redis.call('HSET', KEYS[2], 'w', '1')
-  redis.call('PEXPIRE', KEYS[2], ARGV[2])
+  keepAtLeast(KEYS[2], tonumber(ARGV[2]))
   return {}
 end
 redis.call('HINCRBY', KEYS[2], 'consumed', #r)
-redis.call('PEXPIRE', KEYS[2], ARGV[2])
+keepAtLeast(KEYS[2], tonumber(ARGV[2]))
 if redis.call('HDEL', KEYS[2], 'r') == 1 then redis.call('PUBLISH', ARGV[3], 'r') end
 table.insert(r, 1, head)
 return r

@@ -8,7 +8,7 @@
   KEYS[2] info hash: seq, consumed, the flags w (a reader waits for data) and r (a producer waits for
           room), and per producer p<id> -> "batch:pushed:seq" of its last push (fields of a hash that
           exists anyway cost far less than a key per queue)
-  ARGV[1] ttl in ms (every key touched expires after it unless refreshed)
+  ARGV[1] ttl in ms (every key touched expires after it unless refreshed; a longer TTL already set stays)
   ARGV[2] maxLength (0 = unbounded): push only what fits; raise the room flag when something did not fit
   ARGV[3] retain (0 = keep all): trim the list to its newest `retain` elements
   ARGV[4] wake-up pub/sub channel
@@ -17,6 +17,7 @@
 
   Returns { number pushed, seq after the push }: the pushed messages have ids seq - pushed + 1 .. seq.
 ]]
+--@include touch
 local ttl = tonumber(ARGV[1])
 local batch = tonumber(ARGV[6])
 local field = 'p' .. ARGV[5]
@@ -47,9 +48,9 @@ else
   seq = redis.call('HINCRBY', KEYS[2], 'seq', n)
   local retain = tonumber(ARGV[3])
   if retain > 0 then redis.call('LTRIM', KEYS[1], -retain, -1) end
-  redis.call('PEXPIRE', KEYS[1], ttl)
   if redis.call('HDEL', KEYS[2], 'w') == 1 then redis.call('PUBLISH', ARGV[4], 'm') end
 end
 redis.call('HSET', KEYS[2], field, batch .. ':' .. n .. ':' .. seq)
-redis.call('PEXPIRE', KEYS[2], ttl)
+local keep = keepAtLeast(KEYS[2], ttl)
+if n > 0 then touch(KEYS[1], keep) end
 return { n, seq }

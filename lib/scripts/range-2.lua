@@ -9,13 +9,14 @@
   Returns { implicit id of the first element returned, element, element, … }, or {}.
 ]]
 --@include head
+--@include touch
 local head = headId(KEYS[1], KEYS[2])
 local idx = tonumber(ARGV[1]) - head
 if idx < 0 then idx = 0 end
 local r = redis.call('LRANGE', KEYS[1], idx, idx + tonumber(ARGV[2]) - 1)
 if #r == 0 then
   redis.call('HSET', KEYS[2], 'w', '1')
-  redis.call('PEXPIRE', KEYS[2], ARGV[3])
+  keepAtLeast(KEYS[2], tonumber(ARGV[3]))
   return {}
 end
 table.insert(r, 1, head + idx)

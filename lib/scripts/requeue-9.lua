@@ -11,6 +11,7 @@
   ARGV[8..] ids
   Returns { requeued, dead-lettered }.
 ]]
+--@include touch
 --@include requeue
 
 local ids = {}

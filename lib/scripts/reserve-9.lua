@@ -15,6 +15,7 @@
 --@include now
 --@include head
 --@include chunked
+--@include touch
 --@include requeue
 
 local now = nowMs()
@@ -28,7 +29,7 @@ local head = headId(KEYS[1], KEYS[2])
 local r = redis.call('LPOP', KEYS[1], ARGV[1])
 if not r then
   redis.call('HSET', KEYS[2], 'w', '1')
-  redis.call('PEXPIRE', KEYS[2], ttl)
+  keepAtLeast(KEYS[2], ttl)
   return {}
 end
 -- One variadic command per structure for the whole batch: a redis.call per message and structure
@@ -59,6 +60,7 @@ chunked('HSET', KEYS[3], fargs, 2)
 chunked('ZADD', KEYS[4], largs, 2)
 chunked('HSET', KEYS[6], oargs, 2)
 redis.call('HINCRBY', KEYS[2], 'consumed', #r)
-for i = 2, 6 do redis.call('PEXPIRE', KEYS[i], ttl) end
+local keep = keepAtLeast(KEYS[2], ttl)
+for i = 3, 6 do touch(KEYS[i], keep) end
 if redis.call('HDEL', KEYS[2], 'r') == 1 then redis.call('PUBLISH', ARGV[3], 'r') end
 return out

@@ -46,7 +46,9 @@ local function deadLetter(id, elem, reason, ttl)
   end
   redis.call('HSET', KEYS[9], dlid, cjson.encode({ id = tonumber(id), reason = reason, deliveries = deliveries }))
   redis.call('HDEL', KEYS[5], id)
-  for i = 7, 9 do redis.call('PEXPIRE', KEYS[i], ttl) end
+  local keep = keepAtLeast(KEYS[8], ttl)
+  touch(KEYS[7], keep)
+  touch(KEYS[9], keep)
   return dlid
 end
 
@@ -82,7 +84,7 @@ local function requeue(ids, maxDeliveries, ttl, force, undo, wake, dlwake)
   end
   if back > 0 then
     redis.call('HINCRBY', KEYS[2], 'consumed', -back)
-    redis.call('PEXPIRE', KEYS[1], ttl)
+    touch(KEYS[1], keepAtLeast(KEYS[2], ttl))
     if redis.call('HDEL', KEYS[2], 'w') == 1 then redis.call('PUBLISH', wake, 'm') end
   end
   if dead > 0 and redis.call('HDEL', KEYS[8], 'w') == 1 then redis.call('PUBLISH', dlwake, 'm') end
