@@ -304,7 +304,6 @@ export class Queue<T = any> {
     if (left < this.ttl) await shard.run((c) => c.pexpire(this.keys.info, this.ttl))
   }
 
-
   /** @internal Closes the handle (`bus.close()`): drops its attachments and wake-up subscription. */
   async close (): Promise<void> {
     this.wakeupsOf?.close()
