@@ -124,7 +124,8 @@ test('reliable mode under repeated CLIENT KILL: nothing lost, no stream ends or 
   const callbacks = new Uint8Array(N)
   const callbackErrors: Error[] = []
   // One-off pushes on another queue alongside: every promise settles, once.
-  const side = bus.queue(uniqueName('kill-side'))
+  // A long TTL: on a loaded machine the run can outlast the default 30 s after the last side push.
+  const side = bus.queue(uniqueName('kill-side'), { ttl: 600_000 })
   const SIDE = 2000
   const sideSettled = { resolved: 0, rejected: [] as string[] }
   const sidePushes = (async () => {
