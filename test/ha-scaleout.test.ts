@@ -8,7 +8,7 @@ import { once } from 'node:events'
 import { type Bus, type Queue, type QueueWriteStream, shardIdOf } from '../lib/index.js'
 import { pick } from '../lib/router/rendezvous.js'
 import { useRedis } from './helpers/redis-server.js'
-import { collect, eventually, openBus, uniqueName } from './helpers/bus.js'
+import { collect, eventually, nextEvent, openBus, uniqueName } from './helpers/bus.js'
 import { keysContaining, range } from './helpers/queue.js'
 
 const redis = useRedis(3)
@@ -160,4 +160,29 @@ test('a pub/sub subscriber opened before addShards still receives what is publis
   await eventually(() => got.filter((i) => i >= 0).length === 10, 3000)
   sub.destroy()
   assert.deepEqual(got.filter((i) => i >= 0), range(0, 10))
+})
+
+test('two channel peers opened on either side of an addShards see each other (presence is located, not owned)', async (t) => {
+  const [s0, s1, s2] = redis.servers
+  const errors: Error[] = []
+  const before = await busOn(t, [s0, s1], errors)
+  const third = shardIdOf(s2.url)
+  // A channel name whose owner will be the new shard: the older peer's presence is on an old one.
+  let name: string
+  do name = uniqueName('presence'); while (pick([...before.shardIds, third], name) !== third)
+  const older = before.channel(name)
+  await new Promise((resolve) => older.once('connect', resolve))
+  const after = await busOn(t, [s0, s1, s2], errors)
+  const newer = after.channel(name, { listen: true })
+  const seen = await Promise.all([
+    nextEvent(older, 'remote:connect'),
+    nextEvent(newer, 'remote:connect')
+  ])
+  assert.equal(seen.length, 2)
+  assert.ok(older.remoteConnected && newer.remoteConnected)
+  newer.write('hello')
+  const [msg] = await nextEvent(older, 'data')
+  assert.equal(String(msg), 'hello')
+  older.destroy()
+  newer.destroy()
 })
