@@ -276,15 +276,17 @@ test('a push whose connection is killed after Redis ran it, before the reply, is
     assert.equal(await q.count(), 0)
     const busPort = (bus.shardById(bus.shardIds[0])!.client as Redis).stream.localPort!
     const adminPort = admin.stream.localPort!
-    const sleeping = redisCommand(server.port, ['DEBUG', 'SLEEP', '3'], { timeoutMs: 10_000 })
+    // 5 s: time enough, on a loaded machine, to see it asleep and to queue the push and the kill.
+    const sleeping = redisCommand(server.port, ['DEBUG', 'SLEEP', '5'], { timeoutMs: 15_000 })
     // Asleep: it no longer answers (awake, it answers a PING at once).
-    await eventually(async () => !(await ping(server.port, 200)), 5000, 'the server to sleep')
+    await eventually(async () => !(await ping(server.port, 500)), 5000, 'the server to sleep')
     const pushed = q.push('once')
-    await eventually(() => unreadAt(server.port, busPort) > 0, 2000, 'the push to reach the sleeping server')
+    await eventually(() => unreadAt(server.port, busPort) > 0, 3000, 'the push to reach the sleeping server')
     const killed = admin.call('CLIENT', 'KILL', 'TYPE', 'normal', 'SKIPME', 'yes')
-    await eventually(() => unreadAt(server.port, adminPort) > 0, 2000, 'the kill to reach the sleeping server')
+    await eventually(() => unreadAt(server.port, adminPort) > 0, 3000, 'the kill to reach the sleeping server')
     await sleeping
     t.diagnostic(`connections killed: ${String(await killed)}; push resolved with id ${await pushed}`)
+    assert.ok(Number(await killed) >= 1, 'the kill closed no connection: the push was not cut off')
     const stored = await q.count()
     t.diagnostic(`copies stored of one push: ${stored}`)
     assert.equal(stored, 1, 'the push was run twice: once before the kill, once re-sent after the reconnection')
