@@ -25,7 +25,7 @@ import { RssMeter, now } from './common.js'
 import type { BenchConfig } from './common.js'
 import type { JobContext, JobResult } from './job.js'
 import { JOBS, loadConfig, type JobSpec } from './jobs.js'
-import { startBenchRedis, redisVersion } from './redis.js'
+import { startRedis, redisServerVersion } from '../lib/dev/redis-launcher.js'
 import { report } from './report.js'
 
 const self = fileURLToPath(import.meta.url)
@@ -147,7 +147,9 @@ async function main (): Promise<void> {
   const jobs = selectJobs(args)
   const started = new Date()
   const t0 = now()
-  const server = await startBenchRedis()
+  // A throw-away redis-server: free loopback port, temp dir, no persistence (the launcher `busmq dev` and
+  // the tests use too).
+  const server = await startRedis()
   const admin = new Redis(server.url)
   const results: JobResult[] = []
   const stop = async (): Promise<void> => {
@@ -172,7 +174,7 @@ async function main (): Promise<void> {
     cpus: os.availableParallelism(),
     cpuModel: os.cpus()[0]?.model ?? 'unknown',
     node: process.version,
-    redis: redisVersion(),
+    redis: redisServerVersion(),
     platform: `${os.type()} ${os.release()} ${os.arch()}`,
     seconds: (now() - t0) / 1000
   }

@@ -13,13 +13,14 @@ import { once } from 'node:events'
 import fs from 'node:fs'
 import fsp from 'node:fs/promises'
 import http from 'node:http'
-import net, { type AddressInfo } from 'node:net'
+import type { AddressInfo } from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
 import { pipeline } from 'node:stream/promises'
 import { fileURLToPath } from 'node:url'
 import { Bus } from 'busmq'
 import { startShards, type DevShards } from '../lib/cli/dev.js'
+import { freePort } from '../lib/dev/free-port.js'
 
 const BIN = fileURLToPath(new URL('../../bin/busmq.js', import.meta.url))
 const FILE_SIZE = 20_000_000
@@ -38,17 +39,6 @@ async function fileSha256 (file: string): Promise<string> {
   const hash = createHash('sha256')
   await pipeline(fs.createReadStream(file), hash)
   return hash.digest('hex')
-}
-
-function freePort (): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer()
-    srv.once('error', reject)
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as AddressInfo
-      srv.close(() => resolve(port))
-    })
-  })
 }
 
 class Check extends Error {}

@@ -48,11 +48,11 @@ function fixture (t: TestContext, file: string, args: string[]): Fixture {
     }
   })
   const line = async (match: (l: any) => boolean, ms = 20_000): Promise<any> => {
-    const ok = await eventually(() => lines.some(match) || child.exitCode !== null || child.signalCode !== null, ms)
+    const seen = (): string => `lines: ${JSON.stringify(lines).slice(0, 500)}; stderr: ${err.slice(0, 1000)}`
+    await eventually(() => lines.some(match) || child.exitCode !== null || child.signalCode !== null, ms,
+      () => `a matching line from ${file}; ${seen()}`)
     const found = lines.find(match)
-    if (!ok || found === undefined) {
-      throw new Error(`${file}: no matching line within ${ms} ms; lines: ${JSON.stringify(lines).slice(0, 500)}; stderr: ${err.slice(0, 1000)}`)
-    }
+    if (found === undefined) throw new Error(`${file} exited without a matching line; ${seen()}`)
     return found
   }
   return { child, lines, stderr: () => err, line, exited }
@@ -127,9 +127,9 @@ test('a TCP tunnel through channels between two processes carries HTTP byte-exac
 
   // Every connection was torn down cleanly at both ends: FIN -> end() -> 'end' -> FIN, no abort.
   for (const [what, f] of [['entry', entry], ['exit', exit]] as const) {
-    const ok = await eventually(() => f.lines.filter((l) => 'closed' in l).length >= 5, 20_000)
+    await eventually(() => f.lines.filter((l) => 'closed' in l).length >= 5, 20_000,
+      () => `${what}: 5 tunnels closed, got ${f.lines.filter((l) => 'closed' in l).length}`)
     const closes = f.lines.filter((l) => 'closed' in l)
-    assert.ok(ok, `${what}: ${closes.length} of 5 tunnels closed`)
     assert.deepEqual(closes.map((l) => l.error), [null, null, null, null, null], `${what}: tunnels closed without error`)
   }
   assert.equal(new Set(entry.lines.filter((l) => 'closed' in l).map((l) => l.closed)).size, 5, 'one channel per connection')
@@ -184,7 +184,7 @@ test('a SIGKILLed peer is reported by remote:disconnect within 4 heartbeats', { 
     const echoed = nextEvent(ch, 'data')
     ch.write({ ping: round })
     assert.deepEqual((await echoed)[0], { ping: round })
-    // Kill at different points of the heartbeat cycle.
+    // Kill at different points of the heartbeat cycle (the delay is the point).
     await new Promise((resolve) => setTimeout(resolve, round * heartbeat / 3))
     const down = nextEvent(ch, 'remote:disconnect')
     const killed = Date.now()

@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url'
 import type { Bus, Channel, Codec } from '../lib/index.js'
 import { useRedis } from './helpers/redis-server.js'
 import { eventually, nextEvent, openBus, uniqueName } from './helpers/bus.js'
-import { range, sleep } from './helpers/queue.js'
+import { range } from './helpers/queue.js'
 
 const redis = useRedis(1)
 
@@ -95,7 +95,6 @@ for (const first of ['plain', 'listen'] as const) {
     // The messages wait in the other peer's queue: a plain peer writes to `<name>:remote`, a listener
     // to `<name>:local`.
     assert.equal(await b.queue(`${name}:${first === 'listen' ? 'local' : 'remote'}`).count(), 2)
-    await sleep(200)
 
     const seen = nextEvent(early, 'remote:connect')
     const late = a.channel(name, { listen: first !== 'listen' })
@@ -207,6 +206,8 @@ for (const ender of ['plain', 'listen'] as const) {
     const firstGot = readAll(first)
     let firstEnded = false
     first.once('end', () => { firstEnded = true })
+    const firstSeen: string[] = []
+    first.on('data', (c) => firstSeen.push(String(c)))
 
     await writeAll(first, ['q1', 'q2', 'q3'])
     assert.deepEqual((await secondGot).map(String), ['q1', 'q2', 'q3'])
@@ -215,13 +216,13 @@ for (const ender of ['plain', 'listen'] as const) {
     assert.equal(first.destroyed, false)
     assert.equal(second.destroyed, false)
     assert.equal(second.writable, true)
-    await sleep(100)
     assert.equal(firstEnded, false, 'the ender must not see end before the other peer ends')
 
+    // The ender's readable still delivers what the other peer writes after the end: it did not end.
     await write(second, 'r1')
     await write(second, 'r2')
-    await sleep(100)
-    assert.equal(firstEnded, false)
+    await eventually(() => firstSeen.length === 2 || firstEnded, 10_000, 'r1 and r2 at the ender')
+    assert.equal(firstEnded, false, 'the ender must not see end before the other peer ends')
     second.end()
     assert.deepEqual((await firstGot).map(String), ['r1', 'r2'])
     await Promise.all([closed(first), closed(second)])
@@ -271,7 +272,8 @@ test('destroy(): a peer that starts reading later still gets the data written be
   await write(A, 'x2')
   A.destroy()
   await closed(A)
-  await sleep(300)
+  // B's reader has taken everything from its queue, the abort marker included.
+  await eventually(async () => (await b.queue(`${name}:remote`).count()) === 0, 10_000, 'B to take x1, x2 and the abort')
   // Only now does B's user start reading.
   const got: string[] = []
   B.on('data', (c) => got.push(String(c)))
@@ -300,7 +302,8 @@ test('destroy(): a paused peer still gets the buffered data written before the d
   assert.ok(await eventually(() => B.readableLength === 4, 5000), 'the four messages are buffered in B')
   A.destroy()
   await closed(A)
-  await sleep(300)
+  // B's reader has taken the abort marker behind them from its queue.
+  await eventually(async () => (await b.queue(`${name}:remote`).count()) === 0, 10_000, 'B to take the abort')
   B.resume()
   await closed(B)
   assert.equal(err?.code, 'ERR_BUSMQ_PEER_DESTROYED')

@@ -9,13 +9,12 @@ import net, { type AddressInfo } from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
 import { Bus } from '../lib/index.js'
-import { startRedis, startRedisGroup, ping, redisCommand, type RedisServer } from './helpers/redis-server.js'
+import { freePort, startRedis, startRedisGroup, ping, redisCommand, type RedisServer } from './helpers/redis-server.js'
 import { connectionProblem } from '../lib/cli/redis-watch.js'
 import { formatBytes } from '../lib/cli/progress.js'
 import { openBus, uniqueName, eventually, collect } from './helpers/bus.js'
 import { BIN, cliEnv, runCli, startCli, sha256 } from './helpers/cli.js'
-import { spawn } from 'node:child_process'
-import { sleep } from './helpers/queue.js'
+import { spawn, type ChildProcess } from 'node:child_process'
 
 // Two shards, so the commands route names as a multi-shard bus does; `bus` checks what they did.
 const redis: { servers: RedisServer[] } = { servers: [] }
@@ -50,15 +49,13 @@ async function remaining (name: string): Promise<string[]> {
   return (await collect<Buffer>(bus.queue(name).createReadStream({ untilEmpty: true }))).map(String)
 }
 
-function freePort (): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer()
-    srv.once('error', reject)
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as AddressInfo
-      srv.close(() => resolve(port))
-    })
-  })
+/**
+ * Resolves once `child` has written more to stdout than this process takes in while nobody reads it (its
+ * stdout was left unread): our buffer is full, the pipe fills next, and the child's writes block.
+ */
+async function stdoutBackedUp (child: ChildProcess): Promise<void> {
+  const out = child.stdout!
+  await eventually(() => out.readableLength >= out.readableHighWaterMark, 15_000, 'the child\'s stdout to back up')
 }
 
 /** `text` as a literal in a RegExp. */
@@ -176,7 +173,7 @@ test('--reliable: a pull killed while stdout is blocked loses nothing (unacked m
   const cli = startCli(['pull', q, '--reliable', '--lines'], { env: env(), readStdout: false })
   // Wait until it holds messages it cannot write (nobody reads its stdout), then crash it.
   assert.ok(await eventually(async () => (await bus.queue(q).stats()).inFlight > 0))
-  await sleep(300)
+  await stdoutBackedUp(cli.child)
   cli.child.kill('SIGKILL')
   await cli.exited
   cli.readStdout()
@@ -618,7 +615,7 @@ test('SIGTERM while stdout is blocked: every message is either written whole or 
   const cli = startCli(['pull', q, '--lines'], { env: env(), readStdout: false })
   // It has taken what it could and is stuck writing (nobody reads its stdout).
   assert.ok(await eventually(async () => (await bus.queue(q).count()) < total))
-  await sleep(500)
+  await stdoutBackedUp(cli.child)
   cli.child.kill('SIGTERM')
   const [code] = await cli.exited
   assert.equal(code, 0)

@@ -6,12 +6,30 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { pipeline, Transform } from 'node:stream'
 import type { Queue, QueueWriteStream, ReliableMessage, IdentifiedMessage } from '../lib/index.js'
+import fs from 'node:fs'
 import { Redis } from 'ioredis'
-import { useRedis, redisCommand, startRedis, type RedisServer } from './helpers/redis-server.js'
+import { useRedis, ping, redisCommand, startRedis, type RedisServer } from './helpers/redis-server.js'
 import { eventually, openBus, uniqueName } from './helpers/bus.js'
 import { sleep } from './helpers/queue.js'
 
 const redis = useRedis(1)
+
+/**
+ * Bytes `server` has received from the client at local port `clientPort` and not read yet (Linux:
+ * /proc/net/tcp, the receive queue of the server's end of that connection).
+ */
+function unreadAt (serverPort: number, clientPort: number): number {
+  const hex = (port: number): string => port.toString(16).toUpperCase().padStart(4, '0')
+  const table = fs.readFileSync('/proc/net/tcp', 'utf8')
+  for (const line of table.split('\n').slice(1)) {
+    const [, local, remote, state, queues] = line.trim().split(/\s+/)
+    // 01: ESTABLISHED. Both ends are 127.0.0.1, so the ports tell the connection.
+    if (state === '01' && local?.endsWith(`:${hex(serverPort)}`) && remote?.endsWith(`:${hex(clientPort)}`)) {
+      return parseInt(queues.split(':')[1], 16)
+    }
+  }
+  return 0
+}
 const N = 100_000
 /** Pauses between two kills, in ms: a fixed cycle over 100-300 ms, so runs are comparable. */
 const PAUSES = [100, 250, 150, 300, 200]
@@ -33,7 +51,7 @@ function startKiller (server: RedisServer): Killer {
   let running = true
   const loop = (async () => {
     for (let tick = 0; running; tick++) {
-      await sleep(PAUSES[tick % PAUSES.length])
+      await sleep(PAUSES[tick % PAUSES.length]) // the kill cycle
       if (!running) break
       const types: Array<'normal' | 'pubsub'> = tick % 2 === 0 ? ['normal', 'pubsub'] : ['normal']
       for (const type of types) {
@@ -67,7 +85,7 @@ async function produce (producer: QueueWriteStream, callbacks: Uint8Array, callb
     if (err) callbackErrors.push(err)
   }
   for (let i = 0; i < N; i++) {
-    if (i % 100 === 99) await sleep(PACE)
+    if (i % 100 === 99) await sleep(PACE) // the pace that makes the run last through many kills
     if (!producer.write(i, onCallback(i))) {
       await new Promise<void>((resolve) => {
         const done = (): void => { producer.off('drain', done); producer.off('close', done); resolve() }
@@ -132,7 +150,7 @@ test('reliable mode under repeated CLIENT KILL: nothing lost, no stream ends or 
     for (let i = 0; i < SIDE; i += 20) {
       await Promise.all(Array.from({ length: 20 }, (_, j) => side.push(String(i + j)).then(
         () => { sideSettled.resolved++ }, (err: Error) => { sideSettled.rejected.push(err.message) })))
-      await sleep(2)
+      await sleep(2) // a pace
     }
   })()
   try {
@@ -213,6 +231,7 @@ test('consume-once under repeated CLIENT KILL: no duplicates, streams survive, o
       return quiet && (await q.count()) === 0
     }, 120_000), 'the queue was never drained')
     await killer.stop()
+    // Nothing may come back to the queue once the kills stop (no event for that): look again later.
     await sleep(500)
     assert.equal(await q.count(), 0)
 
@@ -256,13 +275,19 @@ test('a push whose connection is killed after Redis ran it, before the reply, is
     await admin.connect()
     const q = bus.queue(uniqueName('resent'))
     assert.equal(await q.count(), 0)
-    const sleeping = redisCommand(server.port, ['DEBUG', 'SLEEP', '0.5'], { timeoutMs: 5000 })
-    await sleep(100)
+    const busPort = (bus.shardById(bus.shardIds[0])!.client as Redis).stream.localPort!
+    const adminPort = admin.stream.localPort!
+    // 5 s: time enough, on a loaded machine, to see it asleep and to queue the push and the kill.
+    const sleeping = redisCommand(server.port, ['DEBUG', 'SLEEP', '5'], { timeoutMs: 15_000 })
+    // Asleep: it no longer answers (awake, it answers a PING at once).
+    await eventually(async () => !(await ping(server.port, 500)), 5000, 'the server to sleep')
     const pushed = q.push('once')
-    await sleep(100)
+    await eventually(() => unreadAt(server.port, busPort) > 0, 3000, 'the push to reach the sleeping server')
     const killed = admin.call('CLIENT', 'KILL', 'TYPE', 'normal', 'SKIPME', 'yes')
+    await eventually(() => unreadAt(server.port, adminPort) > 0, 3000, 'the kill to reach the sleeping server')
     await sleeping
     t.diagnostic(`connections killed: ${String(await killed)}; push resolved with id ${await pushed}`)
+    assert.ok(Number(await killed) >= 1, 'the kill closed no connection: the push was not cut off')
     const stored = await q.count()
     t.diagnostic(`copies stored of one push: ${stored}`)
     assert.equal(stored, 1, 'the push was run twice: once before the kill, once re-sent after the reconnection')

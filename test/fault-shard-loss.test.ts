@@ -173,7 +173,8 @@ async function shardLossScenario (t: any, how: 'kill' | 'pause'): Promise<void> 
     assert.ok(await eventually(() => healthy.every((w) => has(w, [...during, 'during-push'])), 10_000),
       'queues on the healthy shards stopped flowing while one shard was lost')
 
-    // The readers of the lost shard neither end nor fail; nothing else failed either.
+    // The readers of the lost shard neither end nor fail (for the whole outage: time is the point);
+    // nothing else failed either.
     await sleep(Math.max(0, OUTAGE - (Date.now() - lostAt)))
     for (const w of watched) assert.deepEqual(w.events, [], `reader of ${w.queue.name} ended or failed`)
     for (const w of healthy) assert.deepEqual(writerErrors.get(w.queue), [])
@@ -262,7 +263,7 @@ test('a reliable reader across a shard loss: every message delivered at least on
       })
       assert.ok(await eventually(() => seen.size >= 50, 10_000))
       if (how === 'kill') await victim.kill(); else victim.pause()
-      await sleep(2500)
+      await sleep(2500) // the length of the outage
       if (how === 'kill') await victim.restart(); else victim.resume()
       assert.ok(await eventually(() => seen.size === n, 60_000),
         `${how}: only ${seen.size} of ${n} distinct messages delivered after the shard came back`)
@@ -333,7 +334,8 @@ test('a push that failed with ERR_BUSMQ_SHARD_UNAVAILABLE is not applied when th
     const online = waitEvent(bus, 'online')
     await server.restart()
     await online
-    await sleep(300)
+    // The offline queue (were it on) is sent on connecting, before any later command on the connection:
+    // this count is answered after anything it would have re-sent.
     const n = await q.count()
     t.diagnostic(`messages in the queue after the failed push: ${n}`)
     assert.equal(n, 0, 'the push the caller was told had failed was sent when the shard came back (ioredis offline queue)')
@@ -368,10 +370,12 @@ test('messages stored before a pause are not lost to a consume-once reader\'s ti
     })
     assert.ok(await eventually(() => got.length >= 50, 10_000))
     server.pause()
-    await sleep(2500)
+    await sleep(2500) // the length of the outage
     server.resume()
     await eventually(async () => (await q.count()) === 0 && got.length > 0, 30_000)
-    await sleep(500)
+    // Everything taken from the queue reaches the consumer, unless pops that timed out lost it.
+    await eventually(() => new Set(got).size === n, 10_000, () => `all ${n} messages: ${n - new Set(got).size} ` +
+      'stored before the pause were popped by timed-out pops whose replies were dropped')
     const missing = n - new Set(got).size
     t.diagnostic(`consume-once across a 2.5 s pause: ${got.length} received, ${missing} of ${n} lost`)
     assert.deepEqual(events, [])
@@ -394,7 +398,7 @@ test('a call queued behind another on a paused shard also fails within commandTi
     await q.count()
     server.pause()
     const first = timed(() => q.count())
-    await sleep(20)
+    await sleep(20) // the point: a call made a little later, queued behind the first
     const second = await timed(() => q.count())
     const firstDone = await first
     t.diagnostic(`first call failed after ${firstDone.ms} ms, the one made 20 ms later after ${second.ms} ms`)

@@ -290,6 +290,7 @@ async function publishToTwo (pub: Bus, sub: Bus, name: string, errors: Error[]):
   w.end()
   await once(w, 'finish')
   await eventually(() => received.every((r) => r.length >= 600))
+  // Anything more (a duplicate) would arrive right behind; there is no event for "nothing more".
   await new Promise((resolve) => setTimeout(resolve, 100))
   for (const r of readers) r.destroy()
   return received

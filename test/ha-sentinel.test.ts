@@ -209,11 +209,11 @@ test('a failover under a running write stream and reliable consumer: both carry 
         })
       }
       if (!ok) await drained(writer)
-      await sleep(5)
+      await sleep(5) // a pace
     }
   })()
 
-  await sleep(1500)
+  await sleep(1500) // load before the kill: time is the point
   assert.ok(received.size > 0, 'the consumer receives before the failover')
   const { killed, killedAt, promoted } = await killPrimary(() => { issuedBeforeKill = next - 1 })
   const primary = await promoted
@@ -221,7 +221,7 @@ test('a failover under a running write stream and reliable consumer: both carry 
   assert.ok(await eventually(() => resumedAt > 0, 30_000), 'writes never resumed after the failover')
   const resumeMs = resumedAt - killedAt
   // Keep producing a while on the new primary.
-  await sleep(1500)
+  await sleep(1500) // more load on the new primary
   stop = true
   await writing
   writer.end()
@@ -360,7 +360,7 @@ test(`acknowledged messages lost over ${ROUNDS} failovers, with and without repl
     await Promise.all([qPlain.attach(), qWaiting.attach()])
     const pPlain = pusher(qPlain)
     const pWaiting = pusher(qWaiting)
-    await sleep(1000)
+    await sleep(1000) // load before the kill
     let resumedPlain!: Promise<number>
     let resumedWaiting!: Promise<number>
     const lastBeforeKill = { plain: 0, waiting: 0 }
@@ -378,7 +378,7 @@ test(`acknowledged messages lost over ${ROUNDS} failovers, with and without repl
     assert.ok(atWaiting > 0, `round ${round}: pushes with replicas: 1 never resumed`)
     totals.plain.resume.push(atPlain - killedAt)
     totals.waiting.resume.push(atWaiting - killedAt)
-    await sleep(300)
+    await sleep(300) // a little more load after the resume
     await Promise.all([pPlain.stop(), pWaiting.stop()])
     const dups = [totals.plain.duplicates, totals.waiting.duplicates]
     const lostPlain = await drainAndCount(qPlain, pPlain, totals.plain)
@@ -429,8 +429,11 @@ async function pushThatNoReplicaHas (bus: Bus, q: Queue, payload: string): Promi
   for (const r of replicas) r.pause()
   try {
     await primary.cli('CLIENT', 'KILL', 'TYPE', 'replica')
+    const seq = async (): Promise<number> => Number(await redisCommand(primary.port, ['HGET', q.keys.info, 'seq']) ?? 0)
+    const before = await seq()
     outcome = q.push(payload).then(() => 'acknowledged' as const, (err: Error) => err)
-    await sleep(300)
+    // The primary has run the push (the queue's counter moved): only it has the message.
+    await eventually(async () => await seq() > before, 10_000, 'the push to run on the primary')
     await primary.kill()
   } finally {
     for (const r of replicas) r.resume()
@@ -498,7 +501,7 @@ test('a write stream moving 2 KiB messages as fast as backpressure allows carrie
   let stop = false
   const loop = (async () => {
     while (!stop && !writer.destroyed) {
-      if (!writing) { await sleep(20); continue }
+      if (!writing) { await sleep(20); continue } // idle between failovers
       if (!writer.write(payload, (err) => { if (!err) acked++ })) await drained(writer)
     }
   })()
@@ -506,7 +509,7 @@ test('a write stream moving 2 KiB messages as fast as backpressure allows carrie
     // Up to three failovers, writing only around each kill; the first error ends it.
     for (let i = 0; i < 3 && error === undefined; i++) {
       writing = true
-      await sleep(300)
+      await sleep(300) // writes around the kill
       const before = acked
       const { killed, promoted } = await killPrimary(() => {})
       await promoted
@@ -537,7 +540,7 @@ test('with replicas: 1, a write stream carries on through a failover: its batche
     while (!stop && !writer.destroyed) {
       const i = next++
       if (!writer.write({ i }, (err) => { if (!err) acked.add(i) })) await drained(writer)
-      if (i % 20 === 0) await sleep(2)
+      if (i % 20 === 0) await sleep(2) // a pace
     }
   })()
   let killed: RedisServer | undefined

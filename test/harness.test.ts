@@ -1,6 +1,7 @@
 import { test, after, describe, it } from 'node:test'
 import assert from 'node:assert/strict'
 import { spawn } from 'node:child_process'
+import { once } from 'node:events'
 import fs from 'node:fs'
 import { Redis, Cluster } from 'ioredis'
 import {
@@ -145,9 +146,9 @@ test('startSentinelGroup() works with ioredis sentinels', async () => {
   for (const s of [g.primary, ...g.replicas, ...g.sentinels]) assertGone(s.pid)
 })
 
-/** Runs a child node process that starts one server and prints its pid/dir. */
+/** Runs a child node process that starts one server with the launcher and prints its pid/dir. */
 function childWithServer (keepAlive: boolean) {
-  const helper = new URL('./helpers/redis-server.js', import.meta.url).href
+  const helper = new URL('../lib/dev/redis-launcher.js', import.meta.url).href
   const code =
     `import { startRedis } from ${JSON.stringify(helper)};\n` +
     'const s = await startRedis();\n' +
@@ -185,6 +186,36 @@ test('the watchdog cleans up after a SIGKILLed process', async () => {
   child.kill('SIGKILL')
   await exited
   await waitFor(() => !running(pid) && !fs.existsSync(dir), { timeoutMs: 8000, what: 'watchdog cleanup' })
+})
+
+test('a test file that leaves a handle open fails, naming it, and still ends', async () => {
+  const fixture = new URL('./fixtures/leaky.js', import.meta.url).pathname
+  const run = async (leak: string): Promise<{ code: number | null, signal: string | null, out: string }> => {
+    const child = spawn(process.execPath, [fixture], { env: { ...process.env, LEAK: leak }, stdio: ['ignore', 'pipe', 'pipe'] })
+    let out = ''
+    child.stdout.on('data', (d) => { out += d })
+    child.stderr.on('data', (d) => { out += d })
+    const timer = setTimeout(() => child.kill('SIGKILL'), 60_000)
+    const [code, signal] = await once(child, 'close') as [number | null, string | null]
+    clearTimeout(timer)
+    return { code, signal, out }
+  }
+  const clean = await run('none')
+  assert.equal(clean.code, 0, clean.out)
+  assert.doesNotMatch(clean.out, /LEAK/)
+  // A test that fails with a bus open (a reader waiting): openBus() closes it after the test.
+  const failed = await run('failed')
+  assert.equal(failed.code, 1, failed.out)
+  assert.match(failed.out, /failed half-way/)
+  assert.doesNotMatch(failed.out, /LEAK/)
+  const server = await run('server')
+  assert.equal(server.code, 1, server.out)
+  assert.match(server.out, /LEAK: .*leaky\.js: after its last test, 1 handle\(s\) still hold the process open:\n {2}a server listening on \{"address":"127\.0\.0\.1"/)
+  // A client that keeps reconnecting: a chain of timers and sockets, which only ending the process stops.
+  const bus = await run('bus')
+  assert.equal(bus.signal, null, 'the process had to be killed: the leak kept it alive')
+  assert.equal(bus.code, 1, bus.out)
+  assert.match(bus.out, /LEAK: .*still hold the process open:\n {2}(a Socket|a timer)/)
 })
 
 let hooked: { readonly servers: RedisServer[] } = { servers: [] }

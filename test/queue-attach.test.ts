@@ -56,6 +56,7 @@ test('two handles of one bus attached to one queue: the queue stays attached unt
   assert.equal(await b.attach(), true, 'the second found it')
   await a.push('x')
   await a.detach()
+  // Time is the point: three TTLs of 300 ms, and b's attachment must keep the queue.
   await new Promise((resolve) => setTimeout(resolve, 900))
   assert.equal(await b.count(), 1, 'still attached through b: nothing expired')
   assert.equal((await b.stats()).clients, 1)

@@ -13,7 +13,8 @@ const openBus = trackBuses()
 const oneShard = () => openBus(redis.servers)
 
 test('bounded queue: a producer stalls at maxLength, then everything arrives exactly once, in order', async () => {
-  const bus = await oneShard()
+  // A stalled producer looks again every pollInterval: 50 ms, so the quiet window below sees it retry.
+  const bus = await openBus(redis.servers, { pollInterval: 50 })
   const q = bus.queue(uniqueName(), { objectMode: true, maxLength: 100 })
   const w = q.createWriteStream()
   let acked = 0
@@ -25,6 +26,8 @@ test('bounded queue: a producer stalls at maxLength, then everything arrives exa
   assert.ok(refused > 0, 'write() returned false once the buffer filled')
 
   assert.ok(await eventually(async () => await q.count() === 100))
+  // Nothing may happen now, and there is no event for nothing: the producer retries (every 50 ms)
+  // for a while and the bound must hold.
   await sleep(300)
   assert.equal(await q.count(), 100, 'the bound holds')
   assert.ok(w.writableLength > 0, 'the rest waits in the producer')
@@ -37,7 +40,7 @@ test('bounded queue: a producer stalls at maxLength, then everything arrives exa
   const sampler = (async () => {
     while (sampling) {
       highest = Math.max(highest, await q.count())
-      await sleep(5)
+      await sleep(5) // the sampling pace
     }
   })()
   const got = await collect<number>(q.createReadStream({ max: 5000, highWaterMark: 50 }))
@@ -65,7 +68,7 @@ test('bounded queue: a well-behaved producer waits for drain and a slow consumer
     got.push(m as number)
     if (got.length % 500 === 0) {
       assert.ok(await q.count() <= 50)
-      await sleep(20)
+      await sleep(20) // a slow consumer is the point
     }
   }
   await producing
@@ -74,11 +77,13 @@ test('bounded queue: a well-behaved producer waits for drain and a slow consumer
 })
 
 test('bounded queue: push() resolves only once there is room, with the next id', async () => {
-  const bus = await oneShard()
+  // The held push looks again every 50 ms, so the quiet window below sees it retry.
+  const bus = await openBus(redis.servers, { pollInterval: 50 })
   const q = bus.queue(uniqueName(), { objectMode: true, maxLength: 10 })
   for (const i of range(0, 10)) await q.push(i)
   let id = 0
   const pending = q.push(10).then((n) => { id = n })
+  // Nothing may happen for a while (no event for that): the push keeps finding the queue full.
   await sleep(300)
   assert.equal(id, 0, 'push() is held while the queue is full')
   assert.equal(await q.count(), 10)
@@ -97,10 +102,13 @@ test('bus.close() does not hang on a producer blocked by a full bounded queue', 
   w.on('error', () => {})
   for (const i of range(0, 10)) w.write(i)
   assert.ok(await eventually(async () => await q.count() === 5))
+  // A bound on close(), as a timer cleared when close() is done: it must not outlive the test.
+  let bound: NodeJS.Timeout | undefined
   const outcome = await Promise.race([
     bus.close().then(() => 'closed'),
-    sleep(10_000).then(() => 'still closing after 10 s')
+    new Promise<string>((resolve) => { bound = setTimeout(() => resolve('still closing after 10 s'), 10_000) })
   ])
+  clearTimeout(bound)
   const other = await oneShard()
   const left = other.queue(name, { objectMode: true })
   if (outcome !== 'closed') {
@@ -132,6 +140,7 @@ test('a paused reader keeps at most 2 × highWaterMark in memory; the rest stays
     got.length === 1000 && reader.readableLength >= hwm && await q.count() + reader.readableLength === total - 1000
   assert.ok(await eventually(settled, 20_000),
     `got ${got.length}, buffered ${reader.readableLength}, in Redis ${await q.count()}`)
+  // Nothing may move while paused (no event for that): look again a while later.
   await sleep(300)
   assert.ok(await settled(), 'nothing moved while paused')
   assert.ok(reader.readableLength <= 2 * hwm, `${reader.readableLength} messages buffered`)
@@ -160,6 +169,7 @@ test('a reader nobody reads from fills its buffer once and leaves everything els
   const settled = async (): Promise<boolean> =>
     reader.readableLength >= hwm && await q.count() + reader.readableLength === total
   assert.ok(await eventually(settled, 20_000), `buffered ${reader.readableLength}, in Redis ${await q.count()}`)
+  // Nothing may move (no event for that): look again a while later.
   await sleep(300)
   assert.ok(await settled())
   assert.ok(reader.readableLength <= 2 * hwm, `${reader.readableLength} messages buffered`)
@@ -185,7 +195,7 @@ test('tee: one reader piped into two through2 transforms, both see every message
   const double = through2.obj((m, _enc, cb) => cb(null, m.i * 2))
   // A slower branch: the tee runs at the pace of the slowest reader.
   const label = through2.obj(async (m: { i: number }) => {
-    if (m.i % 1000 === 0) await sleep(10)
+    if (m.i % 1000 === 0) await sleep(10) // the slower branch
     return `#${m.i}`
   })
   reader.pipe(double)

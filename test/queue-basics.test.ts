@@ -5,7 +5,7 @@ import { randomBytes } from 'node:crypto'
 import { shardIdOf, type Codec } from '../lib/index.js'
 import { useRedis } from './helpers/redis-server.js'
 import { collect, eventually, uniqueName } from './helpers/bus.js'
-import { keysContaining, range, sleep, take, trackBuses, writeAll } from './helpers/queue.js'
+import { keysContaining, range, readerWaiting, sleep, take, trackBuses, writeAll } from './helpers/queue.js'
 
 const redis = useRedis(3)
 const openBus = trackBuses()
@@ -215,7 +215,7 @@ test('max: a reader that ends before messages arrive waits for them, then takes 
   const bus = await oneShard()
   const q = bus.queue(uniqueName(), { objectMode: true })
   const reading = collect(q.createReadStream({ max: 5 }))
-  await sleep(50)
+  await readerWaiting(redis.servers[0], q)
   await writeAll(q.createWriteStream(), range(0, 20))
   assert.deepEqual(await reading, range(0, 5))
   assert.equal(await q.count(), 15)
@@ -270,7 +270,7 @@ test('untilEnd: a reader started before the producer ends with it', async () => 
   const w = q.createWriteStream({ endMarker: true })
   for (const i of range(0, 100)) {
     if (!w.write(i)) await once(w, 'drain')
-    if (i % 25 === 0) await sleep(5)
+    if (i % 25 === 0) await sleep(5) // a pace: the reader sees the messages arrive over time
   }
   w.end()
   assert.deepEqual(await reading, range(0, 100))
@@ -328,7 +328,7 @@ test('destroy() of a reader blocked on an empty queue takes nothing', async () =
   const q = bus.queue(uniqueName(), { objectMode: true })
   const reader = q.createReadStream()
   reader.resume()
-  await sleep(100)
+  await readerWaiting(redis.servers[0], q)
   reader.destroy()
   await once(reader, 'close')
   await writeAll(q.createWriteStream(), range(0, 10))
@@ -467,6 +467,7 @@ test('attach() keeps a queue alive past its TTL; after the last detach every key
   reader.read(0)
   assert.ok(await eventually(() => reader.readableLength === 1))
 
+  // Time passing is the point: 2.5 TTLs, and nothing of the attached queue may expire.
   await sleep(2500)
   assert.ok((await keysContaining(server, name)).length > 0)
   assert.equal(await q.count(), 14)
@@ -497,11 +498,12 @@ test('a queue used by streams only expires after its last stream closes', async 
   w.write(1)
   const r = q.createReadStream({ mode: 'replay' })
   r.pause()
+  // Time passing is the point: well past the TTL (1 s), the queue of open streams must not expire.
   await sleep(2500)
   assert.equal(await q.count(), 1)
   w.end()
   await once(w, 'close')
-  await sleep(1500)
+  await sleep(1500) // again past the TTL, with only the reader left
   assert.equal(await q.count(), 1, 'the replay reader still keeps it attached')
   r.destroy()
   await once(r, 'close')
@@ -597,7 +599,8 @@ test('pubsub: many subscribers on one bus raise no MaxListenersExceededWarning',
     const got = subs.map((sub) => take<Buffer>(sub, 1))
     for (const t of topics) await t.publish(t.name)
     assert.deepEqual((await Promise.all(got)).map((m) => String(m[0])), topics.map((t) => t.name))
-    await sleep(10)
+    // A MaxListenersExceededWarning is emitted on the next tick after the listener that crossed the line.
+    await new Promise((resolve) => setImmediate(resolve))
     assert.deepEqual(warnings.map((w) => w.message), [])
     await bus.close()
   } finally {

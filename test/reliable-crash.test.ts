@@ -121,7 +121,7 @@ test('100,000 messages, the consumer SIGKILLed 10 times: nothing lost, duplicate
       const c = run('reliable-consumer', [redis.servers[0].url, name, records, 'run', prefetch, LEASE, 10])
       const receiving = await c.waitLine((l) => l === 'receiving', 10_000)
       assert.ok(receiving, `consumer ${k + 1} received nothing`)
-      await sleep(200 + Math.floor(random() * 1300))
+      await sleep(200 + Math.floor(random() * 1300)) // a random moment to kill it
       await c.kill()
       assert.equal(c.child.signalCode, 'SIGKILL', `consumer ${k + 1} exited by itself: ${c.lines.join(' | ')}`)
       heldAtKill.push((await q.stats()).inFlight)
@@ -138,7 +138,7 @@ test('100,000 messages, the consumer SIGKILLed 10 times: nothing lost, duplicate
       const stats = await q.stats()
       if (stats.length === 0 && stats.inFlight === 0) break
       assert.ok(Date.now() - killed < 60_000, `not drained: ${JSON.stringify(stats)}`)
-      await sleep(200)
+      await sleep(200) // between two drain runs
     }
     const drained = Date.now()
 
@@ -251,7 +251,7 @@ test('a consumer killed mid-pipeline: exactly what it had not acked is redeliver
       const s = await q.stats()
       if (s.length === 0 && s.inFlight === 0) break
       assert.ok(Date.now() < deadline, `not drained: ${JSON.stringify(s)}`)
-      await sleep(100)
+      await sleep(100) // between two drain runs (leases lapse meanwhile)
     }
     const all = range(1, n + 1)
     const ackedIds = sets.acked

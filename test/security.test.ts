@@ -7,13 +7,13 @@ import { fileURLToPath } from 'node:url'
 import { once } from 'node:events'
 import fs from 'node:fs'
 import fsp from 'node:fs/promises'
-import net, { type AddressInfo } from 'node:net'
+import net from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
 import { pipeline } from 'node:stream/promises'
 import { Redis } from 'ioredis'
 import { Bus, type Queue, type ReliableMessage, type IdentifiedMessage } from '../lib/index.js'
-import { launchRedis, redisArgs, startRedis, type RedisServer } from './helpers/redis-server.js'
+import { freePort, launchRedis, redisArgs, startRedis, type RedisServer } from './helpers/redis-server.js'
 import { collect, eventually, openBus, uniqueName } from './helpers/bus.js'
 import { sleep, writeAll } from './helpers/queue.js'
 
@@ -268,6 +268,7 @@ async function workload (bus: Bus): Promise<void> {
   assert.equal(stats.pushed, 1)
   assert.equal(stats.clients, 1)
   assert.ok(stats.ttl > 0 && stats.ttl <= 300)
+  // Time passing is the point: past the TTL, an attached queue must still be there.
   await sleep(500)
   assert.equal(await life.exists(), true, 'an attached queue expired')
   assert.equal(await life.count(), 1)
@@ -392,17 +393,6 @@ async function makePki (): Promise<Pki> {
   }
 }
 
-function freePort (): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer()
-    srv.once('error', reject)
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as AddressInfo
-      srv.close(() => resolve(port))
-    })
-  })
-}
-
 before(async () => {
   try {
     execFileSync('openssl', ['version'], { stdio: 'ignore' })
@@ -446,16 +436,27 @@ test('TLS: rediss:// with the right CA works end to end; a wrong CA or plain red
     s.once('error', reject)
   }), /ECONNREFUSED/)
 
-  const bus = await openBus([], { redis: [url], redisOptions: { tls: { ca: pki!.ca } } })
+  // pollInterval far beyond this test's timeout: a waiting reader gets a push in time only by a wake-up.
+  const bus = await openBus([], { redis: [url], pollInterval: 600_000, redisOptions: { tls: { ca: pki!.ca } } })
+  const admin = new Redis(url, { tls: { ca: pki!.ca }, lazyConnect: true })
   try {
     await roundTrip(bus)
     // Wake-ups over the TLS subscriber connection: a waiting reader gets a later push at once.
     const q = bus.queue(uniqueName('tls-wake'))
+    await admin.connect()
+    const pops = async (): Promise<number> => Number(/cmdstat_lpop:calls=(\d+)/.exec(await admin.info('commandstats'))?.[1] ?? 0)
+    const popsBefore = await pops()
     const got = collect(q.createReadStream({ max: 1 }))
-    await sleep(100)
+    // The reader found the queue empty, subscribed its wake-up channel, looked again (a second empty
+    // pop) and sleeps: from now on only a wake-up (or the poll, 10 minutes away) makes it look again.
+    await eventually(async () => {
+      const [, subscribers] = await admin.call('PUBSUB', 'NUMSUB', q.keys.wake) as [string, number]
+      return subscribers > 0 && await pops() >= popsBefore + 2
+    }, 10_000, 'the reader to wait: subscribed, and two empty pops')
     await q.push(Buffer.from([0, 1, 2, 255]))
     assert.deepEqual(await got, [Buffer.from([0, 1, 2, 255])])
   } finally {
+    admin.disconnect()
     await bus.close()
   }
   // The SAN has localhost too.

@@ -1,15 +1,43 @@
 import { randomUUID } from 'node:crypto'
+import { after, afterEach, beforeEach } from 'node:test'
 import { Bus, type BusOptions } from '../../lib/index.js'
-import type { RedisServer } from './redis-server.js'
+import './leaks.js'
+
+export { eventually, waitFor } from './wait.js'
 
 /** A unique queue or channel name per test. */
 export function uniqueName (what = 'test'): string {
   return `${what}-${randomUUID()}`
 }
 
-/** A bus over the given test servers, connected, closed by the caller. */
-export async function openBus (servers: RedisServer[], options: BusOptions = {}): Promise<Bus> {
+/**
+ * Buses opened by openBus(), per running test (tests of a file run one at a time, the default; a subtest
+ * gets its own set on top of its parent's), and those opened outside any test (in a before() hook).
+ */
+const perTest: Array<Set<Bus>> = []
+const outsideTests = new Set<Bus>()
+
+async function closeAll (buses: Set<Bus>): Promise<void> {
+  const all = [...buses]
+  buses.clear()
+  await Promise.allSettled(all.map((b) => b.close()))
+}
+
+// Root hooks, registered when this module is first imported (before the file's own hooks): every test
+// closes the buses it opened, also when it failed half-way, so no connection outlives it; buses opened in
+// a before() hook are closed first thing after the last test (before the servers go).
+beforeEach(() => { perTest.push(new Set()) })
+afterEach(async () => { await closeAll(perTest.pop() ?? new Set()) })
+after(async () => { await closeAll(outsideTests) })
+
+/**
+ * A connected bus over the given test servers (anything with a Redis `url`), closed after the test that
+ * opened it (or, opened in a before() hook, after the file's last test). Closing it earlier is fine.
+ */
+export async function openBus (servers: Array<{ url: string }>, options: BusOptions = {}): Promise<Bus> {
   const bus = new Bus({ redis: servers.map((s) => s.url), ...options })
+  const owner = perTest.at(-1) ?? outsideTests
+  owner.add(bus)
   await bus.connect()
   return bus
 }
@@ -28,16 +56,6 @@ export async function nextEvent (emitter: NodeJS.EventEmitter, event: string, ma
     }
     emitter.on(event, listener)
   })
-}
-
-/** Polls `check` every 20 ms until it returns true or `ms` pass; returns whether it did. */
-export async function eventually (check: () => boolean | Promise<boolean>, ms = 10_000): Promise<boolean> {
-  const end = Date.now() + ms
-  while (Date.now() < end) {
-    if (await check()) return true
-    await new Promise((resolve) => setTimeout(resolve, 20))
-  }
-  return await check()
 }
 
 /** Collects everything a readable emits until it ends. */

@@ -68,7 +68,7 @@ export async function startCluster (masters = 3): Promise<RedisCluster> {
         }
         return true
       },
-      { timeoutMs: 20_000, what: 'cluster_state:ok on every cluster node' }
+      { timeoutMs: 20_000, intervalMs: 100, what: 'cluster_state:ok on every cluster node' }
     )
   } catch (err) {
     await stop()

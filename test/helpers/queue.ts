@@ -1,15 +1,19 @@
 // Small stream helpers shared by the queue tests.
 import { once } from 'node:events'
-import { afterEach } from 'node:test'
-import { Bus, type BusOptions } from '../../lib/index.js'
+import type { Queue } from '../../lib/index.js'
 import type { RedisServer } from './redis-server.js'
+import { openBus } from './bus.js'
+import { waitFor } from './wait.js'
 
 /** [from, from + 1, …, to - 1] */
 export function range (from: number, to: number): number[] {
   return Array.from({ length: Math.max(0, to - from) }, (_, i) => from + i)
 }
 
-/** Resolves after `ms`. */
+/**
+ * Resolves after `ms`. Only for where time passing is the point (a lease or TTL must lapse, nothing may
+ * happen for a while, a pace): to wait for something to happen, use eventually()/waitFor() or the event.
+ */
 export function sleep (ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms))
 }
@@ -54,20 +58,19 @@ export async function keysContaining (server: RedisServer, part: string): Promis
 }
 
 /**
- * Like openBus() (servers, or anything with a Redis `url`), but every bus it opened is closed after
- * each test, so a test that fails half-way leaves no connection behind to keep the process alive.
+ * Resolves once a reader of `queue` waits for a wake-up: it found the queue empty and subscribed the
+ * queue's wake-up channel on `server` (readers subscribe only while they wait).
  */
-export function trackBuses (): (servers: Array<{ url: string }>, options?: BusOptions) => Promise<Bus> {
-  const open = new Set<Bus>()
-  afterEach(async () => {
-    const all = [...open]
-    open.clear()
-    await Promise.all(all.map((b) => b.close()))
-  })
-  return async (servers, options) => {
-    const bus = new Bus({ redis: servers.map((s) => s.url), ...options })
-    open.add(bus)
-    await bus.connect()
-    return bus
-  }
+export async function readerWaiting (server: RedisServer, queue: Queue): Promise<void> {
+  const channel = queue.keys.wake
+  await waitFor(async () => Number((await server.cli('PUBSUB', 'NUMSUB', channel)).split('\n')[1]) > 0,
+    { what: `a reader of ${queue.name} waiting (a subscriber on ${channel})` })
+}
+
+/**
+ * The tracking opener, under the name the queue tests have used: openBus() itself (every bus it opens is
+ * closed after the test that opened it). Kept so that `const openBus = trackBuses()` still works.
+ */
+export function trackBuses (): typeof openBus {
+  return openBus
 }

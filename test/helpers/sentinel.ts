@@ -98,7 +98,7 @@ export async function startSentinelGroup ({
         const online = info.match(/^slave\d+:.*state=online/gm)?.length ?? 0
         return new RegExp(`connected_slaves:${replicas}\\b`).test(info) && online === replicas
       },
-      { timeoutMs: 15_000, what: `${replicas} replicas online on the primary` }
+      { timeoutMs: 15_000, intervalMs: 100, what: `${replicas} replicas online on the primary` }
     )
 
     const sents = await launchAll(
@@ -124,7 +124,7 @@ export async function startSentinelGroup ({
         }
         return true
       },
-      { timeoutMs: 20_000, what: `every sentinel to know master ${name}, its replicas and the other sentinels` }
+      { timeoutMs: 20_000, intervalMs: 100, what: `every sentinel to know master ${name}, its replicas and the other sentinels` }
     )
 
     return {

@@ -1,6 +1,8 @@
+// Names and the integer option check (lib/names.ts): refused before anything reaches Redis.
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { Bus, MAX_NAME_LENGTH, validateName } from '../lib/index.js'
+import { Bus, MAX_NAME_LENGTH, validateName } from '../../lib/index.js'
+import { checkInt, validatePrefix } from '../../lib/names.js'
 
 // No shard is ever contacted: names are checked before anything reaches Redis.
 const bus = new Bus({ redis: ['redis://127.0.0.1:1'] })
@@ -57,5 +59,24 @@ test('valid names are accepted and their keys stay under the prefix, in one hash
 test('a bad prefix is refused with ERR_BUSMQ_INVALID_OPTION', () => {
   for (const prefix of ['', 'a{b', 'a b', 'x'.repeat(65)]) {
     assert.throws(() => new Bus({ prefix, redis: 'redis://127.0.0.1:1' }), { code: 'ERR_BUSMQ_INVALID_OPTION' })
+  }
+})
+
+test('a good prefix is accepted as it is', () => {
+  for (const prefix of ['busmq', 'a', 'app:prod/v2', 'x'.repeat(64)]) assert.equal(validatePrefix(prefix), prefix)
+  for (const prefix of [undefined, null, 42]) assert.throws(() => validatePrefix(prefix), { code: 'ERR_BUSMQ_INVALID_OPTION' })
+})
+
+test('checkInt: an integer within [min, max] passes; anything else is refused, naming the option and the value', () => {
+  assert.equal(checkInt(5, 'ttl', 1), 5)
+  assert.equal(checkInt(1, 'ttl', 1, 1), 1)
+  assert.equal(checkInt(Number.MAX_SAFE_INTEGER, 'ttl', 0), Number.MAX_SAFE_INTEGER)
+  for (const bad of [0, 11, 1.5, Number.NaN, Infinity, -Infinity, '5', null, undefined, 5n]) {
+    assert.throws(() => checkInt(bad, 'answer', 1, 10), (err: any) => {
+      assert.equal(err.code, 'ERR_BUSMQ_INVALID_OPTION')
+      assert.equal(err.name, 'InvalidOptionError')
+      assert.match(err.message, /^answer must be an integer from 1 to 10, got /)
+      return true
+    }, String(bad))
   }
 })
