@@ -77,7 +77,7 @@ test('bounded queue: push() resolves only once there is room, with the next id',
   const bus = await oneShard()
   const q = bus.queue(uniqueName(), { objectMode: true, maxLength: 10 })
   for (const i of range(0, 10)) await q.push(i)
-  let id = 0
+  let id: number | null = 0
   const pending = q.push(10).then((n) => { id = n })
   await sleep(300)
   assert.equal(id, 0, 'push() is held while the queue is full')

@@ -4,10 +4,10 @@ import type { Queue } from './queue.js'
 import type { Shard } from '../router/shard.js'
 import type { Wakeups } from './wakeups.js'
 import { checkCodec, decodeMessage, type Codec } from './codec.js'
-import { KIND_ABORT, KIND_END, encodeElementWithId, parseElements, type Element } from './element.js'
+import { KIND_ABORT, KIND_END, encodeElementWithId, parseBatch, type Element } from './element.js'
 import { DEFAULT_READ_HIGH_WATER_MARK, type ReadStreamOptions } from './queue-options.js'
 import { checkInt } from '../names.js'
-import { DecodeError, InvalidOptionError, PeerDestroyedError } from '../errors.js'
+import { DecodeError, InvalidOptionError, PeerDestroyedError, QueueDeletedError } from '../errors.js'
 import { closeByBus, isReplyError, sleep } from '../util.js'
 import { pop, range, unpop } from '../scripts/index.js'
 
@@ -30,11 +30,11 @@ export interface IdentifiedMessage<T = unknown> {
 export interface QueueReader<C = any> {
   [Symbol.asyncIterator] (): AsyncIteratorObject<C, any, any>
   on (event: 'data', listener: (chunk: C) => void): this
-  on (event: 'close' | 'end' | 'pause' | 'readable' | 'resume', listener: () => void): this
+  on (event: 'close' | 'end' | 'pause' | 'readable' | 'ready' | 'resume', listener: () => void): this
   on (event: 'error', listener: (err: Error) => void): this
   on (event: string | symbol, listener: (...args: any[]) => void): this
   once (event: 'data', listener: (chunk: C) => void): this
-  once (event: 'close' | 'end' | 'pause' | 'readable' | 'resume', listener: () => void): this
+  once (event: 'close' | 'end' | 'pause' | 'readable' | 'ready' | 'resume', listener: () => void): this
   once (event: 'error', listener: (err: Error) => void): this
   once (event: string | symbol, listener: (...args: any[]) => void): this
 }
@@ -48,6 +48,9 @@ export interface QueueReader<C = any> {
  * consumer, `read()`, `pipe()` and async iteration included, goes through one). Node's Readable would
  * keep emitting buffered chunks after `destroy()` (from a `'data'` handler, say); a destroyed reader
  * hands on nothing more, so what it gives back is exactly what it took and did not hand on.
+ *
+ * Emits `'ready'` once attached to its queue. Its first read binds it to the queue it finds (the
+ * queue's incarnation); once that queue is deleted, the reader fails with `ERR_BUSMQ_QUEUE_DELETED`.
  */
 export abstract class QueueReader<C = any> extends Readable {
   readonly queue: Queue
@@ -59,6 +62,8 @@ export abstract class QueueReader<C = any> extends Readable {
   protected readonly untilEnd: boolean
   protected shard!: Shard
   protected wakeups!: Wakeups
+  /** The incarnation of the queue this reader is bound to ('' until its first read). */
+  protected incarnation = ''
   /** Messages pushed downstream so far (into the Readable's buffer). */
   delivered = 0
   /** Chunks handed on to the consumer (`'data'` events). */
@@ -107,6 +112,7 @@ export abstract class QueueReader<C = any> extends Readable {
       this.wakeups = wakeups
       this.endWakeups = wakeups.use()
       callback()
+      if (!this.destroyed) process.nextTick(() => this.emit('ready'))
     }).catch((err: Error) => {
       // Destroyed while being set up (bus.close(), say): that failure no longer matters to anyone.
       callback(this.destroyed ? null : err)
@@ -124,6 +130,17 @@ export abstract class QueueReader<C = any> extends Readable {
 
   /** Called with an element that cannot be decoded; returns the error to destroy the stream with. */
   protected abstract poison (el: Element, err: DecodeError): Promise<Error>
+
+  /**
+   * Binds the reader to the incarnation a read returned (its first), or throws `ERR_BUSMQ_QUEUE_DELETED`
+   * when a read says the bound one was deleted (`undefined`).
+   */
+  protected bindTo (incarnation: string | undefined): void {
+    if (incarnation === undefined) {
+      throw new QueueDeletedError(`queue ${this.queue.name} was deleted while this reader was reading it`)
+    }
+    if (this.incarnation === '') this.incarnation = incarnation
+  }
 
   override _read (): void {
     // A _read while the loop runs must never be dropped: the Readable would not ask again until we
@@ -155,8 +172,8 @@ export abstract class QueueReader<C = any> extends Readable {
           els = await this.fetch(Math.min(this.batch, this.max - this.delivered, capacity))
         } catch (err) {
           if (this.destroyed) return
-          if (isReplyError(err)) {
-            // Redis refused the command (OOM, NOPERM, …): retrying would not help.
+          if (isReplyError(err) || err instanceof QueueDeletedError) {
+            // Redis refused the command (OOM, NOPERM, …), or the queue is gone: retrying would not help.
             this.destroy(err as Error)
             return
           }
@@ -371,8 +388,14 @@ export class QueueReadStream<C = any> extends QueueReader<C> {
 
   protected override async fetch (count: number): Promise<Element[]> {
     const k = this.queue.keys
-    if (this.mode === 'consume') return parseElements(await pop(this.shard, k, { count, ttl: this.queue.ttl }))
-    const els = parseElements(await range(this.shard, k, { from: this.next, count, ttl: this.queue.ttl }))
+    const { ttl } = this.queue
+    const incarnation = this.incarnation
+    const reply = parseBatch(this.mode === 'consume'
+      ? await pop(this.shard, k, { count, ttl, incarnation })
+      : await range(this.shard, k, { from: this.next, count, ttl, incarnation }))
+    this.bindTo(reply?.incarnation)
+    const els = reply!.elements
+    if (this.mode === 'consume') return els
     // Ids only grow: skip anything older than the offset (put back at the head by a consume-once reader).
     const fresh = els.filter((el) => el.id >= this.next)
     if (fresh.length > 0) this.next = fresh[fresh.length - 1].id + 1
@@ -396,8 +419,11 @@ export class QueueReadStream<C = any> extends QueueReader<C> {
 
   protected override async giveBack (elements: Element[]): Promise<void> {
     if (this.mode !== 'consume' || elements.length === 0) return
-    await unpop(this.shard, this.queue.keys, { ttl: this.queue.ttl, elements: elements.map(encodeElementWithId) })
-    debug('gave back %d message(s) to %s', elements.length, this.queue.name)
+    const len = await unpop(this.shard, this.queue.keys, {
+      ttl: this.queue.ttl, incarnation: this.incarnation, elements: elements.map(encodeElementWithId)
+    })
+    if (len < 0) debug('%d message(s) not given back to %s: it was deleted', elements.length, this.queue.name)
+    else debug('gave back %d message(s) to %s', elements.length, this.queue.name)
   }
 
   protected override async release (unhanded: number): Promise<void> {
@@ -413,6 +439,7 @@ export class QueueReadStream<C = any> extends QueueReader<C> {
       // Taken from the queue already: keep it, for inspection, in the dead-letter queue.
       await this.queue.deadLetter().producer().push([el.payload])
       err.message += '; moved to its dead-letter queue)'
+      this.queue.bus.log.error(err.message)
     } else {
       err.message += '; it stays in the queue)'
     }

@@ -34,7 +34,10 @@ export interface QueueWriteStream<T = any> {
 
 /**
  * Producer side of a queue. Each chunk is one message; every chunk buffered while a round trip is in
- * flight goes out in the next one (`_writev`), and a write's callback fires once Redis has accepted it.
+ * flight goes out in the next one (`_writev`), and a write's callback fires once Redis has accepted it
+ * (or, with `overflow: 'drop'`, dropped it: see `dropped`). Emits `'ready'` once attached to its queue.
+ * Its first push binds it to the queue it reaches: once that queue is deleted it fails with
+ * `ERR_BUSMQ_QUEUE_DELETED`.
  * With the bus option `replicas`, a batch whose connection changed before its replicas confirmed it (a
  * failover) is sent again to the new primary (stored once) and the stream carries on.
  */
@@ -44,6 +47,8 @@ export class QueueWriteStream<T = any> extends Writable {
   private readonly objectMode: boolean
   private readonly codec: Codec
   private readonly endMarker: boolean
+  /** Messages that did not fit under the queue's `maxLength` and were dropped (`overflow: 'drop'`). */
+  dropped = 0
   private attached = false
   private closingByBus = false
   private readonly untrack: () => void
@@ -61,7 +66,7 @@ export class QueueWriteStream<T = any> extends Writable {
     this.objectMode = objectMode
     this.codec = codec
     this.endMarker = options.endMarker ?? false
-    this.producer = queue.producer({ retryReplication: true })
+    this.producer = queue.producer({ retryReplication: true, bind: true })
     this.untrack = queue.bus.track(this)
   }
 
@@ -69,6 +74,7 @@ export class QueueWriteStream<T = any> extends Writable {
     this.queue.attach().then(() => {
       this.attached = true
       callback()
+      if (!this.destroyed) process.nextTick(() => this.emit('ready'))
     }, (err: Error) => {
       // Destroyed while being set up (bus.close(), say): that failure no longer matters to anyone.
       callback(this.destroyed ? null : err)
@@ -88,13 +94,19 @@ export class QueueWriteStream<T = any> extends Writable {
       }
     }
     if (payloads.length === 0) return callback(failure)
-    this.producer.push(payloads).then(() => callback(failure), callback)
+    this.producer.push(payloads).then(({ stored }) => {
+      this.dropped += payloads.length - stored
+      callback(failure)
+    }, callback)
   }
 
   override _final (callback: Callback): void {
     // bus.close() is not the producer finishing its input: no end marker then.
     if (!this.endMarker || this.closingByBus) return callback()
-    this.producer.push([Buffer.alloc(0)], KIND_END).then(() => callback(), callback)
+    this.producer.push([Buffer.alloc(0)], KIND_END).then(({ stored }) => {
+      this.dropped += 1 - stored
+      callback()
+    }, callback)
   }
 
   override _destroy (err: Error | null, callback: (error: Error | null) => void): void {

@@ -154,6 +154,12 @@ export class Shard extends EventEmitter implements ScriptTarget {
     })
   }
 
+  /** `host:port` of the server the command connection is connected to now, when known (not for a Cluster). */
+  get address (): string | undefined {
+    const stream = (this.client as unknown as { stream?: { remoteAddress?: string, remotePort?: number } }).stream
+    return stream?.remoteAddress && stream.remotePort ? `${stream.remoteAddress}:${stream.remotePort}` : undefined
+  }
+
   /** Whether close() was called. */
   get closed (): boolean {
     return this.closing !== undefined
@@ -175,7 +181,12 @@ export class Shard extends EventEmitter implements ScriptTarget {
       }
       this.subscriptions.close()
       await Promise.all([quit(this.subscriptions.client), quit(this.client)])
-      this.online = false
+      // The connection's own 'close' may come later or not at all once it was disconnected: say it here.
+      if (this.online) {
+        this.online = false
+        debug('%s offline (closed)', this.id)
+        this.emit('offline')
+      }
     })()
     return this.closing
   }

@@ -3,21 +3,27 @@
 
   KEYS[1] messages list   KEYS[2] info hash
   ARGV[1] count   ARGV[2] ttl in ms   ARGV[3] wake-up pub/sub channel
+  ARGV[4] the incarnation the reader is bound to ('' = not bound yet)
 
   When the queue is empty, raises the w flag (a field of the info hash) so that the next push publishes
   a wake-up. When a producer waits for room (the r flag), publishes 'r'.
-  Returns { implicit id of the first element, element, element, … }, or {} when empty.
+  Returns { incarnation, implicit id of the first element, element, element, … }, { incarnation } when
+  empty, or { 0 } when the bound incarnation was deleted (nothing is written).
 ]]
 --@include head
+--@include incarnation
+local inc = incarnation(KEYS[2], ARGV[4])
+if not inc then return { 0 } end
 local head = headId(KEYS[1], KEYS[2])
 local r = redis.call('LPOP', KEYS[1], ARGV[1])
 if not r then
   redis.call('HSET', KEYS[2], 'w', '1')
   redis.call('PEXPIRE', KEYS[2], ARGV[2])
-  return {}
+  return { inc }
 end
 redis.call('HINCRBY', KEYS[2], 'consumed', #r)
 redis.call('PEXPIRE', KEYS[2], ARGV[2])
 if redis.call('HDEL', KEYS[2], 'r') == 1 then redis.call('PUBLISH', ARGV[3], 'r') end
 table.insert(r, 1, head)
+table.insert(r, 1, inc)
 return r
