@@ -72,7 +72,7 @@ export class Queue<T = any> {
     this.keys = parent ? parent.keys.deadLetter() : QueueKeys.forQueue(bus.settings.prefix, name)
     this.ttl = checkInt(options.ttl ?? bus.settings.ttl, 'ttl', 10)
     this.maxLength = checkInt(options.maxLength ?? 0, 'maxLength', 0)
-    const overflow = options.overflow ?? DEFAULT_OVERFLOW
+    const overflow = options.overflow === undefined ? DEFAULT_OVERFLOW : options.overflow
     if (!OVERFLOW_VALUES.includes(overflow)) {
       throw new InvalidOptionError(`overflow must be 'wait', 'drop' or 'error', got ${JSON.stringify(overflow)}`)
     }
