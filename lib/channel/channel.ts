@@ -291,8 +291,9 @@ export class Channel<T = any, R = T> extends Duplex {
         tasks.push(this.producer.push([Buffer.alloc(0)], KIND_ABORT))
       }
       if (reader && !reader.destroyed) {
-        // What this side took but did not hand on goes back to the queue (reliable: is released).
-        reader.returnUnread(this.reliable ? 0 : Math.max(0, this.pushedTotal - this.handedTotal))
+        // What this side took but did not hand on goes back to the queue (reliable: is released, and
+        // those never handed on do not count as a delivery).
+        reader.returnUnread(Math.max(0, this.pushedTotal - this.handedTotal))
         tasks.push(new Promise((resolve) => { reader.once('close', resolve); reader.destroy() }))
       }
       await Promise.allSettled(tasks)

@@ -10,11 +10,12 @@
   Returns { incarnation, implicit id of the first element, element, element, … }, { incarnation } when
   empty, or { 0 } when the bound incarnation was deleted (nothing is written).
 ]]
---@include head
 --@include incarnation
-local inc = incarnation(KEYS[2], ARGV[4])
+local info = redis.call('HMGET', KEYS[2], 'seq', 'n')
+local inc = incarnation(KEYS[2], info[2], ARGV[4])
 if not inc then return { 0 } end
-local head = headId(KEYS[1], KEYS[2])
+-- The implicit id of the head element (lib/queue/element.ts).
+local head = tonumber(info[1] or 0) - redis.call('LLEN', KEYS[1]) + 1
 local r = redis.call('LPOP', KEYS[1], ARGV[1])
 if not r then
   redis.call('HSET', KEYS[2], 'w', '1')

@@ -22,12 +22,13 @@
   seq - pushed + 1 .. seq. { -1, 0, '' } when the bound incarnation was deleted (nothing is written).
 ]]
 --@include incarnation
-local inc = incarnation(KEYS[2], ARGV[7])
+local field = 'p' .. ARGV[5]
+local info = redis.call('HMGET', KEYS[2], field, 'n')
+local inc = incarnation(KEYS[2], info[2], ARGV[7])
 if not inc then return { -1, 0, '' } end
 local ttl = tonumber(ARGV[1])
 local batch = tonumber(ARGV[6])
-local field = 'p' .. ARGV[5]
-local last = redis.call('HGET', KEYS[2], field)
+local last = info[1]
 if last then
   local b, n, seq = string.match(last, '^(%d+):(%d+):(%d+)$')
   if tonumber(b) >= batch then return { tonumber(n), tonumber(seq), inc } end

@@ -21,7 +21,7 @@
 --@include requeue
 --@include incarnation
 
-local inc = incarnation(KEYS[2], ARGV[8])
+local inc = incarnation(KEYS[2], redis.call('HGET', KEYS[2], 'n'), ARGV[8])
 if not inc then return { 0 } end
 local now = nowMs()
 local ttl = tonumber(ARGV[2])

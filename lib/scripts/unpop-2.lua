@@ -10,7 +10,7 @@
   Returns the new length of the list, or -1 when the incarnation was deleted (nothing is written).
 ]]
 --@include incarnation
-if not incarnation(KEYS[2], ARGV[3]) then return -1 end
+if not incarnation(KEYS[2], redis.call('HGET', KEYS[2], 'n'), ARGV[3]) then return -1 end
 local n = #ARGV - 3
 local len = 0
 for i = n, 1, -1 do
