@@ -5,7 +5,7 @@ import { ObjectKeys, OBJECT_FIELD_PREFIX } from '../keys.js'
 import { checkInt } from '../names.js'
 import { ConflictError, InvalidOptionError, MessageTooLargeError } from '../errors.js'
 import { checkCodec, encodeMessage, jsonCodec, type Codec } from '../queue/codec.js'
-import { objectSave } from '../scripts/index.js'
+import { objectSave, publish } from '../scripts/index.js'
 import { checkField, decodeFields } from './fields.js'
 import { ObjectChangeStream } from './change-stream.js'
 import {
@@ -249,10 +249,12 @@ export class PersistedObject<T extends Record<string, any> = Record<string, any>
    */
   async delete (): Promise<boolean> {
     const shard = await this.shard()
-    const replies = await shard.run((c) => c.multi().del(...this.keys.all()).publish(this.keys.wake, 'd').exec())
+    const deleted = await shard.run((c) => c.del(...this.keys.all()))
     this.version = 0
     this.incarnation = ''
-    return Number(replies?.[0]?.[1] ?? 0) > 0
+    // Change streams look at once (they would anyway within pollInterval).
+    await publish(shard, { channel: this.keys.wake, payload: Buffer.from('d') })
+    return deleted > 0
   }
 
   /** @internal Closes the handle with the bus: stops keeping the object alive. */
