@@ -4,8 +4,9 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { once } from 'node:events'
-import { useRedis } from './helpers/redis-server.js'
-import { collect, uniqueName } from './helpers/bus.js'
+import { Bus } from '../lib/index.js'
+import { startRedis, useRedis } from './helpers/redis-server.js'
+import { collect, eventually, nextEvent, uniqueName } from './helpers/bus.js'
 import { keysContaining, range, trackBuses } from './helpers/queue.js'
 import { fixture } from './helpers/fixture.js'
 
@@ -86,4 +87,34 @@ test('a reader holding messages when its queue is deleted gives nothing back int
   const fresh = q.createReadStream({ max: 1 })
   await q.push('new')
   assert.deepEqual(await collect(fresh), ['new'])
+})
+
+test('a shard restarted without its data is not a delete: bound readers and writers carry on with a fresh queue', { timeout: 60_000 }, async () => {
+  const server = await startRedis({ appendonly: false })
+  const bus = new Bus({ redis: server.url, pollInterval: 200 })
+  bus.on('error', () => {})
+  await bus.connect()
+  try {
+    const q = bus.queue(uniqueName('lost'), { objectMode: true })
+    const w = q.createWriteStream()
+    const reader = q.createReadStream()
+    const got: unknown[] = []
+    const events: string[] = []
+    reader.on('data', (m) => got.push(m))
+    for (const s of [w, reader]) s.on('error', (err: Error) => events.push(err.message))
+    await new Promise<void>((resolve, reject) => w.write('before', (err) => err ? reject(err) : resolve()))
+    assert.ok(await eventually(() => got.length === 1))
+    const lost = nextEvent(bus, 'dataloss')
+    const online = nextEvent(bus, 'online')
+    await server.kill()
+    await server.restart()
+    await Promise.all([online, lost])
+    await new Promise<void>((resolve, reject) => w.write('after', (err) => err ? reject(err) : resolve()))
+    assert.ok(await eventually(() => got.length === 2, 20_000), `got ${JSON.stringify(got)}`)
+    assert.deepEqual(got, ['before', 'after'])
+    assert.deepEqual(events, [])
+  } finally {
+    await bus.close()
+    await server.dispose()
+  }
 })

@@ -2,12 +2,13 @@ import { randomBytes } from 'node:crypto'
 import createDebug from 'debug'
 import type { Shard } from '../router/shard.js'
 import type { QueueKeys } from '../keys.js'
-import { BusClosedError, QueueDeletedError, QueueFullError, ReplicationError } from '../errors.js'
+import { BusClosedError, QueueFullError, ReplicationError } from '../errors.js'
 import { push as pushScript } from '../scripts/index.js'
 import { batches } from '../util.js'
 import { KIND_DATA, encodeElements } from './element.js'
 import type { Wakeups } from './wakeups.js'
 import type { Overflow } from './queue-options.js'
+import { QueueBinding } from './queue-binding.js'
 
 const debug = createDebug('busmq:producer')
 
@@ -71,8 +72,8 @@ export class Producer {
   private readonly settings: ProducerSettings
   private readonly retryReplication: boolean
   private readonly bind: boolean
-  /** The incarnation of the queue this producer is bound to ('' until its first push). */
-  private incarnation = ''
+  /** The queue this producer is bound to, when `bind` (its incarnation, from its first push). */
+  private readonly binding = new QueueBinding()
   private batchNo = 0
 
   constructor (target: ProducerTarget, settings: ProducerSettings, options: { retryReplication?: boolean, bind?: boolean } = {}) {
@@ -142,11 +143,15 @@ export class Producer {
         retain: t.retain,
         producer: this.id,
         batch,
-        incarnation: this.incarnation,
+        incarnation: this.binding.incarnation,
         elements
       })
-      if (n < 0) throw new QueueDeletedError(`queue ${t.name} was deleted: this producer cannot push to it any more`)
-      if (this.bind && this.incarnation === '') this.incarnation = incarnation
+      if (n < 0) {
+        // Throws unless the queue went with a shard's data (then pushes to it as it is now).
+        await this.binding.gone(shard, `queue ${t.name} was deleted: this producer cannot push to it any more`)
+        continue
+      }
+      if (this.bind) this.binding.bind(incarnation, shard)
       if (n === 0 || this.settings.replicas === 0) return [n, seq]
       try {
         await this.replicate(shard, generation)

@@ -9,6 +9,7 @@ import { DEFAULT_READ_HIGH_WATER_MARK, type ReadStreamOptions } from './queue-op
 import { checkInt } from '../names.js'
 import { DecodeError, InvalidOptionError, PeerDestroyedError, QueueDeletedError } from '../errors.js'
 import { closeByBus, isReplyError, sleep } from '../util.js'
+import { QueueBinding } from './queue-binding.js'
 import { pop, range, unpop } from '../scripts/index.js'
 
 const debug = createDebug('busmq:reader')
@@ -62,8 +63,8 @@ export abstract class QueueReader<C = any> extends Readable {
   protected readonly untilEnd: boolean
   protected shard!: Shard
   protected wakeups!: Wakeups
-  /** The incarnation of the queue this reader is bound to ('' until its first read). */
-  protected incarnation = ''
+  /** The queue this reader is bound to (its incarnation, from its first read). */
+  protected readonly binding = new QueueBinding()
   /** Messages pushed downstream so far (into the Readable's buffer). */
   delivered = 0
   /** Chunks handed on to the consumer (`'data'` events). */
@@ -132,14 +133,19 @@ export abstract class QueueReader<C = any> extends Readable {
   protected abstract poison (el: Element, err: DecodeError): Promise<Error>
 
   /**
-   * Binds the reader to the incarnation a read returned (its first), or throws `ERR_BUSMQ_QUEUE_DELETED`
-   * when a read says the bound one was deleted (`undefined`).
+   * One call of a read script with the reader's binding (see QueueBinding): `read(incarnation)` returns
+   * the incarnation the queue has, or undefined when the bound one is gone. Binds the reader to the first
+   * it sees, binds again after a data loss, and throws `ERR_BUSMQ_QUEUE_DELETED` when the queue was deleted.
    */
-  protected bindTo (incarnation: string | undefined): void {
-    if (incarnation === undefined) {
-      throw new QueueDeletedError(`queue ${this.queue.name} was deleted while this reader was reading it`)
+  protected async bound<R> (read: (incarnation: string) => Promise<[string | undefined, R]>): Promise<R> {
+    for (;;) {
+      const [incarnation, result] = await read(this.binding.incarnation)
+      if (incarnation !== undefined) {
+        this.binding.bind(incarnation, this.shard)
+        return result
+      }
+      await this.binding.gone(this.shard, `queue ${this.queue.name} was deleted while this reader was reading it`)
     }
-    if (this.incarnation === '') this.incarnation = incarnation
   }
 
   override _read (): void {
@@ -389,12 +395,12 @@ export class QueueReadStream<C = any> extends QueueReader<C> {
   protected override async fetch (count: number): Promise<Element[]> {
     const k = this.queue.keys
     const { ttl } = this.queue
-    const incarnation = this.incarnation
-    const reply = parseBatch(this.mode === 'consume'
-      ? await pop(this.shard, k, { count, ttl, incarnation })
-      : await range(this.shard, k, { from: this.next, count, ttl, incarnation }))
-    this.bindTo(reply?.incarnation)
-    const els = reply!.elements
+    const els = await this.bound(async (incarnation) => {
+      const batch = parseBatch(this.mode === 'consume'
+        ? await pop(this.shard, k, { count, ttl, incarnation })
+        : await range(this.shard, k, { from: this.next, count, ttl, incarnation }))
+      return [batch?.incarnation, batch?.elements ?? []]
+    })
     if (this.mode === 'consume') return els
     // Ids only grow: skip anything older than the offset (put back at the head by a consume-once reader).
     const fresh = els.filter((el) => el.id >= this.next)
@@ -420,7 +426,7 @@ export class QueueReadStream<C = any> extends QueueReader<C> {
   protected override async giveBack (elements: Element[]): Promise<void> {
     if (this.mode !== 'consume' || elements.length === 0) return
     const len = await unpop(this.shard, this.queue.keys, {
-      ttl: this.queue.ttl, incarnation: this.incarnation, elements: elements.map(encodeElementWithId)
+      ttl: this.queue.ttl, incarnation: this.binding.incarnation, elements: elements.map(encodeElementWithId)
     })
     if (len < 0) debug('%d message(s) not given back to %s: it was deleted', elements.length, this.queue.name)
     else debug('gave back %d message(s) to %s', elements.length, this.queue.name)

@@ -105,15 +105,17 @@ export class ReliableReadStream<T = any> extends QueueReader<ReliableMessage<T>>
 
   protected override async fetch (count: number): Promise<Element[]> {
     for (;;) {
-      const reply = await reserve(this.shard, this.queue.keys, {
-        count,
-        ttl: this.queue.ttl,
-        consumer: this.consumerId,
-        lease: this.lease,
-        maxDeliveries: this.maxDeliveries,
-        incarnation: this.incarnation
+      const reply = await this.bound(async (incarnation) => {
+        const r = await reserve(this.shard, this.queue.keys, {
+          count,
+          ttl: this.queue.ttl,
+          consumer: this.consumerId,
+          lease: this.lease,
+          maxDeliveries: this.maxDeliveries,
+          incarnation
+        })
+        return [typeof r[0] === 'number' ? undefined : r[0].toString(), r]
       })
-      this.bindTo(typeof reply[0] === 'number' ? undefined : reply[0].toString())
       this.reportExpired(reply[1] as number, reply[2] as number)
       const out: Element[] = []
       const skipped: number[] = []

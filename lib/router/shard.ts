@@ -154,6 +154,19 @@ export class Shard extends EventEmitter implements ScriptTarget {
     })
   }
 
+  /**
+   * The shard's data-loss marker as last seen: it changes when the shard comes back without its data.
+   * Streams bound to a queue note it, to tell a queue lost with the shard's data from a deleted one.
+   */
+  get dataMarker (): string | undefined {
+    return this.health.seen
+  }
+
+  /** Looks at the data-loss marker now (reporting a loss, once, as `dataloss`) and resolves with it. */
+  async currentDataMarker (): Promise<string | undefined> {
+    return await this.health.current()
+  }
+
   /** `host:port` of the server the command connection is connected to now, when known (not for a Cluster). */
   get address (): string | undefined {
     const stream = (this.client as unknown as { stream?: { remoteAddress?: string, remotePort?: number } }).stream
