@@ -68,7 +68,7 @@ export async function idleQueues (ctx: JobContext): Promise<void> {
   const create = async (ttlMs: number): Promise<number> => {
     let peakHeap = 0
     for (let i = 0; i < queues; i += WINDOW) {
-      const pushes: Array<Promise<number>> = []
+      const pushes: Array<Promise<number | null>> = []
       for (let j = i; j < Math.min(queues, i + WINDOW); j++) {
         pushes.push(bus.queue(`idle-${j}`, { ttl: ttlMs }).push(bytePayload(j, 32)))
       }

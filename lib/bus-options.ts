@@ -1,4 +1,5 @@
 import type { RedisOptions, ClusterOptions } from 'ioredis'
+import type { Logger } from './logger.js'
 
 /** A host and port, or a `host:port` string. */
 export type HostPort = string | { host: string, port: number }
@@ -77,6 +78,13 @@ export interface BusOptions {
   clusterOptions?: ClusterOptions
   /** Identifies this client in queue attachments and channel presence. @default a random id */
   id?: string
+  /**
+   * Where the bus reports connection changes (a shard offline, back online, a failover), data loss,
+   * redeliveries and dead letters: any object with `debug`, `info`, `warn` and `error` methods (`console`,
+   * pino, winston). Each call gets one string. The `debug` namespaces (`DEBUG=busmq:*`) log regardless.
+   * @default none
+   */
+  logger?: Logger
 }
 
 export const DEFAULT_BUS_OPTIONS = {

@@ -15,7 +15,11 @@ import type { QueueOptions } from './queue/queue-options.js'
 import { Channel } from './channel/channel.js'
 import type { ChannelOptions } from './channel/channel-options.js'
 import { PubSub } from './pubsub/pubsub.js'
+import { PersistedObject } from './object/persisted-object.js'
+import type { ObjectOptions } from './object/object-options.js'
 import type { CodecOptions } from './queue/codec.js'
+import type { ReliableMessage } from './queue/reliable-message.js'
+import { BusLog, checkLogger } from './logger.js'
 
 const debug = createDebug('busmq:bus')
 
@@ -73,6 +77,8 @@ export class Bus extends EventEmitter {
   readonly settings: BusSettings
   /** @internal Where every name lives. */
   readonly router = new Router()
+  /** @internal What an operator should know goes here (the `logger` option and `busmq:log`). */
+  readonly log: BusLog
   private readonly options: BusOptions
   private readonly layout: 'direct' | 'cluster' | 'sentinel'
   private connecting?: Promise<void>
@@ -89,6 +95,7 @@ export class Bus extends EventEmitter {
   constructor (options: BusOptions = {}) {
     super()
     this.options = options
+    this.log = new BusLog(checkLogger(options.logger))
     const layouts = [options.redis, options.cluster, options.sentinel].filter((x) => x !== undefined).length
     if (layouts > 1) throw new InvalidOptionError('give only one of the options redis, cluster and sentinel')
     this.settings = {
@@ -149,7 +156,11 @@ export class Bus extends EventEmitter {
       enableOfflineQueue: false,
       // After a failover a connection may still point at the demoted primary: reconnect (Sentinel finds
       // the new one) and resend the command.
-      reconnectOnError: (err: Error) => err.message.startsWith('READONLY') ? 2 : false,
+      reconnectOnError: (err: Error) => {
+        if (!err.message.startsWith('READONLY')) return false
+        this.log.warn(`a shard answered READONLY (a replica: a failover is under way); reconnecting to the primary (${err.message})`)
+        return 2
+      },
       ...this.options.redisOptions
     }
   }
@@ -184,13 +195,35 @@ export class Bus extends EventEmitter {
     const shard = new Shard(id, { create, prepare: defineScripts }, {
       prefix: this.settings.prefix, commandTimeout: this.settings.commandTimeout
     })
-    shard.on('online', () => this.emit('online', shard.id))
-    shard.on('offline', () => this.emit('offline', shard.id))
+    let seenOnline = false
+    let address: string | undefined
+    /** The first connection error after the shard was last seen online is worth a warning; repeats are not. */
+    let errorReported = false
+    shard.on('online', () => {
+      const now = shard.address
+      if (!seenOnline) this.log.info(`shard ${id} is online${now ? ` (${now})` : ''}`)
+      else if (now && address && now !== address) this.log.warn(`shard ${id} is back online at ${now}, no longer ${address}: a failover`)
+      else this.log.info(`shard ${id} is back online (reconnected)`)
+      seenOnline = true
+      address = now ?? address
+      errorReported = false
+      this.emit('online', shard.id)
+    })
+    shard.on('offline', () => {
+      if (shard.closed) this.log.info(`shard ${id} closed`)
+      else this.log.warn(`shard ${id} went offline (connection lost); reconnecting, commands wait up to commandTimeout`)
+      this.emit('offline', shard.id)
+    })
     shard.on('dataloss', (err: Error) => {
+      this.log.error(err.message)
       if (this.listenerCount('error') > 0) this.emit('error', err)
       this.emit('dataloss', shard.id, err)
     })
     shard.on('error', (err: Error) => {
+      if (!errorReported && !shard.closed) {
+        errorReported = true
+        this.log.warn(`shard ${id}: ${err.message} (retrying)`)
+      }
       // An 'error' event without a listener would crash the process; connection errors are
       // retried by ioredis, so they are only worth reporting to those who listen.
       if (this.listenerCount('error') > 0) this.emit('error', err)
@@ -292,7 +325,12 @@ export class Bus extends EventEmitter {
     return new Queue(this, validateName(name, 'queue name'), options)
   }
 
-  /** A channel (a Duplex stream) between two peers; see `ChannelOptions`. `T` as for `queue()`. */
+  /**
+   * A channel (a Duplex stream) between two peers; see `ChannelOptions`. `T` as for `queue()`; with
+   * `ack: 'manual'` its readable side yields `ReliableMessage<T>`.
+   */
+  channel<T = any> (name: string, options: ChannelOptions & { ack: 'manual', objectMode: true }): Channel<T, ReliableMessage<T>>
+  channel (name: string, options: ChannelOptions & { ack: 'manual', objectMode?: false }): Channel<Buffer, ReliableMessage<Buffer>>
   channel<T = any> (name: string, options: ChannelOptions & { objectMode: true }): Channel<T>
   channel (name: string, options?: ChannelOptions & { objectMode?: false }): Channel<Buffer>
   channel<T = any> (name: string, options?: ChannelOptions): Channel<T>
@@ -308,6 +346,15 @@ export class Bus extends EventEmitter {
   pubsub (name: string, options: CodecOptions = {}): PubSub {
     this.assertOpen()
     return new PubSub(this, validateName(name, 'pubsub name'), options)
+  }
+
+  /**
+   * A handle on the persisted object `name` (see `PersistedObject`): cheap, it reaches Redis only when
+   * used. `T` types its fields (types only). Throws `ERR_BUSMQ_INVALID_NAME` for a bad name.
+   */
+  object<T extends Record<string, any> = Record<string, any>> (name: string, options: ObjectOptions = {}): PersistedObject<T> {
+    this.assertOpen()
+    return new PersistedObject<T>(this, validateName(name, 'object name'), options)
   }
 
   /** @internal Registers something to close with the bus; returns the function that forgets it. */

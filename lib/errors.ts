@@ -18,6 +18,9 @@ export type BusMQErrorCode =
   | 'ERR_BUSMQ_SHARD_DATA_LOST'
   | 'ERR_BUSMQ_REPLICATION'
   | 'ERR_BUSMQ_PEER_DESTROYED'
+  | 'ERR_BUSMQ_QUEUE_FULL'
+  | 'ERR_BUSMQ_QUEUE_DELETED'
+  | 'ERR_BUSMQ_CONFLICT'
   | 'ERR_BUSMQ_USAGE'
   | 'ERR_BUSMQ_CLI_AUTH'
   | 'ERR_BUSMQ_CLI_NO_SUCH_QUEUE'
@@ -162,5 +165,35 @@ export class PeerDestroyedError extends BusMQError {
   constructor (message = 'the channel peer destroyed the channel', options?: { cause?: unknown }) {
     super(message, 'ERR_BUSMQ_PEER_DESTROYED', options)
     this.name = 'PeerDestroyedError'
+  }
+}
+
+/** A push did not fit under the queue's `maxLength`, and its `overflow` is `'error'`; it was not stored. */
+export class QueueFullError extends BusMQError {
+  declare readonly code: 'ERR_BUSMQ_QUEUE_FULL'
+  constructor (message = 'the queue is full', options?: { cause?: unknown }) {
+    super(message, 'ERR_BUSMQ_QUEUE_FULL', options)
+    this.name = 'QueueFullError'
+  }
+}
+
+/** The queue a stream was using was deleted (`queue.delete()`, in any process). */
+export class QueueDeletedError extends BusMQError {
+  declare readonly code: 'ERR_BUSMQ_QUEUE_DELETED'
+  constructor (message = 'the queue was deleted', options?: { cause?: unknown }) {
+    super(message, 'ERR_BUSMQ_QUEUE_DELETED', options)
+    this.name = 'QueueDeletedError'
+  }
+}
+
+/** `object.save({ ifVersion })`: the object was saved by someone else since that version; nothing was written. */
+export class ConflictError extends BusMQError {
+  declare readonly code: 'ERR_BUSMQ_CONFLICT'
+  /** The object's version now (0: it does not exist). */
+  readonly version: number
+  constructor (message = 'the object was changed since the version given', options?: { cause?: unknown, version?: number }) {
+    super(message, 'ERR_BUSMQ_CONFLICT', options)
+    this.name = 'ConflictError'
+    this.version = options?.version ?? 0
   }
 }

@@ -1,20 +1,31 @@
 /**
+ * What the batched heartbeat (lib/queue/attachments.ts, heartbeat.lua) keeps alive: a queue, by its info
+ * hash, or a persisted object, by its hash. The script derives their other keys from `head`.
+ */
+export interface KeepAliveKeys {
+  readonly kind: 'queue' | 'object'
+  readonly head: string
+}
+
+/**
  * The one place where Redis key and channel names are built. Every key of a queue shares the hash tag
  * `{<name>}` so that one script never crosses Redis Cluster slots; names cannot contain braces.
  *
  * Layout for queue `q` with prefix `busmq`:
  *   busmq:q:{q}:m      list   messages: a kind byte + payload, or (put back at the head) kind | 0x80, the
  *                             id in 7 bytes, then the payload (lib/queue/element.ts)
- *   busmq:q:{q}:i      hash   seq (last id = messages pushed), consumed; the flags w (a reader waits for
- *                             data) and r (a producer waits for room); a:<client> -> when that client's
+ *   busmq:q:{q}:i      hash   seq (last id = messages pushed), consumed; n, the incarnation (a new id each
+ *                             time the queue is created: streams bound to it notice a delete); the flags w
+ *                             (a reader waits for data) and r (a producer waits for room); a:<client> -> when that client's
  *                             attachment lapses; p<producer> -> its last push (so a push re-sent after a
  *                             reconnection is not stored twice); u:<field> -> user metadata
  *   busmq:q:{q}:f/l/d/o       reliable mode: in-flight payloads, lease deadlines, delivery histories, owners
  *   busmq:q:{q}:h      hash   dead-letter queues only: why each message was dead-lettered, and its history
  *   busmq:q:{q}:dl:…   the same layout again for the queue's dead-letter queue
- *   busmq:q:{q}:wake   pub/sub channel for wake-ups ('m' data arrived, 'r' room freed)
+ *   busmq:q:{q}:wake   pub/sub channel for wake-ups ('m' data arrived, 'r' room freed, 'd' deleted)
  */
-export class QueueKeys {
+export class QueueKeys implements KeepAliveKeys {
+  readonly kind = 'queue'
   readonly base: string
   readonly messages: string
   readonly info: string
@@ -46,6 +57,11 @@ export class QueueKeys {
     return new QueueKeys(`${this.base}:dl`)
   }
 
+  /** The key the heartbeat is given (the info hash). */
+  get head (): string {
+    return this.info
+  }
+
   /** Keys whose existence means the queue exists (it was used and has not expired). */
   existence (): string[] {
     return [this.info, this.messages, this.inflight]
@@ -53,10 +69,48 @@ export class QueueKeys {
 
   /** Every key of the queue and of its dead-letter queue, for deletion. */
   all (): string[] {
-    const own = [this.messages, this.info, this.inflight, this.leases, this.deliveries, this.owners, this.history]
-    return this.base.endsWith(':dl') ? own : [...own, ...this.deadLetter().all()]
+    return this.base.endsWith(':dl') ? this.own() : [...this.own(), ...this.deadLetter().own()]
+  }
+
+  /** The queue's own keys, in the order of delete-14.lua. */
+  own (): string[] {
+    return [this.messages, this.info, this.inflight, this.leases, this.deliveries, this.owners, this.history]
   }
 }
+
+/**
+ * Keys of persisted object `o` (`bus.object`), prefix `busmq`; both share the hash tag `{o}`:
+ *   busmq:o:{o}:h      hash    f:<field> -> the field's encoded value; v -> version (saves so far);
+ *                              n -> incarnation (a new id each time the object is created)
+ *   busmq:o:{o}:c      stream  the change log: one entry per save, id <version>-0, fields s:<field> ->
+ *                              value for each field set and d:<field> for each field deleted; capped
+ *   busmq:o:{o}:wake   pub/sub a save publishes 'm' here (change streams wake up), delete() 'd'
+ */
+export class ObjectKeys implements KeepAliveKeys {
+  readonly kind = 'object'
+  readonly hash: string
+  readonly log: string
+  readonly wake: string
+
+  constructor (prefix: string, name: string) {
+    const base = `${prefix}:o:{${name}}`
+    this.hash = `${base}:h`
+    this.log = `${base}:c`
+    this.wake = `${base}:wake`
+  }
+
+  get head (): string {
+    return this.hash
+  }
+
+  /** Every key of the object. */
+  all (): string[] {
+    return [this.hash, this.log]
+  }
+}
+
+/** Field prefix of an object's own fields in its hash (`busmq:o:{o}:h`). */
+export const OBJECT_FIELD_PREFIX = 'f:'
 
 /** Info-hash field prefix of user metadata (`queue.setMeta`). */
 export const META_FIELD_PREFIX = 'u:'

@@ -2,61 +2,17 @@
 // the in-process byte throughput of a channel.
 import { test, type TestContext } from 'node:test'
 import assert from 'node:assert/strict'
-import { spawn, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
 import { createHash } from 'node:crypto'
 import http from 'node:http'
-import { createInterface } from 'node:readline'
-import { fileURLToPath } from 'node:url'
 import type { Bus, Channel } from '../lib/index.js'
 import { useRedis } from './helpers/redis-server.js'
+import { fixture } from './helpers/fixture.js'
 import { eventually, nextEvent, openBus, uniqueName } from './helpers/bus.js'
 import { range } from './helpers/queue.js'
 import { body, sha256 } from './fixtures/channel-body.js'
 
 const redis = useRedis(1)
-
-/** A fixture process whose stdout is JSON lines. */
-interface Fixture {
-  child: ChildProcess
-  lines: any[]
-  stderr: () => string
-  /** Resolves with the first line (already seen or to come) that matches, or rejects after `ms`. */
-  line: (match: (l: any) => boolean, ms?: number) => Promise<any>
-  exited: Promise<[number | null, NodeJS.Signals | null]>
-}
-
-function fixture (t: TestContext, file: string, args: string[]): Fixture {
-  const script = fileURLToPath(new URL(`./fixtures/${file}`, import.meta.url))
-  const child = spawn(process.execPath, [script, ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
-  const lines: any[] = []
-  let err = ''
-  child.stderr!.on('data', (d) => { err += d })
-  const exited = once(child, 'exit') as Promise<[number | null, NodeJS.Signals | null]>
-  const rl = createInterface({ input: child.stdout! })
-  rl.on('line', (l) => {
-    try {
-      lines.push(JSON.parse(l))
-    } catch {
-      lines.push({ text: l })
-    }
-  })
-  t.after(async () => {
-    if (child.exitCode === null && child.signalCode === null) {
-      child.kill('SIGKILL')
-      await exited
-    }
-  })
-  const line = async (match: (l: any) => boolean, ms = 20_000): Promise<any> => {
-    const seen = (): string => `lines: ${JSON.stringify(lines).slice(0, 500)}; stderr: ${err.slice(0, 1000)}`
-    await eventually(() => lines.some(match) || child.exitCode !== null || child.signalCode !== null, ms,
-      () => `a matching line from ${file}; ${seen()}`)
-    const found = lines.find(match)
-    if (found === undefined) throw new Error(`${file} exited without a matching line; ${seen()}`)
-    return found
-  }
-  return { child, lines, stderr: () => err, line, exited }
-}
 
 /** GET through node:http on a fresh connection; resolves with the body's length, sha256 and headers. */
 function get (port: number, path: string): Promise<{ status: number, length: number, sha: string, headers: http.IncomingHttpHeaders }> {

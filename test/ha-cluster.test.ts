@@ -348,3 +348,42 @@ test('plain pub/sub keeps one publisher\'s order', async (t) => {
   t.diagnostic(`messages out of publish order, per subscriber: ${counts.join(', ')} (of 600 each)`)
   assert.equal(Math.max(0, ...counts), 0, 'messages arrived out of publish order')
 })
+
+test('persisted objects and queue.delete() on every master: saves, conflicts, change streams, keep-alive, deletion', async (t) => {
+  const { buses: [a, b], errors } = clusterBuses(t, 2)
+  const names = await namesOnEveryMaster(3, 'obj')
+  for (const name of names) {
+    // Objects: both keys share the hash tag {name}; the heartbeat keeps them alive per slot.
+    const doc = a.object(name, { ttl: 2000 })
+    const changes = b.object(name).createChangeStream()   // left with break: its AbortError is expected
+    await once(changes, 'ready')
+    doc.set({ n: 1 })
+    assert.equal(await doc.save({ ifVersion: 0 }), 1)
+    const other = b.object(name)
+    other.set({ n: 2 })
+    await assert.rejects(other.save({ ifVersion: 0 }), { code: 'ERR_BUSMQ_CONFLICT' })
+    doc.keepAlive()
+    doc.set({ m: 'x' }).unset('n')
+    await doc.save()
+    const seen: unknown[] = []
+    for await (const c of changes) {
+      seen.push([c.version, c.fields, c.deleted])
+      if (seen.length === 2) break
+    }
+    assert.deepEqual(seen, [[1, { n: 1 }, []], [2, { m: 'x' }, ['n']]])
+    assert.deepEqual(await other.load(), { m: 'x' })
+    doc.release()
+    assert.equal(await doc.delete(), true)
+    assert.equal(await other.load(), null)
+
+    // Queues: a waiting reader ends when its queue is deleted from the other bus.
+    const q = a.queue(name, { objectMode: true })
+    const reader = q.createReadStream()
+    const failed = once(reader, 'error')
+    await q.push('first')
+    await once(reader, 'data')
+    assert.equal(await b.queue(name).delete(), true)
+    assert.equal((await failed)[0].code, 'ERR_BUSMQ_QUEUE_DELETED')
+  }
+  assertNoErrors(errors)
+})

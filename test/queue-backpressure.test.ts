@@ -81,7 +81,7 @@ test('bounded queue: push() resolves only once there is room, with the next id',
   const bus = await openBus(redis.servers, { pollInterval: 50 })
   const q = bus.queue(uniqueName(), { objectMode: true, maxLength: 10 })
   for (const i of range(0, 10)) await q.push(i)
-  let id = 0
+  let id: number | null = 0
   const pending = q.push(10).then((n) => { id = n })
   // Nothing may happen for a while (no event for that): the push keeps finding the queue full.
   await sleep(300)

@@ -180,7 +180,7 @@ test('a custom codec encodes and decodes every message (here: BigInts and Dates)
 test('push() resolves with ids that start at 1 and increase in push order', async () => {
   const bus = await oneShard()
   const q = bus.queue(uniqueName(), { objectMode: true })
-  const sequential: number[] = []
+  const sequential: Array<number | null> = []
   for (let i = 0; i < 10; i++) sequential.push(await q.push(i))
   assert.deepEqual(sequential, range(1, 11))
   // Pushes not awaited one by one are still one producer's pushes: ids in call order.

@@ -59,7 +59,7 @@ test('push() ids are the ids replay readers see and start from', async () => {
   const bus = await oneShard()
   const q = bus.queue(uniqueName(), { objectMode: true })
   const pushed: number[] = []
-  for (const i of range(0, 20)) pushed.push(await q.push({ i }))
+  for (const i of range(0, 20)) pushed.push((await q.push({ i }))!)
   const from = pushed[12]
   const got = await collect<Msg>(q.createReadStream({ mode: 'replay', from, withIds: true, untilEmpty: true }))
   assert.deepEqual(ids(got), pushed.slice(12))

@@ -175,7 +175,7 @@ async function workload (bus: Bus): Promise<void> {
   // Replay with retention, from an offset.
   const log = bus.queue(uniqueName('acl-replay'), { objectMode: true, retain: 3 })
   const ids: number[] = []
-  for (let i = 0; i < 5; i++) ids.push(await log.push(i))
+  for (let i = 0; i < 5; i++) ids.push((await log.push(i))!)
   const replayed = await collect(log.createReadStream({ mode: 'replay', from: 0, withIds: true, max: 3 })) as Array<IdentifiedMessage<number>>
   assert.deepEqual(replayed.map((m) => m.data), [2, 3, 4])
   assert.deepEqual(await collect(log.createReadStream({ mode: 'replay', from: ids[4], max: 1 })), [4])

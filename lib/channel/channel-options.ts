@@ -1,5 +1,8 @@
 import type { CodecOptions } from '../queue/codec.js'
 
+/** Who acknowledges a reliable channel's messages. */
+export type ChannelAck = 'auto' | 'manual'
+
 /** Options of `bus.channel(name, options)`. */
 export interface ChannelOptions extends CodecOptions {
   /**
@@ -24,6 +27,15 @@ export interface ChannelOptions extends CodecOptions {
    * @default false
    */
   reliable?: boolean
+  /**
+   * Reliable mode: who acknowledges. `'auto'`: the channel, once its readable has handed a message on.
+   * `'manual'`: your code; chunks are then `{ id, data, deliveries, redelivered, ack(), nack() }` (a
+   * `ReliableMessage`) and stay unacknowledged until `ack()`: what was not acknowledged when the channel
+   * was detached, destroyed or its process died comes back when the channel is opened again. At most
+   * `highWaterMark` messages are held unacknowledged at once.
+   * @default 'auto'
+   */
+  ack?: ChannelAck
   /**
    * Presence heartbeat in ms. A peer that stops beating (killed) is reported by `remote:disconnect`
    * within 4 heartbeats.

@@ -15,7 +15,7 @@ import { presenceKey } from '../keys.js'
 import { presence } from '../scripts/index.js'
 import { closeByBus } from '../util.js'
 import type { MessageInput } from '../queue/message.js'
-import { DEFAULT_HEARTBEAT, type ChannelOptions } from './channel-options.js'
+import { DEFAULT_HEARTBEAT, type ChannelAck, type ChannelOptions } from './channel-options.js'
 import { DEFAULT_WRITE_HIGH_WATER_MARK_BYTES, DEFAULT_WRITE_HIGH_WATER_MARK_OBJECTS } from '../queue/queue-options.js'
 
 const debug = createDebug('busmq:channel')
@@ -24,19 +24,20 @@ type Callback = (err?: Error | null) => void
 type WriteCallback = (error: Error | null | undefined) => void
 
 /**
- * The typed face of a channel whose messages are `T` (declaration merging: types only): reads see `T`
- * (a Buffer in byte mode), writes take a `T` (any bytes in byte mode); see lib/queue/message.ts and the
- * queue reader and producer, whose typing this repeats.
+ * The typed face of a channel whose messages are `T` (declaration merging: types only): reads see `R`,
+ * which is `T` (a Buffer in byte mode) except with `ack: 'manual'` (`ReliableMessage<T>`), writes take a
+ * `T` (any bytes in byte mode); see lib/queue/message.ts and the queue reader and producer, whose typing
+ * this repeats.
  */
-export interface Channel<T = any> {
-  [Symbol.asyncIterator] (): AsyncIteratorObject<T, any, any>
-  on (event: 'data', listener: (chunk: T) => void): this
-  on (event: 'close' | 'connect' | 'drain' | 'end' | 'finish' | 'pause' | 'readable' | 'remote:connect' |
+export interface Channel<T = any, R = T> {
+  [Symbol.asyncIterator] (): AsyncIteratorObject<R, any, any>
+  on (event: 'data', listener: (chunk: R) => void): this
+  on (event: 'close' | 'connect' | 'drain' | 'end' | 'finish' | 'pause' | 'readable' | 'ready' | 'remote:connect' |
   'remote:disconnect' | 'resume', listener: () => void): this
   on (event: 'error', listener: (err: Error) => void): this
   on (event: string | symbol, listener: (...args: any[]) => void): this
-  once (event: 'data', listener: (chunk: T) => void): this
-  once (event: 'close' | 'connect' | 'drain' | 'end' | 'finish' | 'pause' | 'readable' | 'remote:connect' |
+  once (event: 'data', listener: (chunk: R) => void): this
+  once (event: 'close' | 'connect' | 'drain' | 'end' | 'finish' | 'pause' | 'readable' | 'ready' | 'remote:connect' |
   'remote:disconnect' | 'resume', listener: () => void): this
   once (event: 'error', listener: (err: Error) => void): this
   once (event: string | symbol, listener: (...args: any[]) => void): this
@@ -57,15 +58,19 @@ export interface Channel<T = any> {
  * `allowHalfOpen` is on, as with TCP: `end()` sends an end marker after everything written, the peer's
  * readable ends (`'end'`) once it has read all of it, and the peer can still write back. `destroy()`
  * sends an abort marker: the peer's channel fails with `ERR_BUSMQ_PEER_DESTROYED` after the data written
- * before it. Events: `connect` when this side is attached, `remote:connect` / `remote:disconnect` when the
- * peer's presence appears or lapses. `T` is the type of its messages.
+ * before it. `detach()` leaves without either: the peer sees `remote:disconnect`, and a channel opened
+ * later with the same roles carries on where this one left. Events: `connect` and `ready` when this side
+ * is attached, `remote:connect` / `remote:disconnect` when the peer's presence appears or lapses. `T` is
+ * the type of its messages, `R` what its readable side yields.
  */
-export class Channel<T = any> extends Duplex {
+export class Channel<T = any, R = T> extends Duplex {
   readonly name: string
   readonly local: string
   readonly remote: string
   readonly bus: Bus
   readonly reliable: boolean
+  /** Reliable mode: who acknowledges (`'auto'`: the channel; `'manual'`: the application). */
+  readonly ack: ChannelAck
   readonly heartbeat: number
   /** True while the peer's presence is seen. */
   remoteConnected = false
@@ -81,6 +86,8 @@ export class Channel<T = any> extends Duplex {
   private beatTimer?: NodeJS.Timeout
   private attached = false
   private finished = false
+  /** detach(): leaving without an end or abort marker. */
+  private detaching = false
   /** Reliable mode: envelopes pushed into the readable, oldest first, not yet acknowledged. */
   private unacked: ReliableMessage[] = []
   private pushedTotal = 0
@@ -104,6 +111,9 @@ export class Channel<T = any> extends Duplex {
     if (local === remote) throw new InvalidNameError(`channel roles must differ, both are ${local}`)
     const heartbeat = checkInt(options.heartbeat ?? DEFAULT_HEARTBEAT, 'heartbeat', 10)
     if (options.reliable !== undefined && typeof options.reliable !== 'boolean') throw new InvalidOptionError('reliable must be a boolean')
+    const ack = options.ack ?? 'auto'
+    if (ack !== 'auto' && ack !== 'manual') throw new InvalidOptionError(`ack must be 'auto' or 'manual', got ${JSON.stringify(ack)}`)
+    if (ack === 'manual' && options.reliable !== true) throw new InvalidOptionError('ack: \'manual\' needs reliable: true')
     const codec = checkCodec(options.codec) ?? jsonCodec
     const queueOptions = { ttl: options.ttl, objectMode, codec }
     const inQueue = bus.queue(validateName(`${name}:${local}`, 'channel name and role'), queueOptions)
@@ -121,12 +131,13 @@ export class Channel<T = any> extends Duplex {
     this.local = local
     this.remote = remote
     this.reliable = options.reliable ?? false
+    this.ack = ack
     this.heartbeat = heartbeat
     this.objectModeData = objectMode
     this.codec = codec
     this.inQueue = inQueue
     this.outQueue = outQueue
-    this.producer = outQueue.producer({ retryReplication: true })
+    this.producer = outQueue.producer({ retryReplication: true, bind: true })
     this.presenceKeys = [presenceKey(bus.settings.prefix, name, local), presenceKey(bus.settings.prefix, name, remote)]
     this.untrack = bus.track(this)
     this.on('end', () => debug('%s:%s read to the end', name, local))
@@ -171,7 +182,12 @@ export class Channel<T = any> extends Duplex {
       this.reader.pause()
     })().then(() => {
       callback()
-      if (!this.destroyed) process.nextTick(() => this.emit('connect'))
+      if (!this.destroyed) {
+        process.nextTick(() => {
+          this.emit('connect')
+          this.emit('ready')
+        })
+      }
     }, (err: Error) => {
       // Closed by bus.close() while being set up: close quietly, as readers and writers do.
       if (this.destroyed || (err instanceof BusClosedError && this.bus.closed)) callback()
@@ -196,7 +212,7 @@ export class Channel<T = any> extends Duplex {
 
   private accept (chunk: unknown): void {
     let data = chunk
-    if (this.reliable) {
+    if (this.reliable && this.ack === 'auto') {
       const msg = chunk as ReliableMessage
       this.unacked.push(msg)
       data = msg.data
@@ -209,7 +225,7 @@ export class Channel<T = any> extends Duplex {
 
   /** Reliable mode: acknowledges what the readable has handed on (everything not in its buffer). */
   private settle (): void {
-    if (!this.reliable) return
+    if (!this.reliable || this.ack === 'manual') return
     const handed = this.handedTotal
     while (this.ackedTotal < handed && this.unacked.length > 0) {
       this.ackedTotal++
@@ -258,6 +274,8 @@ export class Channel<T = any> extends Duplex {
   }
 
   override _final (callback: Callback): void {
+    // detach(): what was written is pushed (end() waited for it), but the conversation goes on.
+    if (this.detaching) return callback()
     this.producer.push([Buffer.alloc(0)], KIND_END).then(() => {
       this.finished = true
       callback()
@@ -277,7 +295,7 @@ export class Channel<T = any> extends Duplex {
       }
       // An abrupt end is signalled to the peer, after the data already written (not echoed back to a
       // peer that aborted first: a later channel on the same roles would inherit the marker).
-      if (!this.finished && !(err instanceof PeerDestroyedError)) {
+      if (!this.finished && !this.detaching && !(err instanceof PeerDestroyedError)) {
         tasks.push(this.producer.push([Buffer.alloc(0)], KIND_ABORT))
       }
       if (reader) {
@@ -290,6 +308,31 @@ export class Channel<T = any> extends Duplex {
       await Promise.allSettled([this.inQueue.detach(), this.outQueue.detachDone([`p${this.producer.id}`])])
     }
     done().then(() => callback(err), (e: Error) => callback(err ?? e))
+  }
+
+  /**
+   * Leaves the channel without ending the conversation: what was written is pushed first, then this side
+   * closes with neither an end marker nor an abort marker. The peer sees `remote:disconnect` (not `'end'`,
+   * not an error); what it writes meanwhile waits in the queue; what this side had taken and not handed
+   * on (and, in reliable mode, not acknowledged) goes back. A channel opened later with the same roles
+   * (in any process) carries on where this one left, nothing lost or repeated. Resolves once closed;
+   * rejects if the channel failed meanwhile.
+   */
+  async detach (): Promise<void> {
+    if (!this.closed) {
+      this.detaching = true
+      await new Promise<void>((resolve) => {
+        this.once('close', () => resolve())
+        if (this.destroyed) return
+        if (this.writableFinished) {
+          this.destroy()
+          return
+        }
+        this.once('finish', () => this.destroy())
+        if (!this.writableEnded) this.end()
+      })
+    }
+    if (this.errored) throw this.errored
   }
 
   /**

@@ -1,6 +1,6 @@
 import createDebug from 'debug'
 import type { Shard } from '../router/shard.js'
-import type { QueueKeys } from '../keys.js'
+import type { KeepAliveKeys } from '../keys.js'
 import { heartbeat, type HeartbeatEntry, type HeartbeatOp } from '../scripts/index.js'
 import { BusClosedError } from '../errors.js'
 
@@ -10,7 +10,7 @@ const debug = createDebug('busmq:attach')
 export const HEARTBEAT_BATCH = 200
 
 interface Entry {
-  keys: QueueKeys
+  keys: KeepAliveKeys
   /** TTLs of the attachments of this queue by this bus (one per attached handle); the largest applies. */
   ttls: number[]
   /** The TTL of the last attachment to go: the queue expires that long after its detach. */
@@ -37,7 +37,9 @@ function ttlOf (e: Entry): number {
 
 /**
  * The attachments of one bus to the queues of one shard, and their heartbeat. While a queue is
- * attached, its keys' TTLs are refreshed every `ttl / 3`.
+ * attached, its keys' TTLs are refreshed every `ttl / 3`. Persisted objects kept alive
+ * (`object.keepAlive()`) are entries of the same kind (`KeepAliveKeys.kind` says which): refreshed in the
+ * same calls, counted the same way, without an attachment field (the script only extends their TTL).
  *
  * However many queues are attached, one call refreshes up to {@link HEARTBEAT_BATCH} of them
  * (heartbeat.lua), calls go out one at a time (never overlapping, so Redis serves other clients between
@@ -70,9 +72,9 @@ export class Attachments {
    * Attaches one handle to the queue (attachments of one bus to one queue are counted, so the queue stays
    * attached until the last of them detaches). Resolves with true when the queue existed before.
    */
-  attach (keys: QueueKeys, ttl: number): Promise<boolean> {
+  attach (keys: KeepAliveKeys, ttl: number): Promise<boolean> {
     if (this.closed) return Promise.reject(new BusClosedError())
-    const entry = this.entries.get(keys.info)
+    const entry = this.entries.get(keys.head)
     if (entry?.attaching) {
       entry.ttls.push(ttl)
       return entry.attaching.then(() => true)
@@ -92,7 +94,7 @@ export class Attachments {
       return Promise.resolve(true)
     }
     const fresh: Entry = { keys, ttls: [ttl], lastTtl: ttl, due: Infinity, forget: [] }
-    this.entries.set(keys.info, fresh)
+    this.entries.set(keys.head, fresh)
     fresh.attaching = this.enqueue(fresh, 'attach').finally(() => { fresh.attaching = undefined })
     return fresh.attaching
   }
@@ -102,8 +104,8 @@ export class Attachments {
    * (and the info-hash fields in `forget`, idempotency records of producers and readers that are done,
    * are dropped); its keys then expire `ttl` after this.
    */
-  async detach (keys: QueueKeys, ttl: number, forget: string[] = []): Promise<void> {
-    const entry = this.entries.get(keys.info)
+  async detach (keys: KeepAliveKeys, ttl: number, forget: string[] = []): Promise<void> {
+    const entry = this.entries.get(keys.head)
     if (!entry) return
     entry.forget.push(...forget)
     const i = entry.ttls.indexOf(ttl)
@@ -170,7 +172,7 @@ export class Attachments {
       batch.forEach((p, i) => {
         if (op === 'detach') {
           p.entry.detaching = undefined
-          if (this.entries.get(p.entry.keys.info) === p.entry && p.entry.due === Infinity) this.entries.delete(p.entry.keys.info)
+          if (this.entries.get(p.entry.keys.head) === p.entry && p.entry.due === Infinity) this.entries.delete(p.entry.keys.head)
           p.entry.forget = []
         } else if (p.entry.ttls.length > 0 && p.entry.detaching === undefined) {
           // (Detached again while this attach was on its way: the detach queued after it decides.)
@@ -180,10 +182,10 @@ export class Attachments {
       })
     } catch (err) {
       for (const p of batch) {
-        if (op === 'attach' && this.entries.get(p.entry.keys.info) === p.entry) this.entries.delete(p.entry.keys.info)
+        if (op === 'attach' && this.entries.get(p.entry.keys.head) === p.entry) this.entries.delete(p.entry.keys.head)
         if (op === 'detach') {
           p.entry.detaching = undefined
-          if (this.entries.get(p.entry.keys.info) === p.entry && p.entry.due === Infinity) this.entries.delete(p.entry.keys.info)
+          if (this.entries.get(p.entry.keys.head) === p.entry && p.entry.due === Infinity) this.entries.delete(p.entry.keys.head)
         }
         p.reject(err as Error)
       }

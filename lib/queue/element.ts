@@ -63,11 +63,22 @@ export function parseElement (raw: Buffer, positionId: number): Element {
   }
 }
 
-/** Parses a script reply `[positionIdOfFirst, element, element, …]`. */
-export function parseElements (reply: Array<Buffer | number> | null): Element[] {
-  if (!reply || reply.length < 2) return []
-  const first = Number(reply[0])
-  const out: Element[] = new Array(reply.length - 1)
-  for (let i = 1; i < reply.length; i++) out[i - 1] = parseElement(reply[i] as Buffer, first + i - 1)
-  return out
+/** A batch read from a queue, and the incarnation of the queue it came from. */
+export interface Batch {
+  incarnation: string
+  elements: Element[]
+}
+
+/**
+ * Parses a pop or range reply `[incarnation, positionIdOfFirst, element, element, …]` (`[incarnation]`
+ * when there was nothing). Returns undefined for `[0]`: the incarnation the reader is bound to was deleted.
+ */
+export function parseBatch (reply: Array<Buffer | number>): Batch | undefined {
+  if (typeof reply[0] === 'number') return undefined
+  const incarnation = reply[0].toString()
+  if (reply.length < 3) return { incarnation, elements: [] }
+  const first = Number(reply[1])
+  const out: Element[] = new Array(reply.length - 2)
+  for (let i = 2; i < reply.length; i++) out[i - 2] = parseElement(reply[i] as Buffer, first + i - 2)
+  return { incarnation, elements: out }
 }

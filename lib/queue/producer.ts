@@ -2,11 +2,13 @@ import { randomBytes } from 'node:crypto'
 import createDebug from 'debug'
 import type { Shard } from '../router/shard.js'
 import type { QueueKeys } from '../keys.js'
-import { BusClosedError, ReplicationError } from '../errors.js'
+import { BusClosedError, QueueFullError, ReplicationError } from '../errors.js'
 import { push as pushScript } from '../scripts/index.js'
 import { batches } from '../util.js'
 import { KIND_DATA, encodeElements } from './element.js'
 import type { Wakeups } from './wakeups.js'
+import type { Overflow } from './queue-options.js'
+import { QueueBinding } from './queue-binding.js'
 
 const debug = createDebug('busmq:producer')
 
@@ -42,6 +44,7 @@ export interface ProducerTarget {
   readonly keys: QueueKeys
   readonly ttl: number
   readonly maxLength: number
+  readonly overflow: Overflow
   readonly retain: number
   /** The queue's shard and (for bounded queues) its wake-ups, resolved. */
   open: (needWakeups: boolean) => Promise<{ shard: Shard, wakeups: Wakeups }>
@@ -54,28 +57,44 @@ export interface ProducerSettings {
   closed: () => boolean
 }
 
+/** What a push stored. */
+export interface PushResult {
+  /** Id of the first message stored; 0 when none was (dropped: overflow 'drop'). */
+  firstId: number
+  /** How many of the messages were stored (the others were dropped). */
+  stored: number
+}
+
 /**
  * The producer engine of a queue: encodes a batch of payloads into stored elements, sends them with the
  * push script in calls of at most {@link MAX_BATCH_COUNT} messages / {@link MAX_BATCH_BYTES}, waits for
- * room in a bounded queue, and for `replicas`.
+ * room in a bounded queue (or drops, or fails: `overflow`), and for `replicas`.
  *
  * Every call carries this producer's id and the next batch number, so a call sent twice (after a
  * connection drop, or after a failover) is stored once. A write stream has a producer of its own and sets
  * `retryReplication`: when the connection changed during a push (a failover), it sends the same batch
  * again to the new primary (stored once: idempotent) and waits for its replicas, instead of failing; a
  * one-off `push()` reports `ERR_BUSMQ_REPLICATION`.
+ *
+ * A bound producer (a write stream's, a channel's) is bound to the incarnation of the queue its first
+ * push reached: once that queue is deleted, its pushes fail with `ERR_BUSMQ_QUEUE_DELETED` instead of
+ * creating a fresh queue. A one-off producer pushes to whatever queue exists.
  */
 export class Producer {
   private readonly target: ProducerTarget
   private readonly settings: ProducerSettings
   private readonly retryReplication: boolean
   private readonly identity: ProducerIdentity
+  private readonly bind: boolean
+  /** The queue this producer is bound to, when `bind` (its incarnation, from its first push). */
+  private readonly binding = new QueueBinding()
 
   constructor (target: ProducerTarget, settings: ProducerSettings,
-    options: { retryReplication?: boolean, identity?: ProducerIdentity } = {}) {
+    options: { retryReplication?: boolean, bind?: boolean, identity?: ProducerIdentity } = {}) {
     this.target = target
     this.settings = settings
     this.retryReplication = options.retryReplication ?? false
+    this.bind = options.bind ?? false
     this.identity = options.identity ?? newProducerIdentity()
   }
 
@@ -85,49 +104,73 @@ export class Producer {
   }
 
   /**
-   * Appends encoded payloads in order and resolves with the id of the first once Redis has accepted all
-   * of them. With `maxLength`, waits for room as often as needed.
+   * Appends encoded payloads in order and resolves once Redis has accepted all of them, with the id of the
+   * first and how many were stored. With `maxLength`: waits for room as often as needed (overflow
+   * 'wait'), drops what does not fit ('drop'), or stores what fits and fails with `ERR_BUSMQ_QUEUE_FULL`
+   * ('error').
    */
-  async push (payloads: Buffer[], kind = KIND_DATA): Promise<number> {
-    const bounded = this.target.maxLength > 0
-    const { shard, wakeups } = await this.target.open(bounded)
+  async push (payloads: Buffer[], kind = KIND_DATA): Promise<PushResult> {
+    const t = this.target
+    const bounded = t.maxLength > 0
+    const waits = bounded && t.overflow === 'wait'
+    const { shard, wakeups } = await t.open(waits)
     const parts = batches(payloads, MAX_BATCH_COUNT, MAX_BATCH_BYTES).map((part) => encodeElements(part, kind))
     if (!bounded && (this.settings.replicas === 0 || parts.length === 1)) {
       // Unbounded: every batch is accepted whole, so they can all be in flight at once.
-      const seqs = await Promise.all(parts.map(async (part) => (await this.send(shard, 0, part))[1]))
-      return seqs[0] - parts[0].length + 1
+      const seqs = await Promise.all(parts.map(async (part) => (await this.send(shard, part))[1]))
+      return { firstId: seqs[0] - parts[0].length + 1, stored: payloads.length }
     }
     // Bounded (a batch may be accepted in part), or re-sent after a failover (a batch re-sent must not
     // overtake a later one, which the idempotency record would take for a duplicate): in order.
     let firstId = 0
+    let stored = 0
     for (const part of parts) {
       let rest = part
       for (;;) {
-        const since = wakeups.generation('r')
-        const [n, seq] = await this.send(shard, this.target.maxLength, rest)
+        const since = waits ? wakeups.generation('r') : 0
+        const [n, seq] = await this.send(shard, rest)
         if (n > 0 && firstId === 0) firstId = seq - n + 1
+        stored += n
         rest = rest.slice(n)
         if (rest.length === 0) break
+        if (t.overflow === 'drop') break
+        if (t.overflow === 'error') {
+          throw new QueueFullError(`queue ${t.name} is full (maxLength ${t.maxLength}): ${stored} of ${payloads.length} message(s) ` +
+            'stored, the rest refused (overflow: \'error\')')
+        }
         if (this.settings.closed()) {
-          throw new BusClosedError(`the bus closed while ${rest.length} message(s) waited for room in ${this.target.name}`)
+          throw new BusClosedError(`the bus closed while ${rest.length} message(s) waited for room in ${t.name}`)
         }
         await wakeups.wait('r', since)
       }
     }
-    return firstId
+    return { firstId, stored }
   }
 
   /** One batch: the push script, then (with `replicas`) WAIT; resolves with [pushed, seq]. */
-  private async send (shard: Shard, maxLength: number, elements: Buffer[]): Promise<[number, number]> {
+  private async send (shard: Shard, elements: Buffer[]): Promise<[number, number]> {
     const batch = ++this.identity.batch
     const t = this.target
     // A stream re-sends for as long as a command may take: a failover, not a replica that never returns.
     const deadline = shard.commandTimeout > 0 ? Date.now() + shard.commandTimeout : Infinity
     for (;;) {
       const generation = shard.connectionGeneration
-      const [n, seq] = await pushScript(shard, t.keys, {
-        ttl: t.ttl, maxLength, retain: t.retain, producer: this.id, batch, elements
+      const [n, seq, incarnation] = await pushScript(shard, t.keys, {
+        ttl: t.ttl,
+        maxLength: t.maxLength,
+        waitForRoom: t.overflow === 'wait',
+        retain: t.retain,
+        producer: this.id,
+        batch,
+        incarnation: this.binding.incarnation,
+        elements
       })
+      if (n < 0) {
+        // Throws unless the queue went with a shard's data (then pushes to it as it is now).
+        await this.binding.gone(shard, `queue ${t.name} was deleted: this producer cannot push to it any more`)
+        continue
+      }
+      if (this.bind) this.binding.bind(incarnation, shard)
       if (n === 0 || this.settings.replicas === 0) return [n, seq]
       try {
         await this.replicate(shard, generation)

@@ -1,5 +1,8 @@
 import type { CodecOptions } from './codec.js'
 
+/** What a push that does not fit under `maxLength` does. */
+export type Overflow = 'wait' | 'drop' | 'error'
+
 /** Options of `bus.queue(name, options)`; its streams inherit them. */
 export interface QueueOptions extends CodecOptions {
   /**
@@ -9,12 +12,20 @@ export interface QueueOptions extends CodecOptions {
    */
   ttl?: number
   /**
-   * Bound on the number of messages the queue holds. A producer whose message does not fit waits (its
-   * write callback and `push()` promise are held, so `write()` returns false once its buffer fills) until
-   * consumers make room. 0 = unbounded.
+   * Bound on the number of messages the queue holds; what a message that does not fit does is `overflow`.
+   * 0 = unbounded.
    * @default 0
    */
   maxLength?: number
+  /**
+   * With `maxLength`, what a push that does not fit does. `'wait'`: it waits for room (its write callback
+   * and `push()` promise are held, so `write()` returns false once the producer's buffer fills) until
+   * consumers make room. `'drop'`: it is dropped; `push()` resolves with `null` and a write stream counts
+   * it in `dropped`. `'error'`: `push()` rejects, and a write stream fails, with `ERR_BUSMQ_QUEUE_FULL`
+   * (the messages before it are stored, none after it).
+   * @default 'wait'
+   */
+  overflow?: Overflow
   /**
    * Retention for replay: after each push the queue keeps only its newest `retain` messages, dropping
    * older ones even if unread. 0 = keep everything until consumed or expired.
@@ -76,6 +87,12 @@ export interface ReadStreamOptions extends CodecOptions {
   /** Reliable: most messages held (delivered, not yet acked) at once. @default highWaterMark */
   prefetch?: number
   /**
+   * Reliable: resume after a checkpoint. Messages with ids up to `after` (the id of the last message
+   * your application finished with) are acknowledged and skipped instead of being delivered. 0 = none.
+   * @default 0
+   */
+  after?: number
+  /**
    * @internal The reader is owned by a stream that wraps it (a channel, the CLI's pull): it is not
    * destroyed when it ends, so its owner can still say what it did not hand on (`returnUnread`) and then
    * destroy it, which gives that back.
@@ -88,3 +105,5 @@ export const DEFAULT_WRITE_HIGH_WATER_MARK_OBJECTS = 1024
 export const DEFAULT_WRITE_HIGH_WATER_MARK_BYTES = 1024 * 1024
 export const DEFAULT_LEASE = 5000
 export const DEFAULT_MAX_DELIVERIES = 5
+export const DEFAULT_OVERFLOW: Overflow = 'wait'
+export const OVERFLOW_VALUES: readonly Overflow[] = ['wait', 'drop', 'error']

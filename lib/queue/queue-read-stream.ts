@@ -5,11 +5,12 @@ import type { Queue } from './queue.js'
 import type { Shard } from '../router/shard.js'
 import type { Wakeups } from './wakeups.js'
 import { checkCodec, decodeMessage, type Codec } from './codec.js'
-import { KIND_ABORT, KIND_END, encodeElementWithId, parseElements, type Element } from './element.js'
+import { KIND_ABORT, KIND_END, encodeElementWithId, parseBatch, type Element } from './element.js'
 import { DEFAULT_READ_HIGH_WATER_MARK, type ReadStreamOptions } from './queue-options.js'
 import { checkInt } from '../names.js'
-import { DecodeError, InvalidOptionError, PeerDestroyedError } from '../errors.js'
+import { DecodeError, InvalidOptionError, PeerDestroyedError, QueueDeletedError } from '../errors.js'
 import { closeByBus, isReplyError, sleep } from '../util.js'
+import { QueueBinding } from './queue-binding.js'
 import { pop, range, unpop } from '../scripts/index.js'
 
 const debug = createDebug('busmq:reader')
@@ -38,11 +39,11 @@ export interface IdentifiedMessage<T = unknown> {
 export interface QueueReader<C = any> {
   [Symbol.asyncIterator] (): AsyncIteratorObject<C, any, any>
   on (event: 'data', listener: (chunk: C) => void): this
-  on (event: 'close' | 'end' | 'pause' | 'readable' | 'resume', listener: () => void): this
+  on (event: 'close' | 'end' | 'pause' | 'readable' | 'ready' | 'resume', listener: () => void): this
   on (event: 'error', listener: (err: Error) => void): this
   on (event: string | symbol, listener: (...args: any[]) => void): this
   once (event: 'data', listener: (chunk: C) => void): this
-  once (event: 'close' | 'end' | 'pause' | 'readable' | 'resume', listener: () => void): this
+  once (event: 'close' | 'end' | 'pause' | 'readable' | 'ready' | 'resume', listener: () => void): this
   once (event: 'error', listener: (err: Error) => void): this
   once (event: string | symbol, listener: (...args: any[]) => void): this
 }
@@ -56,6 +57,9 @@ export interface QueueReader<C = any> {
  * consumer, `read()`, `pipe()` and async iteration included, goes through one). Node's Readable would
  * keep emitting buffered chunks after `destroy()` (from a `'data'` handler, say); a destroyed reader
  * hands on nothing more, so what it gives back is exactly what it took and did not hand on.
+ *
+ * Emits `'ready'` once attached to its queue. Its first read binds it to the queue it finds (the
+ * queue's incarnation); once that queue is deleted, the reader fails with `ERR_BUSMQ_QUEUE_DELETED`.
  */
 export abstract class QueueReader<C = any> extends Readable {
   readonly queue: Queue
@@ -67,6 +71,8 @@ export abstract class QueueReader<C = any> extends Readable {
   protected readonly untilEnd: boolean
   protected shard!: Shard
   protected wakeups!: Wakeups
+  /** The queue this reader is bound to (its incarnation, from its first read). */
+  protected readonly binding = new QueueBinding()
   /** Messages pushed downstream so far (into the Readable's buffer). */
   delivered = 0
   /** Chunks handed on to the consumer (`'data'` events). */
@@ -118,6 +124,7 @@ export abstract class QueueReader<C = any> extends Readable {
       this.wakeups = wakeups
       this.endWakeups = wakeups.use()
       callback()
+      if (!this.destroyed) process.nextTick(() => this.emit('ready'))
     }).catch((err: Error) => {
       // Destroyed while being set up (bus.close(), say): that failure no longer matters to anyone.
       callback(this.destroyed ? null : err)
@@ -135,6 +142,22 @@ export abstract class QueueReader<C = any> extends Readable {
 
   /** Called with an element that cannot be decoded; returns the error to destroy the stream with. */
   protected abstract poison (el: Element, err: DecodeError): Promise<Error>
+
+  /**
+   * One call of a read script with the reader's binding (see QueueBinding): `read(incarnation)` returns
+   * the incarnation the queue has, or undefined when the bound one is gone. Binds the reader to the first
+   * it sees, binds again after a data loss, and throws `ERR_BUSMQ_QUEUE_DELETED` when the queue was deleted.
+   */
+  protected async bound<R> (read: (incarnation: string) => Promise<[string | undefined, R]>): Promise<R> {
+    for (;;) {
+      const [incarnation, result] = await read(this.binding.incarnation)
+      if (incarnation !== undefined) {
+        this.binding.bind(incarnation, this.shard)
+        return result
+      }
+      await this.binding.gone(this.shard, `queue ${this.queue.name} was deleted while this reader was reading it`)
+    }
+  }
 
   override _read (): void {
     // A _read while the loop runs must never be dropped: the Readable would not ask again until we
@@ -168,8 +191,8 @@ export abstract class QueueReader<C = any> extends Readable {
           els = await this.fetch(Math.min(this.batch, this.max - this.delivered, capacity))
         } catch (err) {
           if (this.destroyed) return
-          if (isReplyError(err)) {
-            // Redis refused the command (OOM, NOPERM, …): retrying would not help.
+          if (isReplyError(err) || err instanceof QueueDeletedError) {
+            // Redis refused the command (OOM, NOPERM, …), or the queue is gone: retrying would not help.
             this.destroy(err as Error)
             return
           }
@@ -419,8 +442,14 @@ export class QueueReadStream<C = any> extends QueueReader<C> {
 
   protected override async fetch (count: number): Promise<Element[]> {
     const k = this.queue.keys
-    if (this.mode === 'consume') return parseElements(await pop(this.shard, k, { count, ttl: this.queue.ttl }))
-    const els = parseElements(await range(this.shard, k, { from: this.next, count, ttl: this.queue.ttl }))
+    const { ttl } = this.queue
+    const els = await this.bound(async (incarnation) => {
+      const batch = parseBatch(this.mode === 'consume'
+        ? await pop(this.shard, k, { count, ttl, incarnation })
+        : await range(this.shard, k, { from: this.next, count, ttl, incarnation }))
+      return [batch?.incarnation, batch?.elements ?? []]
+    })
+    if (this.mode === 'consume') return els
     // Ids only grow: skip anything older than the offset (put back at the head by a consume-once reader).
     const fresh = els.filter((el) => el.id >= this.next)
     if (fresh.length > 0) this.next = fresh[fresh.length - 1].id + 1
@@ -444,10 +473,15 @@ export class QueueReadStream<C = any> extends QueueReader<C> {
 
   protected override async giveBack (elements: Element[]): Promise<void> {
     if (this.mode !== 'consume' || elements.length === 0) return
-    await unpop(this.shard, this.queue.keys, {
-      ttl: this.queue.ttl, reader: this.giverId, number: ++this.giveBacks, elements: elements.map(encodeElementWithId)
+    const len = await unpop(this.shard, this.queue.keys, {
+      ttl: this.queue.ttl,
+      incarnation: this.binding.incarnation,
+      reader: this.giverId,
+      number: ++this.giveBacks,
+      elements: elements.map(encodeElementWithId)
     })
-    debug('gave back %d message(s) to %s', elements.length, this.queue.name)
+    if (len < 0) debug('%d message(s) not given back to %s: it was deleted', elements.length, this.queue.name)
+    else debug('gave back %d message(s) to %s', elements.length, this.queue.name)
   }
 
   protected override async release (unhanded: number): Promise<void> {
@@ -472,6 +506,7 @@ export class QueueReadStream<C = any> extends QueueReader<C> {
       // Taken from the queue already: keep it, for inspection, in the dead-letter queue.
       await this.queue.deadLetter().producer().push([el.payload])
       err.message += '; moved to its dead-letter queue)'
+      this.queue.bus.log.error(err.message)
     } else {
       err.message += '; it stays in the queue)'
     }

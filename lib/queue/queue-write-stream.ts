@@ -34,7 +34,10 @@ export interface QueueWriteStream<T = any> {
 
 /**
  * Producer side of a queue. Each chunk is one message; every chunk buffered while a round trip is in
- * flight goes out in the next one (`_writev`), and a write's callback fires once Redis has accepted it.
+ * flight goes out in the next one (`_writev`), and a write's callback fires once Redis has accepted it
+ * (or, with `overflow: 'drop'`, dropped it: see `dropped`). Emits `'ready'` once attached to its queue.
+ * Its first push binds it to the queue it reaches: once that queue is deleted it fails with
+ * `ERR_BUSMQ_QUEUE_DELETED`.
  * With the bus option `replicas`, a batch whose connection changed before its replicas confirmed it (a
  * failover) is sent again to the new primary (stored once) and the stream carries on.
  */
@@ -44,6 +47,8 @@ export class QueueWriteStream<T = any> extends Writable {
   private readonly objectMode: boolean
   private readonly codec: Codec
   private readonly endMarker: boolean
+  /** Messages that did not fit under the queue's `maxLength` and were dropped (`overflow: 'drop'`). */
+  dropped = 0
   private attached = false
   private endWakeups?: () => void
   private closingByBus = false
@@ -62,7 +67,7 @@ export class QueueWriteStream<T = any> extends Writable {
     this.objectMode = objectMode
     this.codec = codec
     this.endMarker = options.endMarker ?? false
-    this.producer = queue.producer({ retryReplication: true })
+    this.producer = queue.producer({ retryReplication: true, bind: true })
     this.untrack = queue.bus.track(this)
   }
 
@@ -72,6 +77,7 @@ export class QueueWriteStream<T = any> extends Writable {
       // A producer of a bounded queue may wait for room: its wake-ups stay subscribed while it is open.
       if (this.queue.maxLength > 0) this.endWakeups = (await this.queue.open()).wakeups.use()
       callback()
+      if (!this.destroyed) process.nextTick(() => this.emit('ready'))
     }).catch((err: Error) => {
       // Destroyed while being set up (bus.close(), say): that failure no longer matters to anyone.
       callback(this.destroyed ? null : err)
@@ -91,13 +97,19 @@ export class QueueWriteStream<T = any> extends Writable {
       }
     }
     if (payloads.length === 0) return callback(failure)
-    this.producer.push(payloads).then(() => callback(failure), callback)
+    this.producer.push(payloads).then(({ stored }) => {
+      this.dropped += payloads.length - stored
+      callback(failure)
+    }, callback)
   }
 
   override _final (callback: Callback): void {
     // bus.close() is not the producer finishing its input: no end marker then.
     if (!this.endMarker || this.closingByBus) return callback()
-    this.producer.push([Buffer.alloc(0)], KIND_END).then(() => callback(), callback)
+    this.producer.push([Buffer.alloc(0)], KIND_END).then(({ stored }) => {
+      this.dropped += 1 - stored
+      callback()
+    }, callback)
   }
 
   override _destroy (err: Error | null, callback: (error: Error | null) => void): void {

@@ -4,8 +4,9 @@ import type { Client, Shard } from '../router/shard.js'
 import { QueueKeys, ATTACHMENT_FIELD_PREFIX, META_FIELD_PREFIX } from '../keys.js'
 import { checkInt } from '../names.js'
 import { EncodeError, InvalidOptionError, MessageTooLargeError } from '../errors.js'
+import { deleteQueue } from '../scripts/index.js'
 import { checkCodec, encodeMessage, jsonCodec, type Codec } from './codec.js'
-import type { QueueOptions, ReadStreamOptions, WriteStreamOptions } from './queue-options.js'
+import { OVERFLOW_VALUES, DEFAULT_OVERFLOW, type Overflow, type QueueOptions, type ReadStreamOptions, type WriteStreamOptions } from './queue-options.js'
 import { QueueWriteStream } from './queue-write-stream.js'
 import { QueueReadStream, type IdentifiedMessage } from './queue-read-stream.js'
 import { ReliableReadStream } from './reliable-read-stream.js'
@@ -61,6 +62,8 @@ export class Queue<T = any> {
   /** Idle TTL in ms. */
   readonly ttl: number
   readonly maxLength: number
+  /** What a push that does not fit under `maxLength` does. */
+  readonly overflow: Overflow
   readonly retain: number
   readonly objectMode: boolean
   readonly codec: Codec
@@ -81,6 +84,11 @@ export class Queue<T = any> {
     this.keys = parent ? parent.keys.deadLetter() : QueueKeys.forQueue(bus.settings.prefix, name)
     this.ttl = checkInt(options.ttl ?? bus.settings.ttl, 'ttl', 10)
     this.maxLength = checkInt(options.maxLength ?? 0, 'maxLength', 0)
+    const overflow = options.overflow === undefined ? DEFAULT_OVERFLOW : options.overflow
+    if (!OVERFLOW_VALUES.includes(overflow)) {
+      throw new InvalidOptionError(`overflow must be 'wait', 'drop' or 'error', got ${JSON.stringify(overflow)}`)
+    }
+    this.overflow = overflow
     this.retain = checkInt(options.retain ?? 0, 'retain', 0)
     if (options.objectMode !== undefined && typeof options.objectMode !== 'boolean') {
       throw new InvalidOptionError('objectMode must be a boolean')
@@ -142,17 +150,26 @@ export class Queue<T = any> {
     return buf
   }
 
-  /** @internal A producer of its own (each write stream has one). */
-  producer (options: { retryReplication?: boolean, identity?: ProducerIdentity } = {}): Producer {
+  /**
+   * @internal A producer of its own (each write stream has one). `bind`: bound to the queue its first push
+   * reaches, failing with `ERR_BUSMQ_QUEUE_DELETED` once that is deleted (streams); one-off pushes are not.
+   * `identity`: shared by the one-off pushes of a bus to the queue.
+   */
+  producer (options: { retryReplication?: boolean, bind?: boolean, identity?: ProducerIdentity } = {}): Producer {
     const { replicas, replicasTimeout } = this.bus.settings
     return new Producer(this, { replicas, replicasTimeout, closed: () => this.bus.closed }, options)
   }
 
-  /** Pushes one message; resolves with its id once Redis has accepted it. */
-  async push (message: MessageInput<T>): Promise<number> {
+  /**
+   * Pushes one message; resolves with its id once Redis has accepted it. With `maxLength`: waits for room
+   * (`overflow: 'wait'`), resolves with `null` when it did not fit (`'drop'`), or rejects with
+   * `ERR_BUSMQ_QUEUE_FULL` (`'error'`).
+   */
+  async push (message: MessageInput<T>): Promise<number | null> {
     const payload = this.encode(message)
     this.oneOff ??= this.producer({ identity: this.bus.oneOffIdentity(this.keys.base) })
-    return await this.oneOff.push([payload])
+    const { firstId, stored } = await this.oneOff.push([payload])
+    return stored === 0 ? null : firstId
   }
 
   /** A Writable producer: each chunk is one message. */
@@ -243,6 +260,18 @@ export class Queue<T = any> {
   async flush (): Promise<void> {
     const k = this.keys
     await (await this.observe()).run((c) => c.del(k.messages, k.inflight, k.leases, k.deliveries, k.owners))
+  }
+
+  /**
+   * Deletes the queue: every key of it and of its dead-letter queue. Streams using it, in every process,
+   * end: readers fail with `ERR_BUSMQ_QUEUE_DELETED`, and so do writers at their next push. A later use
+   * of the name creates a fresh queue. Resolves with whether the queue existed.
+   */
+  async delete (): Promise<boolean> {
+    const shard = await this.observe()
+    const deleted = await deleteQueue(shard, this.keys)
+    debug('deleted queue %s (%d key(s))', this.name, deleted)
+    return deleted > 0
   }
 
   /** ms until the queue expires if nobody touches it; -2 when it does not exist. */

@@ -25,6 +25,8 @@ export class ReliableReadStream<T = any> extends QueueReader<ReliableMessage<T>>
   readonly lease: number
   readonly maxDeliveries: number
   readonly prefetch: number
+  /** Messages with ids up to this are acknowledged and skipped (a checkpoint to resume after). */
+  readonly after: number
   /** Ids held (delivered, not acked), in delivery order. */
   private readonly held = new Map<number, number>()
   private readonly pendingDeliveries = new Map<number, number>()
@@ -40,7 +42,9 @@ export class ReliableReadStream<T = any> extends QueueReader<ReliableMessage<T>>
     const lease = checkInt(options.lease ?? DEFAULT_LEASE, 'lease', 100)
     const maxDeliveries = checkInt(options.maxDeliveries ?? DEFAULT_MAX_DELIVERIES, 'maxDeliveries', 1)
     const prefetch = options.prefetch === undefined ? undefined : checkInt(options.prefetch, 'prefetch', 1)
+    const after = checkInt(options.after ?? 0, 'after', 0)
     super(queue, options)
+    this.after = after
     this.consumerId = `${queue.bus.settings.id}/${++readers}`
     this.lease = lease
     this.maxDeliveries = maxDeliveries
@@ -100,17 +104,50 @@ export class ReliableReadStream<T = any> extends QueueReader<ReliableMessage<T>>
   }
 
   protected override async fetch (count: number): Promise<Element[]> {
-    const reply = await reserve(this.shard, this.queue.keys, {
-      count, ttl: this.queue.ttl, consumer: this.consumerId, lease: this.lease, maxDeliveries: this.maxDeliveries
-    }) ?? []
-    const out: Element[] = []
-    for (let i = 0; i < reply.length; i += 3) {
-      const el = parseElement(reply[i] as Buffer, reply[i + 1] as number)
-      this.held.set(el.id, el.id)
-      this.pendingDeliveries.set(el.id, reply[i + 2] as number)
-      out.push(el)
+    for (;;) {
+      const reply = await this.bound(async (incarnation) => {
+        const r = await reserve(this.shard, this.queue.keys, {
+          count,
+          ttl: this.queue.ttl,
+          consumer: this.consumerId,
+          lease: this.lease,
+          maxDeliveries: this.maxDeliveries,
+          incarnation
+        })
+        return [typeof r[0] === 'number' ? undefined : r[0].toString(), r]
+      })
+      this.reportExpired(reply[1] as number, reply[2] as number)
+      const out: Element[] = []
+      const skipped: number[] = []
+      for (let i = 3; i < reply.length; i += 3) {
+        const el = parseElement(reply[i] as Buffer, reply[i + 1] as number)
+        this.held.set(el.id, el.id)
+        if (el.id <= this.after) {
+          skipped.push(el.id)
+          continue
+        }
+        this.pendingDeliveries.set(el.id, reply[i + 2] as number)
+        out.push(el)
+      }
+      if (skipped.length === 0) return out
+      // Done with before the checkpoint: acknowledged, never delivered.
+      await Promise.all(skipped.map((id) => this.ack(id)))
+      debug('%s skipped %d message(s) up to id %d on %s', this.consumerId, skipped.length, this.after, this.queue.name)
+      // Only skipped messages: look again at once (an empty batch would make the loop wait for a push).
+      if (out.length > 0) return out
     }
-    return out
+  }
+
+  /** The reserve call put back (or dead-lettered) messages whose lease had expired: their reader died or stalled. */
+  private reportExpired (requeued: number, dead: number): void {
+    if (requeued > 0) {
+      this.queue.bus.log.warn(`${requeued} message(s) of queue ${this.queue.name} whose lease expired (their reader died or ` +
+        'stalled) went back to the queue to be delivered again')
+    }
+    if (dead > 0) {
+      this.queue.bus.log.warn(`${dead} message(s) of queue ${this.queue.name} whose lease expired were moved to its ` +
+        'dead-letter queue after maxDeliveries deliveries')
+    }
   }
 
   protected override envelope (el: Element, data: unknown): ReliableMessage {
@@ -157,10 +194,14 @@ export class ReliableReadStream<T = any> extends QueueReader<ReliableMessage<T>>
   /** Hands messages back (see requeue-9.lua); `undo` = how many of the first ids never reached the app. */
   private async requeue (mode: RequeueMode, ids: number[], undo: number): Promise<void> {
     if (ids.length === 0) return
-    await requeue(this.shard, this.queue.keys, {
+    const [, dead] = await requeue(this.shard, this.queue.keys, {
       consumer: this.consumerId, ttl: this.queue.ttl, maxDeliveries: this.maxDeliveries, mode, undo, ids
     })
     for (const id of ids) this.forget(id)
+    if (dead > 0 && mode !== 'decode') {
+      this.queue.bus.log.warn(`${dead} message(s) of queue ${this.queue.name} moved to its dead-letter queue ` +
+        (mode === 'dead' ? '(nack with deadLetter)' : `after ${this.maxDeliveries} deliveries`))
+    }
   }
 
   protected override async giveBack (elements: Element[]): Promise<void> {
@@ -176,6 +217,7 @@ export class ReliableReadStream<T = any> extends QueueReader<ReliableMessage<T>>
 
   protected override async poison (el: Element, err: DecodeError): Promise<Error> {
     await this.requeue('decode', [el.id], 0)
+    this.queue.bus.log.error(`message ${el.id} of queue ${this.queue.name} cannot be decoded (${err.message}); moved to its dead-letter queue`)
     err.message += ` (message id ${el.id} of queue ${this.queue.name}; moved to its dead-letter queue)`
     err.id = el.id
     err.payload = el.payload

@@ -4,7 +4,7 @@ import { sleep } from '../util.js'
 
 const debug = createDebug('busmq:wakeups')
 
-/** 'm': messages arrived; 'r': room was freed in a bounded queue. */
+/** 'm': messages arrived; 'r': room was freed in a bounded queue. ('d', the queue was deleted, wakes both.) */
 export type WakeKind = 'm' | 'r'
 
 /**
@@ -28,8 +28,9 @@ export class Wakeups {
   private handler?: (message: string) => void
   private users = 0
   private readonly onMessage = (message: string): void => {
-    if (message === 'm' || message === 'reconnect') this.bump('m')
-    if (message === 'r' || message === 'reconnect') this.bump('r')
+    const all = message === 'reconnect' || message === 'd'
+    if (message === 'm' || all) this.bump('m')
+    if (message === 'r' || all) this.bump('r')
   }
 
   constructor (hub: SubscriptionHub, channel: string, pollInterval: number) {

@@ -24,6 +24,8 @@ export class ShardHealth {
   private checked?: Promise<void>
   /** Value of the marker key when last seen. */
   private marker?: string
+  /** The marker check in progress: concurrent checks share it, so a loss is reported once. */
+  private checking?: Promise<void>
 
   constructor (shard: Shard, prefix: string | undefined, onDataLoss: (err: ShardDataLossError) => void) {
     this.shard = shard
@@ -46,9 +48,25 @@ export class ShardHealth {
     this.checkMarker().catch((err: Error) => debug('%s marker check failed: %s', this.shard.id, err.message))
   }
 
+  /** The marker's value when last seen: it changes when the shard loses its data. */
+  get seen (): string | undefined {
+    return this.marker
+  }
+
+  /** Looks at the marker now (reporting a loss, once) and resolves with its value. */
+  async current (): Promise<string | undefined> {
+    await this.checkMarker()
+    return this.marker
+  }
+
   private async run (): Promise<void> {
     await this.checkVersion()
     await this.checkMarker()
+  }
+
+  private checkMarker (): Promise<void> {
+    this.checking ??= this.readMarker().finally(() => { this.checking = undefined })
+    return this.checking
   }
 
   private async checkVersion (): Promise<void> {
@@ -69,7 +87,7 @@ export class ShardHealth {
     }
   }
 
-  private async checkMarker (): Promise<void> {
+  private async readMarker (): Promise<void> {
     if (!this.prefix) return
     const key = shardMarkerKey(this.prefix)
     const fresh = `${Date.now()}-${Math.random().toString(36).slice(2)}`

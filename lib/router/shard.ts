@@ -164,6 +164,25 @@ export class Shard extends EventEmitter implements ScriptTarget {
     })
   }
 
+  /**
+   * The shard's data-loss marker as last seen: it changes when the shard comes back without its data.
+   * Streams bound to a queue note it, to tell a queue lost with the shard's data from a deleted one.
+   */
+  get dataMarker (): string | undefined {
+    return this.health.seen
+  }
+
+  /** Looks at the data-loss marker now (reporting a loss, once, as `dataloss`) and resolves with it. */
+  async currentDataMarker (): Promise<string | undefined> {
+    return await this.health.current()
+  }
+
+  /** `host:port` of the server the command connection is connected to now, when known (not for a Cluster). */
+  get address (): string | undefined {
+    const stream = (this.client as unknown as { stream?: { remoteAddress?: string, remotePort?: number } }).stream
+    return stream?.remoteAddress && stream.remotePort ? `${stream.remoteAddress}:${stream.remotePort}` : undefined
+  }
+
   /** Whether close() was called. */
   get closed (): boolean {
     return this.closing !== undefined
@@ -185,7 +204,12 @@ export class Shard extends EventEmitter implements ScriptTarget {
       }
       this.subscriptions.close()
       await Promise.all([quit(this.subscriptions.client), quit(this.client)])
-      this.online = false
+      // The connection's own 'close' may come later or not at all once it was disconnected: say it here.
+      if (this.online) {
+        this.online = false
+        debug('%s offline (closed)', this.id)
+        this.emit('offline')
+      }
     })()
     return this.closing
   }

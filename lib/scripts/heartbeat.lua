@@ -1,20 +1,24 @@
 --[[
-  Attachments of one client to many queues of one shard, in one call: attach, refresh (heartbeat) or
-  detach, and keep every key of each queue alive for another TTL.
+  What one client keeps alive on one shard, in one call: attach to, refresh (heartbeat) or detach from
+  many queues, and keep persisted objects alive; every key of each gets another TTL.
 
-  KEYS[i] the info hash of queue i (busmq:q:{name}:i). The other keys of the queue share its prefix and
-          hash tag (so they are in the same Cluster slot) and are derived from it here: passing the dozen
-          keys of every queue of a batch would cost the client more than the refresh costs Redis.
+  KEYS[i] entry i: the info hash of a queue (busmq:q:{name}:i), or the hash of a persisted object
+          (busmq:o:{name}:h). The other keys of the queue or object share its prefix and hash tag (so they
+          are in the same Cluster slot) and are derived from it here: passing the dozen keys of every
+          queue of a batch would cost the client more than the refresh costs Redis.
   ARGV[1] client id   ARGV[2] 'a' attach, 'b' refresh, 'd' detach
-  ARGV[2 + i] for queue i: its ttl in ms; with 'd', followed by ';'-separated fields of the info hash
-          to drop: the idempotency records (p<producer>, g<reader>) of producers and readers that are done
-  An attachment is the field a:<client id> of the info hash, valued with the server time at which it
-  lapses, so a client that died stops counting after its TTL. Keys that exist get their TTL back (never
-  a shorter one: the longest TTL in use wins); the reliable-mode keys (f, l, o: only with d) and the
-  dead-letter queue's (only with dl:i) are looked at only when their group exists, so an idle queue
-  costs a handful of commands.
-  Returns, with 'a', for each queue 1 when it existed before and 0 when this attach created it;
-  otherwise {}.
+  ARGV[2 + i] for entry i: a queue's ttl in ms, with 'd' followed by ';'-separated fields of the info
+          hash to drop (the idempotency records p<producer> and g<reader> of producers and readers that
+          are done); or, for an object, 'o' and its ttl in ms
+  A queue attachment is the field a:<client id> of the info hash, valued with the server time at which it
+  lapses, so a client that died stops counting after its TTL. Keys that exist get their TTL back, never a
+  shorter one (the longest TTL in use wins; see touch.lua); the reliable-mode keys (f, l, o: only with d)
+  and the dead-letter queue's (only with dl:i) are looked at only when their group exists, so an idle
+  queue costs a handful of commands. A refresh never creates a queue: one deleted (or expired) since it
+  was attached stays gone. An object is never created either: its hash and its change log (:c) only get
+  their TTL back, when they exist.
+  Returns, with 'a', for each entry 1 when it existed before and 0 when it did not (an attach creates
+  a queue, not an object); otherwise {}.
 ]]
 --@include now
 --@include touch
@@ -24,8 +28,8 @@ local client = 'a:' .. ARGV[1]
 local op = ARGV[2]
 local out = {}
 
--- The queue's other keys (never a shorter TTL than they have: see touch.lua), the reliable-mode ones
--- only when they exist (d exists whenever f, l and o do), and a dead-letter queue's history.
+-- The queue's other keys, the reliable-mode ones only when they exist (d exists whenever f, l and o do),
+-- and a dead-letter queue's history.
 local function refresh(base, ttl)
   touch(base .. ':m', ttl)
   if redis.call('PEXPIRE', base .. ':d', ttl) == 1 then
@@ -36,14 +40,15 @@ local function refresh(base, ttl)
   if string.sub(base, -3) == ':dl' then touch(base .. ':h', ttl) end
 end
 
-for i, info in ipairs(KEYS) do
-  local arg = ARGV[2 + i]
+local function queue(i, info, arg)
   local ttl = tonumber(string.match(arg, '^%d+'))
   local base = string.sub(info, 1, -3)
-  if op == 'a' then
-    local existed = redis.call('EXISTS', info)
-    out[i] = existed
-    if existed == 1 then
+  local left = redis.call('PTTL', info)
+  if op == 'b' then
+    if left == -2 then return end
+  elseif op == 'a' then
+    out[i] = left == -2 and 0 or 1
+    if left ~= -2 then
       -- Attachments of clients that died without detaching: forget them.
       local cursor = '0'
       repeat
@@ -62,7 +67,9 @@ for i, info in ipairs(KEYS) do
   else
     redis.call('HSET', info, client, now + ttl)
   end
-  local keep = keepAtLeast(info, ttl)
+  -- (left == -1: the hash was just created by the HSET above, with no TTL yet.)
+  local keep = ttl
+  if left > ttl then keep = left else redis.call('PEXPIRE', info, ttl) end
   refresh(base, keep)
   local dlInfo = base .. ':dl:i'
   local dlTtl = redis.call('PTTL', dlInfo)
@@ -72,5 +79,20 @@ for i, info in ipairs(KEYS) do
     touch(base .. ':dl:m', dlKeep)
     refresh(base .. ':dl', dlKeep)
   end
+end
+
+local function object(i, hash, arg)
+  local ttl = tonumber(string.sub(arg, 2))
+  local left = redis.call('PTTL', hash)
+  if op == 'a' then out[i] = left == -2 and 0 or 1 end
+  if left == -2 then return end
+  local keep = ttl
+  if left > ttl then keep = left else redis.call('PEXPIRE', hash, ttl) end
+  touch(string.sub(hash, 1, -3) .. ':c', keep)
+end
+
+for i, key in ipairs(KEYS) do
+  local arg = ARGV[2 + i]
+  if string.sub(arg, 1, 1) == 'o' then object(i, key, arg) else queue(i, key, arg) end
 end
 return out

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs'
 import type { Redis, Cluster } from 'ioredis'
-import type { QueueKeys } from '../keys.js'
+import type { KeepAliveKeys, ObjectKeys, QueueKeys } from '../keys.js'
 
 /**
  * The TypeScript side of every Lua script: one typed function per script, with named keys (taken from
@@ -30,8 +30,8 @@ export interface ScriptCallOptions {
 
 /** Every script: file name (without `.lua`) and number of keys (undefined: the caller passes it first). */
 export const SCRIPT_FILES = [
-  'ack-4', 'heartbeat', 'pop-2', 'presence-2', 'publish-1', 'push-2', 'range-2', 'renew-2', 'requeue-9',
-  'reserve-9', 'unpop-2'
+  'ack-4', 'delete-14', 'heartbeat', 'object-read-2', 'object-save-2', 'pop-2', 'presence-2', 'publish-1', 'push-2',
+  'range-2', 'renew-2', 'requeue-9', 'reserve-9', 'unpop-2'
 ] as const
 
 export type ScriptFile = typeof SCRIPT_FILES[number]
@@ -88,8 +88,12 @@ function reliableKeys (k: QueueKeys): string[] {
   return [k.messages, k.info, k.inflight, k.leases, k.deliveries, k.owners, dl.messages, dl.info, dl.history]
 }
 
-/** Reply of pop, range and unpop: the implicit id of the first element, then the stored elements. */
-export type ElementsReply = Array<Buffer | number> | null
+/**
+ * Reply of pop and range: the queue's incarnation, the implicit id of the first element, then the stored
+ * elements; only the incarnation when there is nothing; `[0]` when the incarnation the reader is bound
+ * to was deleted.
+ */
+export type ElementsReply = Array<Buffer | number>
 
 export interface PushArgs {
   ttl: number
@@ -99,31 +103,53 @@ export interface PushArgs {
   retain: number
   producer: string
   batch: number
+  /** Negative maxLength: bounded, but nobody waits for room (overflow 'drop' and 'error'). */
+  waitForRoom: boolean
+  /** The incarnation the producer is bound to; '' = not bound yet. */
+  incarnation: string
   elements: Buffer[]
 }
 
-/** push-2.lua: resolves with [pushed, seq after the push]. Idempotent per (producer, batch). */
-export function push (target: ScriptTarget, k: QueueKeys, a: PushArgs, options: ScriptCallOptions = {}): Promise<[number, number]> {
-  return call(target, 'push-2', [k.messages, k.info, a.ttl, a.maxLength, a.retain, k.wake, a.producer, a.batch, ...a.elements],
-    { ...options, idempotent: true })
+/**
+ * push-2.lua: resolves with [pushed, seq after the push, incarnation], or [-1, 0, ''] when the bound
+ * incarnation was deleted. Idempotent per (producer, batch).
+ */
+export function push (target: ScriptTarget, k: QueueKeys, a: PushArgs, options: ScriptCallOptions = {}): Promise<[number, number, string]> {
+  const maxLength = a.waitForRoom ? a.maxLength : -a.maxLength
+  return call(target, 'push-2', [k.messages, k.info, a.ttl, maxLength, a.retain, k.wake, a.producer, a.batch, a.incarnation,
+    ...a.elements], { ...options, idempotent: true })
 }
 
 /** pop-2.lua: takes up to `count` messages (never timed out: the reply holds the messages). */
-export function pop (target: ScriptTarget, k: QueueKeys, a: { count: number, ttl: number }): Promise<ElementsReply> {
-  return call(target, 'pop-2', [k.messages, k.info, a.count, a.ttl, k.wake], { timeout: 0, buffers: true })
+export function pop (target: ScriptTarget, k: QueueKeys, a: { count: number, ttl: number, incarnation: string }): Promise<ElementsReply> {
+  return call(target, 'pop-2', [k.messages, k.info, a.count, a.ttl, k.wake, a.incarnation], { timeout: 0, buffers: true })
 }
 
 /** range-2.lua: reads up to `count` messages from id `from` on without removing them. */
-export function range (target: ScriptTarget, k: QueueKeys, a: { from: number, count: number, ttl: number }): Promise<ElementsReply> {
-  return call(target, 'range-2', [k.messages, k.info, a.from, a.count, a.ttl], { timeout: 0, buffers: true })
+export function range (target: ScriptTarget, k: QueueKeys, a: { from: number, count: number, ttl: number, incarnation: string }): Promise<ElementsReply> {
+  return call(target, 'range-2', [k.messages, k.info, a.from, a.count, a.ttl, a.incarnation], { timeout: 0, buffers: true })
 }
 
 /**
- * unpop-2.lua: puts elements (with-id form) back at the head, in order; resolves with the new length.
- * Idempotent per (reader, give-back number): sent again after a connection drop, it is stored once.
+ * unpop-2.lua: puts elements (with-id form) back at the head, in order; resolves with the new length, or
+ * -1 when their incarnation was deleted (they are dropped with it). Idempotent per (reader, give-back
+ * number): sent again after a connection drop, it is stored once.
  */
-export function unpop (target: ScriptTarget, k: QueueKeys, a: { ttl: number, reader: string, number: number, elements: Buffer[] }): Promise<number> {
-  return call(target, 'unpop-2', [k.messages, k.info, a.ttl, k.wake, a.reader, a.number, ...a.elements], { idempotent: true })
+export function unpop (target: ScriptTarget, k: QueueKeys, a: {
+  ttl: number,
+  incarnation: string,
+  reader: string,
+  number: number,
+  elements: Buffer[]
+}): Promise<number> {
+  return call(target, 'unpop-2', [k.messages, k.info, a.ttl, k.wake, a.incarnation, a.reader, a.number, ...a.elements],
+    { idempotent: true })
+}
+
+/** delete-14.lua: deletes every key of a queue and of its dead-letter queue; resolves with how many existed. */
+export function deleteQueue (target: ScriptTarget, k: QueueKeys): Promise<number> {
+  const dl = k.deadLetter()
+  return call(target, 'delete-14', [...k.own(), ...dl.own(), k.wake, dl.wake])
 }
 
 export interface ReserveArgs {
@@ -132,12 +158,16 @@ export interface ReserveArgs {
   consumer: string
   lease: number
   maxDeliveries: number
+  incarnation: string
 }
 
-/** reserve-9.lua: [element, id, deliveries, element, id, deliveries, …]. Never timed out. */
-export function reserve (target: ScriptTarget, k: QueueKeys, a: ReserveArgs): Promise<Array<Buffer | number> | null> {
+/**
+ * reserve-9.lua: [incarnation, requeued, dead-lettered, element, id, deliveries, element, id, deliveries, …],
+ * or [0] when the bound incarnation was deleted. Never timed out.
+ */
+export function reserve (target: ScriptTarget, k: QueueKeys, a: ReserveArgs): Promise<Array<Buffer | number>> {
   return call(target, 'reserve-9', [...reliableKeys(k), a.count, a.ttl, k.wake, a.consumer, a.lease, a.maxDeliveries,
-    k.deadLetter().wake], { timeout: 0, buffers: true })
+    k.deadLetter().wake, a.incarnation], { timeout: 0, buffers: true })
 }
 
 export type RequeueMode = 'release' | 'nack' | 'dead' | 'decode'
@@ -172,20 +202,22 @@ export function renew (target: ScriptTarget, k: QueueKeys, a: { consumer: string
 export type HeartbeatOp = 'attach' | 'beat' | 'detach'
 
 export interface HeartbeatEntry {
-  keys: QueueKeys
+  keys: KeepAliveKeys
   ttl: number
   /** detach: fields of the info hash to drop (idempotency records of producers and readers that are done). */
   forget?: string[]
 }
 
 /**
- * heartbeat.lua: attaches, refreshes or detaches `client` on many queues of one shard in one call.
- * With 'attach', resolves with one flag per queue: 1 if it existed before.
+ * heartbeat.lua: attaches, refreshes or detaches `client` on many queues (and keeps persisted objects
+ * alive) of one shard in one call. With 'attach', resolves with one flag per entry: 1 if it existed before.
  */
 export function heartbeat (target: ScriptTarget, a: { client: string, op: HeartbeatOp, queues: HeartbeatEntry[] },
   options: ScriptCallOptions = {}): Promise<number[]> {
-  const keys = a.queues.map((q) => q.keys.info)
-  const args = a.queues.map((q) => q.forget && q.forget.length > 0 ? `${q.ttl};${q.forget.join(';')}` : q.ttl)
+  const keys = a.queues.map((q) => q.keys.head)
+  const args = a.queues.map((q) => q.keys.kind === 'object'
+    ? `o${q.ttl}`
+    : q.forget && q.forget.length > 0 ? `${q.ttl};${q.forget.join(';')}` : q.ttl)
   if (keys.length === 1) {
     return target.evalScript(parseFile('heartbeat').command + ONE_KEY_SUFFIX, [keys[0], a.client, a.op[0], ...args], options) as Promise<number[]>
   }
@@ -207,4 +239,33 @@ export function presence (target: ScriptTarget, a: {
 /** publish-1.lua: plain pub/sub publish routed by the topic's slot; resolves with the receivers. */
 export function publish (target: ScriptTarget, a: { channel: string, payload: Buffer }): Promise<number> {
   return call(target, 'publish-1', [a.channel, a.payload])
+}
+
+export interface ObjectSaveArgs {
+  ttl: number
+  /** Save only at this version (0: only if the object does not exist); undefined: unconditionally. */
+  ifVersion?: number
+  logLength: number
+  /** Field names and their encoded values. */
+  set: Array<[string, Buffer]>
+  deleted: string[]
+}
+
+/**
+ * object-save-2.lua: resolves with [1 saved | 0 nothing to save | -1 conflict, version, incarnation].
+ * Not re-sent after a connection drop (a save that was applied would be applied twice).
+ */
+export function objectSave (target: ScriptTarget, k: ObjectKeys, a: ObjectSaveArgs): Promise<[number, number, string]> {
+  const args: Arg[] = [k.hash, k.log, a.ttl, a.ifVersion ?? '', a.logLength, k.wake, a.set.length]
+  for (const [field, value] of a.set) args.push(field, value)
+  args.push(...a.deleted)
+  return call(target, 'object-save-2', args)
+}
+
+/**
+ * object-read-2.lua: ['c', incarnation, version, ...entries] or ['r', incarnation, version, field,
+ * value, …] (a resync); bulk strings as Buffers.
+ */
+export function objectRead (target: ScriptTarget, k: ObjectKeys, a: { after: number, count: number, incarnation: string }): Promise<unknown[]> {
+  return call(target, 'object-read-2', [k.hash, k.log, a.after, a.count, a.incarnation], { buffers: true })
 }

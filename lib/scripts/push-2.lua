@@ -5,36 +5,46 @@
   from the record instead of storing it twice.
 
   KEYS[1] messages list
-  KEYS[2] info hash: seq, consumed, the flags w (a reader waits for data) and r (a producer waits for
-          room), and per producer p<id> -> "batch:pushed:seq" of its last push (fields of a hash that
-          exists anyway cost far less than a key per queue)
+  KEYS[2] info hash: seq, consumed, n (incarnation), the flags w (a reader waits for data) and r (a
+          producer waits for room), and per producer p<id> -> "batch:pushed:seq" of its last push
+          (fields of a hash that exists anyway cost far less than a key per queue)
   ARGV[1] ttl in ms (every key touched expires after it unless refreshed; a longer TTL already set stays)
-  ARGV[2] maxLength (0 = unbounded): push only what fits; raise the room flag when something did not fit
+  ARGV[2] maxLength (0 = unbounded): push only what fits, and raise the room flag when something did
+          not fit (the producer waits for room); negative: bound at -maxLength without the flag (overflow
+          'drop' and 'error': nobody waits)
   ARGV[3] retain (0 = keep all): trim the list to its newest `retain` elements
   ARGV[4] wake-up pub/sub channel
   ARGV[5] producer id   ARGV[6] batch number (grows by one per call of that producer)
-  ARGV[7..] elements (kind byte + payload, see lib/queue/element.ts), in order
+  ARGV[7] the incarnation the producer is bound to ('' = not bound yet: push to whatever exists)
+  ARGV[8..] elements (kind byte + payload, see lib/queue/element.ts), in order
 
-  Returns { number pushed, seq after the push }: the pushed messages have ids seq - pushed + 1 .. seq.
+  Returns { number pushed, seq after the push, incarnation }: the pushed messages have ids
+  seq - pushed + 1 .. seq. { -1, 0, '' } when the bound incarnation was deleted (nothing is written).
 ]]
 --@include touch
+--@include incarnation
+local field = 'p' .. ARGV[5]
+local info = redis.call('HMGET', KEYS[2], field, 'n')
+local inc = incarnation(KEYS[2], info[2], ARGV[7])
+if not inc then return { -1, 0, '' } end
 local ttl = tonumber(ARGV[1])
 local batch = tonumber(ARGV[6])
-local field = 'p' .. ARGV[5]
-local last = redis.call('HGET', KEYS[2], field)
+local last = info[1]
 if last then
   local b, n, seq = string.match(last, '^(%d+):(%d+):(%d+)$')
-  if tonumber(b) >= batch then return { tonumber(n), tonumber(seq) } end
+  if tonumber(b) >= batch then return { tonumber(n), tonumber(seq), inc } end
 end
 
-local n = #ARGV - 6
+local n = #ARGV - 7
 local maxlen = tonumber(ARGV[2])
+local waits = maxlen > 0
+if maxlen < 0 then maxlen = -maxlen end
 if maxlen > 0 then
   local room = maxlen - redis.call('LLEN', KEYS[1])
   if room < n then
     if room < 0 then room = 0 end
     n = room
-    redis.call('HSET', KEYS[2], 'r', '1')
+    if waits then redis.call('HSET', KEYS[2], 'r', '1') end
   end
 end
 
@@ -42,8 +52,8 @@ local seq
 if n == 0 then
   seq = tonumber(redis.call('HGET', KEYS[2], 'seq') or 0)
 else
-  for i = 7, 6 + n, 1000 do
-    redis.call('RPUSH', KEYS[1], unpack(ARGV, i, math.min(i + 999, 6 + n)))
+  for i = 8, 7 + n, 1000 do
+    redis.call('RPUSH', KEYS[1], unpack(ARGV, i, math.min(i + 999, 7 + n)))
   end
   seq = redis.call('HINCRBY', KEYS[2], 'seq', n)
   local retain = tonumber(ARGV[3])
@@ -53,4 +63,4 @@ end
 redis.call('HSET', KEYS[2], field, batch .. ':' .. n .. ':' .. seq)
 local keep = keepAtLeast(KEYS[2], ttl)
 if n > 0 then touch(KEYS[1], keep) end
-return { n, seq }
+return { n, seq, inc }

@@ -9,20 +9,27 @@
   KEYS[6] owners (id -> consumer)  KEYS[7..9] dead-letter messages, info, history
   ARGV[1] count  ARGV[2] ttl ms  ARGV[3] wake channel  ARGV[4] consumer id  ARGV[5] lease ms
   ARGV[6] maxDeliveries  ARGV[7] dead-letter wake channel
+  ARGV[8] the incarnation the reader is bound to ('' = not bound yet)
 
-  Returns { element, id, deliveries, element, id, deliveries, … } (deliveries counts this one).
+  Returns { incarnation, requeued, dead-lettered, element, id, deliveries, element, id, deliveries, … }
+  (deliveries counts this one; requeued and dead-lettered: messages whose lease had expired, put back
+  or moved to the dead-letter queue by this call), or { 0 } when the bound incarnation was deleted.
 ]]
 --@include now
 --@include head
 --@include chunked
 --@include touch
 --@include requeue
+--@include incarnation
 
+local inc = incarnation(KEYS[2], redis.call('HGET', KEYS[2], 'n'), ARGV[8])
+if not inc then return { 0 } end
 local now = nowMs()
 local ttl = tonumber(ARGV[2])
 local expired = redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', now, 'LIMIT', 0, 1000)
+local back, dead = 0, 0
 if #expired > 0 then
-  requeue(expired, tonumber(ARGV[6]), ttl, nil, 0, ARGV[3], ARGV[7])
+  back, dead = requeue(expired, tonumber(ARGV[6]), ttl, nil, 0, ARGV[3], ARGV[7])
 end
 
 local head = headId(KEYS[1], KEYS[2])
@@ -30,7 +37,7 @@ local r = redis.call('LPOP', KEYS[1], ARGV[1])
 if not r then
   redis.call('HSET', KEYS[2], 'w', '1')
   keepAtLeast(KEYS[2], ttl)
-  return {}
+  return { inc, back, dead }
 end
 -- One variadic command per structure for the whole batch: a redis.call per message and structure
 -- would cost several times the work itself.
@@ -43,7 +50,7 @@ for i, elem in ipairs(r) do
   ids[i] = id
 end
 local hists = chunked('HMGET', KEYS[5], ids, 1)
-local hargs, fargs, largs, oargs, out = {}, {}, {}, {}, {}
+local hargs, fargs, largs, oargs, out = {}, {}, {}, {}, { inc, back, dead }
 for i, elem in ipairs(r) do
   local id = ids[i]
   local hist = (hists[i] or '') .. consumer .. '@' .. now .. ';'

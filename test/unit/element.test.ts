@@ -3,7 +3,7 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import {
-  KIND_ABORT, KIND_DATA, KIND_END, encodeElementWithId, encodeElements, parseElement, parseElements
+  KIND_ABORT, KIND_DATA, KIND_END, encodeElementWithId, encodeElements, parseElement, parseBatch
 } from '../../lib/queue/element.js'
 
 const payloads = [Buffer.from('hello'), Buffer.alloc(0), Buffer.from([0, 0x80, 0xff, 0x0d, 0x0a]), Buffer.alloc(1000, 7)]
@@ -51,12 +51,12 @@ test('the id is 7 bytes big-endian after the kind byte', () => {
   assert.deepEqual([...raw], [0x80, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07])
 })
 
-test('a script reply [first id, element, …]: implicit ids count up from the first, put-back ones keep theirs', () => {
+test('a pop or range reply [incarnation, first id, element, …]: implicit ids count up from the first, put-back ones keep theirs', () => {
   const [a, b] = encodeElements([Buffer.from('a'), Buffer.from('b')])
   const back = encodeElementWithId({ kind: KIND_DATA, id: 3, payload: Buffer.from('x') })
-  const els = parseElements([10, back, a, b])
-  assert.deepEqual(els.map((e) => [e.id, String(e.payload)]), [[3, 'x'], [11, 'a'], [12, 'b']])
-  assert.deepEqual(parseElements(null), [])
-  assert.deepEqual(parseElements([]), [])
-  assert.deepEqual(parseElements([5]), [])
+  const batch = parseBatch([Buffer.from('inc1'), 10, back, a, b])
+  assert.equal(batch?.incarnation, 'inc1')
+  assert.deepEqual(batch?.elements.map((e) => [e.id, String(e.payload)]), [[3, 'x'], [11, 'a'], [12, 'b']])
+  assert.deepEqual(parseBatch([Buffer.from('inc1')]), { incarnation: 'inc1', elements: [] })
+  assert.equal(parseBatch([0]), undefined, 'the bound incarnation was deleted')
 })
