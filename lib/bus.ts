@@ -15,6 +15,8 @@ import { Channel } from './channel/channel.js'
 import type { ChannelOptions } from './channel/channel-options.js'
 import { PubSub } from './pubsub/pubsub.js'
 import type { CodecOptions } from './queue/codec.js'
+import { Service } from './service/service.js'
+import type { ServiceOptions } from './service/service-options.js'
 
 const debug = createDebug('busmq:bus')
 
@@ -304,6 +306,19 @@ export class Bus extends EventEmitter {
   pubsub (name: string, options: CodecOptions = {}): PubSub {
     this.assertOpen()
     return new PubSub(this, validateName(name, 'pubsub name'), options)
+  }
+
+  /**
+   * A handle on service `name`: request/response over the bus (see `Service`). Cheap, like `queue()`.
+   * `Req` and `Res` are the types of requests and replies in objectMode; in byte mode both are Buffers
+   * (requests take any bytes). Throws `ERR_BUSMQ_INVALID_NAME` for a bad name.
+   */
+  service<Req = any, Res = any> (name: string, options: ServiceOptions & { objectMode: true }): Service<Req, Res>
+  service (name: string, options?: ServiceOptions & { objectMode?: false }): Service<Buffer, Buffer>
+  service<Req = any, Res = any> (name: string, options?: ServiceOptions): Service<Req, Res>
+  service (name: string, options: ServiceOptions = {}): Service {
+    this.assertOpen()
+    return new Service(this, validateName(name, 'service name'), options)
   }
 
   /** @internal Registers something to close with the bus; returns the function that forgets it. */

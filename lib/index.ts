@@ -19,11 +19,23 @@ export { validateName, MAX_NAME_LENGTH, NAME_PATTERN } from './names.js'
 export {
   BusMQError, InvalidNameError, InvalidOptionError, ConnectTimeoutError, RedisVersionError, BusClosedError,
   ShardUnavailableError, MessageTooLargeError, EncodeError, DecodeError, RedisCommandError, ShardDataLossError,
-  PeerDestroyedError, ReplicationError, isBusMQError
+  PeerDestroyedError, ReplicationError, RequestTimeoutError, RemoteError, ServiceClosedError, isBusMQError
 } from './errors.js'
-export type { BusMQErrorCode } from './errors.js'
+export type { BusMQErrorCode, RemoteErrorDetails } from './errors.js'
 export { ReliableReadStream } from './queue/reliable-read-stream.js'
 export { AckStream } from './queue/ack-stream.js'
 export type { ReliableMessage, DeadLetterRecord } from './queue/reliable-message.js'
 export { Channel } from './channel/channel.js'
 export type { ChannelOptions } from './channel/channel-options.js'
+export { Service } from './service/service.js'
+export type { ServiceStats } from './service/service.js'
+export { ServiceServer } from './service/service-server.js'
+export type { ServiceHandler, ServiceHandlerResult } from './service/service-server.js'
+export { ServiceServerStream } from './service/service-server-stream.js'
+export { ServiceRequest } from './service/service-request.js'
+export { ServiceReplyReader } from './service/service-reply-reader.js'
+export { ServiceTransform } from './service/service-transform.js'
+export { DEFAULT_SERVICE_OPTIONS } from './service/service-options.js'
+export type {
+  ServiceOptions, ServeOptions, CloseOptions, RequestOptions, RequestStreamOptions, ServiceTransformOptions
+} from './service/service-options.js'

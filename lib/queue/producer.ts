@@ -67,9 +67,10 @@ export class Producer {
 
   /**
    * Appends encoded payloads in order and resolves with the id of the first once Redis has accepted all
-   * of them. With `maxLength`, waits for room as often as needed.
+   * of them. With `maxLength`, waits for room as often as needed; `signal` ends that wait (rejecting with
+   * its reason: what was pushed before stays pushed).
    */
-  async push (payloads: Buffer[], kind = KIND_DATA): Promise<number> {
+  async push (payloads: Buffer[], kind = KIND_DATA, signal?: AbortSignal): Promise<number> {
     const bounded = this.target.maxLength > 0
     const { shard, wakeups } = await this.target.open(bounded)
     const parts = batches(payloads, MAX_BATCH_COUNT, MAX_BATCH_BYTES).map((part) => encodeElements(part, kind))
@@ -92,7 +93,9 @@ export class Producer {
         if (this.settings.closed()) {
           throw new BusClosedError(`the bus closed while ${rest.length} message(s) waited for room in ${this.target.name}`)
         }
-        await wakeups.wait('r', since)
+        signal?.throwIfAborted()
+        await wakeups.wait('r', since, signal)
+        signal?.throwIfAborted()
       }
     }
     return firstId
