@@ -72,6 +72,10 @@ export class ServiceReplyReader<T = any> extends QueueReadStream<T> {
     return decodeError(el.payload)
   }
 
+  protected override remember (): void {
+    // Nothing is ever given back to the queue (see release()): no need to keep what was read.
+  }
+
   protected override async release (unhanded: number): Promise<void> {
     if (this.readableEnded) return await super.release(unhanded)
     // Cut short: nobody else will read what the server stored ahead.
