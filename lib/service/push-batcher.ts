@@ -4,15 +4,15 @@ import type { Producer } from '../queue/producer.js'
 export type Stored = (err?: Error) => void
 
 /**
- * Requests (and replies) made in one turn of the event loop go to their queue in one push call: many
- * requests in flight cost Redis one script call per batch, not one per request. A batch leaves on the
- * next `setImmediate`, whether or not earlier batches have been answered.
+ * Requests (and replies) go to their queue like a Writable's writes: the first one at once, and those
+ * made while a push is on its way together in the next push, when it returns. An idle requester pays no
+ * batching delay, and a busy one one script call per batch, not per request.
  */
 export class PushBatcher {
   private readonly producer: Producer
   private payloads: Buffer[] = []
   private waiters: Stored[] = []
-  private scheduled = false
+  private sending = false
 
   constructor (producer: Producer) {
     this.producer = producer
@@ -22,10 +22,7 @@ export class PushBatcher {
   add (payload: Buffer, stored: Stored): void {
     this.payloads.push(payload)
     this.waiters.push(stored)
-    if (!this.scheduled) {
-      this.scheduled = true
-      setImmediate(() => this.flush())
-    }
+    if (!this.sending) this.flush()
   }
 
   /** Resolves once Redis has stored the payload. */
@@ -34,15 +31,18 @@ export class PushBatcher {
   }
 
   private flush (): void {
-    this.scheduled = false
     const payloads = this.payloads
     const waiters = this.waiters
     this.payloads = []
     this.waiters = []
+    this.sending = true
     this.producer.push(payloads).then(() => {
       for (const w of waiters) w()
     }, (err: Error) => {
       for (const w of waiters) w(err)
+    }).finally(() => {
+      this.sending = false
+      if (this.payloads.length > 0) this.flush()
     })
   }
 }
