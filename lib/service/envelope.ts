@@ -61,14 +61,23 @@ export function encodeRequest (e: RequestEnvelope): Buffer {
   return out
 }
 
+/** The last reply-to id decoded, and its bytes: most requests come from a few requesters. */
+let lastReplyTo = ''
+let lastReplyToBytes = Buffer.alloc(0)
+
 /** Parses a request; throws on anything that is not one (a message pushed to the queue by hand, say). */
 export function decodeRequest (raw: Buffer): RequestEnvelope {
   if (raw.length < HEADER || raw[0] !== VERSION) throw new Error('not a service request')
   const len = raw[22]
   if (len === 0 || len > MAX_REPLY_TO || raw.length < HEADER + len) throw new Error('not a service request')
-  const replyTo = raw.toString('latin1', HEADER, HEADER + len)
-  // The id names keys (the reply queue, a streamed reply's queue): it must never leave its hash tag.
-  if (!NAME_PATTERN.test(replyTo)) throw new Error('a service request with a bad reply-to id')
+  let replyTo = lastReplyTo
+  if (len !== lastReplyToBytes.length || lastReplyToBytes.compare(raw, HEADER, HEADER + len) !== 0) {
+    replyTo = raw.toString('latin1', HEADER, HEADER + len)
+    // The id names keys (the reply queue, a streamed reply's queue): it must never leave its hash tag.
+    if (!NAME_PATTERN.test(replyTo)) throw new Error('a service request with a bad reply-to id')
+    lastReplyTo = replyTo
+    lastReplyToBytes = Buffer.from(raw.subarray(HEADER, HEADER + len))
+  }
   const seq = raw.readDoubleBE(10)
   if (!Number.isSafeInteger(seq) || seq < 0) throw new Error('a service request with a bad sequence number')
   return {

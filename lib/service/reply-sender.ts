@@ -1,7 +1,7 @@
 import type { Bus } from '../bus.js'
 import { Queue } from '../queue/queue.js'
 import { replyQueueKeys } from '../keys.js'
-import { PushBatcher } from './push-batcher.js'
+import { PushBatcher, type Stored } from './push-batcher.js'
 
 /** Reply queues a server keeps a handle on at once (one per requesting bus it answered lately). */
 const MAX_TARGETS = 1000
@@ -9,6 +9,8 @@ const MAX_TARGETS = 1000
 interface Target {
   queue: Queue
   batcher: PushBatcher
+  /** When it was last used (a counter): the least recently used is dropped first. */
+  used: number
 }
 
 /**
@@ -20,31 +22,35 @@ export class ReplySender {
   private readonly bus: Bus
   private readonly ttl: number
   private readonly targets = new Map<string, Target>()
+  private uses = 0
 
   constructor (bus: Bus, ttl: number) {
     this.bus = bus
     this.ttl = ttl
   }
 
-  /** Resolves once the reply is stored in the reply queue `replyTo` (a validated id, see envelope.ts). */
-  send (replyTo: string, payload: Buffer): Promise<void> {
+  /** Calls `stored` once the reply is stored in the reply queue `replyTo` (a validated id, see envelope.ts). */
+  send (replyTo: string, payload: Buffer, stored: Stored): void {
     let t = this.targets.get(replyTo)
-    if (t) {
-      // Most recently used last, so the first one is the one to drop.
-      this.targets.delete(replyTo)
-    } else {
+    if (!t) {
+      if (this.targets.size >= MAX_TARGETS) this.dropOldest()
       const queue = new Queue(this.bus, `svc-reply:${replyTo}`, { ttl: this.ttl },
         { keys: replyQueueKeys(this.bus.settings.prefix, replyTo) })
-      t = { queue, batcher: new PushBatcher(queue.producer()) }
-      if (this.targets.size >= MAX_TARGETS) {
-        const [oldest, old] = this.targets.entries().next().value as [string, Target]
-        this.targets.delete(oldest)
-        // Its last batch may still be on its way; closing the handle only stops it closing with the bus.
-        old.queue.close().catch(() => {})
-      }
+      t = { queue, batcher: new PushBatcher(queue.producer()), used: 0 }
+      this.targets.set(replyTo, t)
     }
-    this.targets.set(replyTo, t)
-    return t.batcher.store(payload)
+    t.used = ++this.uses
+    t.batcher.add(payload, stored)
+  }
+
+  /** Rare (a thousand requesters at once): a scan is cheaper than keeping an order on every reply. */
+  private dropOldest (): void {
+    let oldest: [string, Target] | undefined
+    for (const e of this.targets) if (!oldest || e[1].used < oldest[1].used) oldest = e
+    if (!oldest) return
+    this.targets.delete(oldest[0])
+    // Its last batch may still be on its way; closing the handle only stops it closing with the bus.
+    oldest[1].queue.close().catch(() => {})
   }
 
   close (): void {

@@ -8,13 +8,13 @@ import type { ReliableMessage } from '../queue/reliable-message.js'
 import type { Shard } from '../router/shard.js'
 import { decodeMessage } from '../queue/codec.js'
 import { replyStreamKeys } from '../keys.js'
-import { InvalidOptionError, RequestTimeoutError, ServiceClosedError } from '../errors.js'
+import { InvalidOptionError, ServiceClosedError } from '../errors.js'
 import { serve } from '../scripts/index.js'
 import { destroyAndWait, sleep } from '../util.js'
 import {
-  FLAG_REPLY, FLAG_STREAM, REPLY_CLOSED, REPLY_ERROR, REPLY_VALUE, REPLY_VOID, correlationId, decodeRequest,
-  encodeError, encodeReply, type RequestEnvelope
+  REPLY_CLOSED, REPLY_ERROR, REPLY_VALUE, REPLY_VOID, decodeRequest, encodeError, encodeReply, type RequestEnvelope
 } from './envelope.js'
+import type { Stored } from './push-batcher.js'
 import { ServiceRequest, type RequestOwner } from './service-request.js'
 import { RequesterGoneError, ServiceReplyStream } from './service-reply-stream.js'
 import { ReplySender } from './reply-sender.js'
@@ -146,23 +146,9 @@ export class RequestIntake implements RequestOwner {
     } catch (err) {
       failure = err
     }
-    const req = new ServiceRequest(this, {
-      id: correlationId(env.replyTo, env.seq),
-      data,
-      deadline: env.deadline - offset,
-      envelope: env,
-      streamed: (env.flags & FLAG_STREAM) !== 0,
-      replyWanted: (env.flags & FLAG_REPLY) !== 0,
-      deliveries: message?.deliveries ?? 1,
-      message
-    })
+    const req = new ServiceRequest(this, env, data, env.deadline - offset, message)
     this.open.add(req)
     this.statusChanged()
-    req.timer = setTimeout(() => {
-      // A streamed reply that has started is bounded by its reader instead.
-      if (req.done || (req.streamed && req.started)) return
-      req.abort(new RequestTimeoutError(`the deadline of request ${req.id} passed`))
-    }, req.deadline - now)
     if (failure !== undefined) {
       this.fail(req, failure).catch(() => {})
       return
@@ -182,25 +168,35 @@ export class RequestIntake implements RequestOwner {
 
   /**
    * Finishes a request once: `send` stores its answer; then (reliable) it is acked, or given back if the
-   * answer could not be stored; its slot is free again.
+   * answer could not be stored; its slot is free again; then `done`. Callbacks, not promises: it runs
+   * for every request.
    */
-  private async settle (req: ServiceRequest, send: (() => Promise<unknown>) | null): Promise<void> {
-    if (req.done) return
+  private settle (req: ServiceRequest, send: ((stored: Stored) => void) | null, done?: () => void): void {
+    if (req.done) {
+      done?.()
+      return
+    }
     req.done = true
     clearTimeout(req.timer)
-    let stored = true
-    try {
-      if (send) await send()
-    } catch (err) {
-      stored = false
-      debug('the answer to %s could not be stored: %s', req.id, (err as Error).message)
+    const stored = (err?: Error): void => {
+      if (err) debug('the answer to %s could not be stored: %s', req.id, err.message)
+      if (!req.message) {
+        this.release(req)
+        done?.()
+        return
+      }
+      (err ? req.message.nack() : req.message.ack()).catch((e: Error) => debug('ack of %s failed: %s', req.id, e.message))
+        .finally(() => {
+          this.release(req)
+          done?.()
+        })
     }
-    try {
-      if (req.message) await (stored ? req.message.ack() : req.message.nack())
-    } catch (err) {
-      debug('ack of %s failed: %s', req.id, (err as Error).message)
-    }
-    this.release(req)
+    if (send) send(stored)
+    else stored()
+  }
+
+  private settled (req: ServiceRequest, send: ((stored: Stored) => void) | null): Promise<void> {
+    return new Promise((resolve) => this.settle(req, send, resolve))
   }
 
   private release (req: ServiceRequest): void {
@@ -211,11 +207,37 @@ export class RequestIntake implements RequestOwner {
     req.finish()
   }
 
+  /** Sends a plain reply (or an error, or "closed") to the request's requester. */
+  private sendReply (req: ServiceRequest, kind: number, body?: Buffer): (stored: Stored) => void {
+    const { replyTo, seq } = req.envelope
+    return (stored) => this.replies.send(replyTo, encodeReply(kind, seq, body), stored)
+  }
+
+  /** @internal The handler form: answers with what the handler returned, without a promise of its own. */
+  answer (req: ServiceRequest, value: unknown): void {
+    if (req.done) return
+    if (!req.replyWanted) return this.settle(req, null)
+    if (req.streamed) {
+      this.reply(req, value).catch(() => {})
+      return
+    }
+    let body: Buffer | undefined
+    if (value !== undefined) {
+      try {
+        body = this.service.encodeValue(value)
+      } catch (err) {
+        this.fail(req, err).catch(() => {})
+        return
+      }
+    }
+    this.settle(req, this.sendReply(req, body ? REPLY_VALUE : REPLY_VOID, body))
+  }
+
   /** The stream form: a request whose deadline passed before it was handed on is never started. */
   expire (req: ServiceRequest): void {
     if (req.done) return
     this.expired++
-    this.settle(req, null).catch(() => {})
+    this.settle(req, null)
   }
 
   /**
@@ -233,7 +255,7 @@ export class RequestIntake implements RequestOwner {
 
   async reply (req: ServiceRequest, value: unknown): Promise<void> {
     if (req.done) return
-    if (!req.replyWanted) return await this.settle(req, null)
+    if (!req.replyWanted) return await this.settled(req, null)
     if (req.streamed) {
       const w = this.replyStream(req)
       if (value === null || value === undefined) w.end()
@@ -249,15 +271,14 @@ export class RequestIntake implements RequestOwner {
         return await this.fail(req, err)
       }
     }
-    const { replyTo, seq } = req.envelope
-    await this.settle(req, () => this.replies.send(replyTo, encodeReply(body ? REPLY_VALUE : REPLY_VOID, seq, body)))
+    await this.settled(req, this.sendReply(req, body ? REPLY_VALUE : REPLY_VOID, body))
   }
 
   async fail (req: ServiceRequest, err: unknown): Promise<void> {
     if (req.done) return
     if (!req.replyWanted) {
       debug('the handler of %s failed (nobody waits for it): %s', req.id, err instanceof Error ? err.message : String(err))
-      return await this.settle(req, null)
+      return await this.settled(req, null)
     }
     if (req.streamed) {
       const w = this.replyStream(req)
@@ -267,8 +288,7 @@ export class RequestIntake implements RequestOwner {
       await finished(w).catch(() => {})
       return
     }
-    const { replyTo, seq } = req.envelope
-    await this.settle(req, () => this.replies.send(replyTo, encodeReply(REPLY_ERROR, seq, encodeError(err, this.settings.exposeStack))))
+    await this.settled(req, this.sendReply(req, REPLY_ERROR, encodeError(err, this.settings.exposeStack)))
   }
 
   replyStream (req: ServiceRequest): Writable {
@@ -277,7 +297,7 @@ export class RequestIntake implements RequestOwner {
       // Nobody reads it: a sink, so that a handler that streams works for send() too.
       const sink = new Writable({ objectMode: true, write: (_chunk, _enc, cb) => cb() })
       sink.on('error', () => {})
-      sink.on('close', () => { this.settle(req, null).catch(() => {}) })
+      sink.on('close', () => this.settle(req, null))
       req.stream = sink
       return sink
     }
@@ -300,7 +320,7 @@ export class RequestIntake implements RequestOwner {
       started: () => { req.started = true },
       ended: (err) => {
         if (err instanceof RequesterGoneError) req.abort(err)
-        this.settle(req, null).catch(() => {})
+        this.settle(req, null)
       }
     })
     // Its failures reach the requester; the handler learns of them through write callbacks and 'close'.
@@ -334,14 +354,13 @@ export class RequestIntake implements RequestOwner {
       }
       req.abort(reason)
       if (!req.replyWanted) {
-        closing.push(this.settle(req, null))
+        closing.push(this.settled(req, null))
       } else if (req.streamed) {
         const w = this.replyStream(req)
         w.destroy(reason)
         closing.push(finished(w).then(() => {}, () => {}))
       } else {
-        const { replyTo, seq } = req.envelope
-        closing.push(this.settle(req, () => this.replies.send(replyTo, encodeReply(REPLY_CLOSED, seq, encodeError(reason, false, true)))))
+        closing.push(this.settled(req, this.sendReply(req, REPLY_CLOSED, encodeError(reason, false, true))))
       }
     }
     await Promise.allSettled(closing)

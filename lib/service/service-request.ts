@@ -1,7 +1,8 @@
 import type { Writable } from 'readable-stream'
 import type { MessageInput } from '../queue/message.js'
 import type { ReliableMessage } from '../queue/reliable-message.js'
-import type { RequestEnvelope } from './envelope.js'
+import { RequestTimeoutError } from '../errors.js'
+import { FLAG_REPLY, FLAG_STREAM, correlationId, type RequestEnvelope } from './envelope.js'
 
 /** @internal What a request asks of the server that took it (lib/service/request-intake.ts). */
 export interface RequestOwner {
@@ -14,65 +15,64 @@ export interface RequestOwner {
  * One request, as a server sees it: what a handler gets, and what a server stream yields. Answer it once,
  * with `reply(value)`, `replyStream()` or `fail(err)` (the handler form does it with what the handler
  * returns or throws). `Req` is the type of `data`, `Res` of the reply.
+ *
+ * Made for every request a server takes, so what few handlers use (the id, the signal and its deadline
+ * timer) is made only when first asked for.
  */
 export class ServiceRequest<Req = any, Res = any> {
-  /** Correlation id: unique across every bus, the same when a reliable request is redelivered. */
-  readonly id: string
   /** The request's payload: the decoded value in objectMode, a Buffer in byte mode. */
   readonly data: Req
   /** When the requester stops waiting: ms since the epoch, on this process's clock. */
   readonly deadline: number
-  /** The requester reads a stream (`requestStream`): answer with `replyStream()`, or a value for one chunk. */
-  readonly streamed: boolean
-  /** False for `service.send()`: nobody waits for a reply (what you reply is dropped). */
-  readonly replyWanted: boolean
   /** How many times it was delivered (reliable: more than 1 after its server died). */
   readonly deliveries: number
   /** @internal */
   readonly envelope: RequestEnvelope
   /** @internal Reliable: the leased message, acked once the reply is stored. */
   readonly message?: ReliableMessage
-  /** Made when `signal` is first read: most handlers never look at it, and a signal costs a few µs. */
-  private controller?: AbortController
-  private abortReason?: unknown
-  private aborted = false
   /** @internal Set once answered (or given up): later answers are ignored. */
   done = false
-  /** @internal Resolves once the request is finished (answered, or given up). */
-  readonly finished: Promise<void>
-  /** @internal */
-  finish!: () => void
   /** @internal A streamed reply has written its first chunk: the deadline no longer aborts it. */
   started = false
-  /** @internal The timer that aborts `signal` at the deadline. */
+  /** @internal The timer that aborts `signal` at the deadline (armed once `signal` is read). */
   timer?: NodeJS.Timeout
   /** @internal A server stream dropped it unhanded (its deadline passed in the buffer). */
   skipped = false
   /** @internal The streamed reply, once `replyStream()` made it. */
   stream?: Writable
   private readonly owner: RequestOwner
+  private idOf?: string
+  private controller?: AbortController
+  private abortReason?: unknown
+  private aborted = false
+  private released = false
+  private finishedP?: Promise<void>
+  private resolveFinished?: () => void
 
   /** @internal Made by a server. */
-  constructor (owner: RequestOwner, init: {
-    id: string
-    data: Req
-    deadline: number
-    envelope: RequestEnvelope
-    streamed: boolean
-    replyWanted: boolean
-    deliveries: number
-    message?: ReliableMessage
-  }) {
+  constructor (owner: RequestOwner, envelope: RequestEnvelope, data: Req, deadline: number, message?: ReliableMessage) {
     this.owner = owner
-    this.id = init.id
-    this.data = init.data
-    this.deadline = init.deadline
-    this.envelope = init.envelope
-    this.streamed = init.streamed
-    this.replyWanted = init.replyWanted
-    this.deliveries = init.deliveries
-    this.message = init.message
-    this.finished = new Promise((resolve) => { this.finish = resolve })
+    this.envelope = envelope
+    this.data = data
+    this.deadline = deadline
+    this.message = message
+    this.deliveries = message?.deliveries ?? 1
+  }
+
+  /** Correlation id: unique across every bus, the same when a reliable request is redelivered. */
+  get id (): string {
+    this.idOf ??= correlationId(this.envelope.replyTo, this.envelope.seq)
+    return this.idOf
+  }
+
+  /** The requester reads a stream (`requestStream`): answer with `replyStream()`, or a value for one chunk. */
+  get streamed (): boolean {
+    return (this.envelope.flags & FLAG_STREAM) !== 0
+  }
+
+  /** False for `service.send()`: nobody waits for a reply (what you reply is dropped). */
+  get replyWanted (): boolean {
+    return (this.envelope.flags & FLAG_REPLY) !== 0
   }
 
   /**
@@ -83,6 +83,12 @@ export class ServiceRequest<Req = any, Res = any> {
     if (!this.controller) {
       this.controller = new AbortController()
       if (this.aborted) this.controller.abort(this.abortReason)
+      else if (!this.done) {
+        this.timer = setTimeout(() => {
+          // A streamed reply that has started is bounded by its reader instead.
+          if (!this.done && !(this.streamed && this.started)) this.abort(new RequestTimeoutError(`the deadline of request ${this.id} passed`))
+        }, this.deadline - Date.now())
+      }
     }
     return this.controller.signal
   }
@@ -93,6 +99,19 @@ export class ServiceRequest<Req = any, Res = any> {
     this.aborted = true
     this.abortReason = reason
     this.controller?.abort(reason)
+  }
+
+  /** @internal Resolves once its server has let go of it (answered, or given up). */
+  get finished (): Promise<void> {
+    this.finishedP ??= this.released ? Promise.resolve() : new Promise((resolve) => { this.resolveFinished = resolve })
+    return this.finishedP
+  }
+
+  /** @internal The server has let go of it: `finished` resolves. */
+  finish (): void {
+    this.released = true
+    clearTimeout(this.timer)
+    this.resolveFinished?.()
   }
 
   /**
@@ -106,9 +125,10 @@ export class ServiceRequest<Req = any, Res = any> {
 
   /**
    * A Writable for a streamed reply (the requester called `requestStream`): each chunk is one chunk the
-   * requester reads; `end()` ends its stream, `destroy(err)` fails it with `ERR_BUSMQ_REMOTE`. It waits
-   * (`write()` returns false) while the requester is that far behind. Throws `ERR_BUSMQ_INVALID_OPTION`
-   * for a request that wants one value (`request`).
+   * requester reads; `end()` ends its stream. It waits (`write()` returns false) while the requester is
+   * that far behind. `req.fail(err)` ends it with an error after what was written; `destroy(err)` fails
+   * it at once, dropping what was written and not yet sent. Throws `ERR_BUSMQ_INVALID_OPTION` for a
+   * request that wants one value (`request`).
    */
   replyStream (): Writable {
     return this.owner.replyStream(this)

@@ -78,22 +78,29 @@ export class ServiceServer<Req = any, Res = any> extends EventEmitter {
   }
 
   private run (req: ServiceRequest<Req, Res>): void {
-    (async () => {
-      let result: ServiceHandlerResult<Res>
-      try {
-        result = await this.handler(req)
-      } catch (err) {
-        await req.fail(err)
-        return
-      }
-      if (isStreamLike(result)) {
-        await this.stream(req, result)
-        return
-      }
-      // A handler that answered by itself (reply(), fail(), or a replyStream() it writes) returns nothing.
-      if (result === undefined && (req.done || req.stream !== undefined)) return
-      await req.reply(result as MessageInput<Res> | undefined)
-    })().catch((err) => req.fail(err)).catch(() => {})
+    // No async function here: this runs for every request, and each promise costs.
+    let result: ServiceHandlerResult<Res> | Promise<ServiceHandlerResult<Res>>
+    try {
+      result = this.handler(req)
+    } catch (err) {
+      req.fail(err).catch(() => {})
+      return
+    }
+    if (result !== null && typeof result === 'object' && typeof (result as Promise<unknown>).then === 'function') {
+      (result as Promise<ServiceHandlerResult<Res>>).then((value) => this.answer(req, value), (err) => { req.fail(err).catch(() => {}) })
+    } else {
+      this.answer(req, result as ServiceHandlerResult<Res>)
+    }
+  }
+
+  private answer (req: ServiceRequest<Req, Res>, result: ServiceHandlerResult<Res>): void {
+    if (isStreamLike(result)) {
+      this.stream(req, result).catch((err) => req.fail(err)).catch(() => {})
+      return
+    }
+    // A handler that answered by itself (reply(), fail(), or a replyStream() it writes) returns nothing.
+    if (result === undefined && (req.done || req.stream !== undefined)) return
+    this.intake.answer(req, result)
   }
 
   /**
