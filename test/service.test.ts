@@ -293,9 +293,14 @@ test('createTransform: 16 requests in flight at most, replies in the order of th
   const name = uniqueName('transform')
   let running = 0
   let most = 0
+  // The first 16 requests wait until 16 run at once: fewer in flight would hang the test, more would show.
+  let allIn!: () => void
+  const sixteen = new Promise<void>((resolve) => { allIn = resolve })
   const server = b.service<number, number>(name, { objectMode: true }).serve(async (req) => {
     running++
     most = Math.max(most, running)
+    if (running === 16) allIn()
+    if (req.data < 16) await sixteen
     // Later requests often finish first.
     await sleep((req.data * 7919) % 13)
     running--
