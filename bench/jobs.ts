@@ -10,7 +10,7 @@ import { rawAdapter } from './contenders/raw.js'
 import { busmqLatencyAdapter, channel, reliable, streamAdapter } from './contenders/busmq.js'
 import { originalAdapter, originalLatencyAdapter } from './contenders/busmq-original.js'
 import { beeAdapter, beeLatencyAdapter, bullAdapter, bullLatencyAdapter, WORKER_CONCURRENCY } from './contenders/job-queues.js'
-import { runRequestLatency, runRequestRate } from './services.js'
+import { runRequestRate, serviceLatencyAdapter } from './services.js'
 import { busmqServiceAdapter, originalServiceAdapter } from './contenders/services.js'
 
 export const RAW = 'raw ioredis'
@@ -171,7 +171,7 @@ export const JOBS: JobSpec[] = [
     id: 'busmq-svc-latency-1k',
     contender: OURS,
     workload: (c) => `services: request → reply latency @ 1k requests/s, ${c.latencySeconds} s`,
-    run: async (ctx) => runRequestLatency(ctx, await busmqServiceAdapter(ctx.url, ctx.config.svcInFlight), 1000)
+    run: async (ctx) => runLatency(ctx, serviceLatencyAdapter(await busmqServiceAdapter(ctx.url, ctx.config.svcInFlight)), 1000, false)
   },
   {
     id: 'busmq31-svc-rps',
@@ -185,7 +185,7 @@ export const JOBS: JobSpec[] = [
     contender: ORIGINAL,
     peer: true,
     workload: (c) => `services: request → reply latency @ 1k requests/s, ${c.latencySeconds} s`,
-    run: async (ctx) => runRequestLatency(ctx, await originalServiceAdapter(ctx.url), 1000)
+    run: async (ctx) => runLatency(ctx, serviceLatencyAdapter(await originalServiceAdapter(ctx.url)), 1000, false)
   },
   {
     id: 'busmq-idle',

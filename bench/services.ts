@@ -3,9 +3,9 @@
  * server (echo) and one requester, each on its own bus (its own connections), in the job's process. Every
  * reply must come back exactly once, carrying its request's sequence number intact.
  */
-import { setTimeout as delay } from 'node:timers/promises'
-import { CheckError, Checker, CpuMeter, assertChecked, now, objectPayload, objectSeq, percentile, rate, redisCpuSeconds, withTimeout } from './common.js'
+import { Checker, CpuMeter, assertChecked, now, objectPayload, objectSeq, rate, withTimeout } from './common.js'
 import type { JobContext } from './job.js'
+import type { LatencyAdapter } from './contenders/busmq.js'
 
 /** What a contender's services offer the bench. */
 export interface ServiceAdapter {
@@ -73,71 +73,25 @@ export async function runRequestRate (ctx: JobContext, adapter: ServiceAdapter, 
   }
 }
 
-/** Paced requests at `target`/s for `latencySeconds` (after a warm-up): request → reply latency. */
-export async function runRequestLatency (ctx: JobContext, adapter: ServiceAdapter, target: number): Promise<void> {
-  const { config, result } = ctx
-  const seconds = config.latencySeconds
-  const warm = Math.max(0.2, seconds / 10)
-  const total = warm + seconds
-  const capacity = Math.ceil(target * total) + 16
-  const check = new Checker(capacity, false)
-  const samples = new Float64Array(capacity)
-  let recorded = 0
+/**
+ * Request → reply latency through the queues' latency run (bench/latency.ts): each "message" is a request,
+ * received when its reply comes back; the sequence number travels in the payload, the timestamp stays here.
+ */
+export function serviceLatencyAdapter (adapter: ServiceAdapter): LatencyAdapter {
+  let onReply: (seq: number | string, ts: number) => void = () => {}
   let failure: Error | undefined
-  const name = `latency-svc-${target}`
-  try {
-    await adapter.serve(name)
-    const start = now()
-    const measureFrom = start + warm * 1000
-    let cpu0 = process.cpuUsage()
-    let redis0 = 0
-    let sent = 0
-    let sentBeforeMeasure = -1
-    for (;;) {
-      const elapsed = now() - start
-      if (elapsed >= total * 1000) break
-      if (sentBeforeMeasure < 0 && elapsed >= warm * 1000) {
-        sentBeforeMeasure = sent
-        cpu0 = process.cpuUsage()
-        redis0 = await redisCpuSeconds(ctx.admin)
-      }
-      const due = Math.min(capacity, Math.floor(elapsed * target / 1000) + 1)
-      while (sent < due) {
-        const ts = now()
-        adapter.request(name, objectPayload(sent++, SIZE), (err, reply) => {
-          const t = now()
-          if (err) {
-            failure ??= err
-            return
-          }
-          check.accept(objectSeq(reply, SIZE))
-          if (ts >= measureFrom && recorded < capacity) samples[recorded++] = t - ts
-        })
-      }
-      await delay(1)
-    }
-    const measured = sent - Math.max(0, sentBeforeMeasure)
-    const cpu = process.cpuUsage(cpu0)
-    result.nodeBusy = [(cpu.user + cpu.system) / 1e6 / seconds * 100]
-    result.redisBusy = [(await redisCpuSeconds(ctx.admin) - redis0) / seconds * 100]
-    const deadline = Date.now() + 15_000
-    while (check.count < sent && check.problem === undefined && failure === undefined && Date.now() < deadline) await delay(5)
-    if (failure) throw failure
-    if (check.problem !== undefined) throw new CheckError(check.problem)
-    if (check.count !== sent) throw new CheckError(`received ${check.count} of ${sent} replies within 15 s of the last request`)
-    const sorted = samples.slice(0, recorded).sort()
-    result.n = sent
-    result.rounds = 1
-    result.latency = {
-      target,
-      achieved: measured / seconds,
-      samples: recorded,
-      p50: percentile(sorted, 50),
-      p99: percentile(sorted, 99),
-      p999: percentile(sorted, 99.9),
-      max: sorted[sorted.length - 1]
-    }
-  } finally {
-    await adapter.close()
+  return {
+    async consume (name, onMessage) {
+      onReply = onMessage
+      await adapter.serve(name)
+    },
+    send (name, seq, ts) {
+      if (failure) throw failure
+      adapter.request(name, objectPayload(seq, SIZE), (err, reply) => {
+        if (err) failure ??= err
+        else onReply(objectSeq(reply, SIZE), ts)
+      })
+    },
+    close: () => adapter.close()
   }
 }

@@ -3,12 +3,10 @@
  * (`bus.service()`, `serve` + 'request' events, `connect` + `request(data, options, cb)`), each with an
  * echo server and a requester on two buses of their own.
  */
-import { createRequire } from 'node:module'
 import { setTimeout as delay } from 'node:timers/promises'
 import { Bus, type Service, type ServiceServer } from '../../lib/index.js'
 import type { ServiceAdapter } from '../services.js'
-
-const require = createRequire(import.meta.url)
+import { openBus, type OriginalService } from './busmq-original.js'
 
 export async function busmqServiceAdapter (url: string, concurrency: number): Promise<ServiceAdapter> {
   const open = async (): Promise<Bus> => {
@@ -35,34 +33,8 @@ export async function busmqServiceAdapter (url: string, concurrency: number): Pr
   }
 }
 
-interface OriginalService {
-  on: (event: string, fn: (...args: any[]) => void) => void
-  serve: (cb: () => void) => void
-  connect: (options: object, cb: () => void) => void
-  request: (data: unknown, options: object, cb: (err: unknown, reply: unknown) => void) => void
-  disconnect: (grace?: number) => void
-}
-
-interface OriginalBus {
-  on: (event: string, fn: (...args: any[]) => void) => void
-  once: (event: string, fn: (...args: any[]) => void) => void
-  connect: () => void
-  disconnect: () => void
-  service: (name: string) => OriginalService
-}
-
 export async function originalServiceAdapter (url: string): Promise<ServiceAdapter> {
-  const BusMQ = require('busmq-original') as { create: (options: object) => OriginalBus }
-  const open = async (): Promise<OriginalBus> => {
-    const bus = BusMQ.create({ redis: [url] })
-    bus.on('error', () => {})
-    await new Promise<void>((resolve) => {
-      bus.once('online', () => resolve())
-      bus.connect()
-    })
-    return bus
-  }
-  const [serverBus, requesterBus] = await Promise.all([open(), open()])
+  const [serverBus, requesterBus] = await Promise.all([openBus(url), openBus(url)])
   const services: OriginalService[] = []
   const requesters = new Map<string, OriginalService>()
   return {

@@ -3,6 +3,7 @@ import type { Command } from './command.js'
 import { UsageError } from './usage-error.js'
 import { onStopSignal, openBus } from './session.js'
 import { DEFAULT_SERVICE_OPTIONS } from '../service/service-options.js'
+import { drained } from '../util.js'
 
 const help = `Usage: busmq request <service> <json> [options]
 
@@ -52,17 +53,7 @@ async function run ({ values, positionals, common }: ParsedArgs): Promise<number
     try {
       for await (const chunk of reply) {
         const text = bytes ? chunk as Buffer : `${JSON.stringify(chunk)}\n`
-        if (!out.write(text)) {
-          await new Promise<void>((resolve) => {
-            const done = (): void => {
-              out.off('drain', done)
-              out.off('close', done)
-              resolve()
-            }
-            out.on('drain', done)
-            out.on('close', done)
-          })
-        }
+        if (!out.write(text)) await drained(out)
       }
     } catch (err) {
       if (!interrupted) throw err

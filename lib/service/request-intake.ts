@@ -22,6 +22,8 @@ import { clockOffset, knownClockOffset } from './shard-clock.js'
 
 const debug = createDebug('busmq:service')
 
+const noop = (): void => {}
+
 /** How soon a change in the number of running requests is told to the servers hash (`busmq stat`). */
 const STATUS_DELAY = 200
 
@@ -213,12 +215,18 @@ export class RequestIntake implements RequestOwner {
     return (stored) => this.replies.send(replyTo, encodeReply(kind, seq, body), stored)
   }
 
-  /** @internal The handler form: answers with what the handler returned, without a promise of its own. */
-  answer (req: ServiceRequest, value: unknown): void {
-    if (req.done) return
-    if (!req.replyWanted) return this.settle(req, null)
+  /**
+   * @internal Answers with a value (the handler form calls it with what the handler returned: no promise
+   * of its own, since it runs for every request); `done` once the answer is stored.
+   */
+  answer (req: ServiceRequest, value: unknown, done: () => void = noop): void {
+    if (req.done) return done()
+    if (!req.replyWanted) return this.settle(req, null, done)
     if (req.streamed) {
-      this.reply(req, value).catch(() => {})
+      const w = this.replyStream(req)
+      if (value === null || value === undefined) w.end()
+      else w.end(value)
+      finished(w).catch(noop).then(done)
       return
     }
     let body: Buffer | undefined
@@ -226,11 +234,11 @@ export class RequestIntake implements RequestOwner {
       try {
         body = this.service.encodeValue(value)
       } catch (err) {
-        this.fail(req, err).catch(() => {})
+        this.fail(req, err).then(done, done)
         return
       }
     }
-    this.settle(req, this.sendReply(req, body ? REPLY_VALUE : REPLY_VOID, body))
+    this.settle(req, this.sendReply(req, body ? REPLY_VALUE : REPLY_VOID, body), done)
   }
 
   /** The stream form: a request whose deadline passed before it was handed on is never started. */
@@ -253,25 +261,8 @@ export class RequestIntake implements RequestOwner {
     }
   }
 
-  async reply (req: ServiceRequest, value: unknown): Promise<void> {
-    if (req.done) return
-    if (!req.replyWanted) return await this.settled(req, null)
-    if (req.streamed) {
-      const w = this.replyStream(req)
-      if (value === null || value === undefined) w.end()
-      else w.end(value)
-      await finished(w).catch(() => {})
-      return
-    }
-    let body: Buffer | undefined
-    if (value !== undefined) {
-      try {
-        body = this.service.encodeValue(value)
-      } catch (err) {
-        return await this.fail(req, err)
-      }
-    }
-    await this.settled(req, this.sendReply(req, body ? REPLY_VALUE : REPLY_VOID, body))
+  reply (req: ServiceRequest, value: unknown): Promise<void> {
+    return new Promise((resolve) => this.answer(req, value, resolve))
   }
 
   async fail (req: ServiceRequest, err: unknown): Promise<void> {

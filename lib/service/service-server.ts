@@ -4,6 +4,7 @@ import type { Service } from './service.js'
 import type { ServiceRequest } from './service-request.js'
 import { RequestIntake, type IntakeSettings } from './request-intake.js'
 import { checkInt } from '../names.js'
+import { drained } from '../util.js'
 import { DEFAULT_SERVICE_OPTIONS, type CloseOptions } from './service-options.js'
 import type { MessageInput } from '../queue/message.js'
 
@@ -120,17 +121,7 @@ export class ServiceServer<Req = any, Res = any> extends EventEmitter {
       // Leaving the loop early (the reply was cut: its requester went away) destroys the source.
       for await (const chunk of source as AsyncIterable<unknown>) {
         if (w.destroyed) break
-        if (!w.write(chunk)) {
-          await new Promise<void>((resolve) => {
-            const done = (): void => {
-              w.off('drain', done)
-              w.off('close', done)
-              resolve()
-            }
-            w.on('drain', done)
-            w.on('close', done)
-          })
-        }
+        if (!w.write(chunk)) await drained(w)
       }
     } catch (err) {
       await req.fail(err)
