@@ -62,8 +62,11 @@ export function checkCodec (codec: unknown): Codec | undefined {
   return c
 }
 
-/** Encodes one message to bytes, wrapping codec failures in `ERR_BUSMQ_ENCODE`. */
-export function encodeMessage (value: unknown, objectMode: boolean, codec: Codec): Buffer {
+/**
+ * Encodes one message to bytes, or to the string the codec made (UTF-8, for a caller that writes it
+ * into a buffer of its own: a service envelope), wrapping codec failures in `ERR_BUSMQ_ENCODE`.
+ */
+export function encodeValue (value: unknown, objectMode: boolean, codec: Codec): Buffer | string {
   if (!objectMode) return toBuffer(value)
   let out: unknown
   try {
@@ -71,10 +74,15 @@ export function encodeMessage (value: unknown, objectMode: boolean, codec: Codec
   } catch (err) {
     throw new EncodeError(`message could not be encoded: ${(err as Error).message}`, { cause: err })
   }
-  if (typeof out === 'string') return Buffer.from(out, 'utf8')
-  if (Buffer.isBuffer(out)) return out
+  if (typeof out === 'string' || Buffer.isBuffer(out)) return out
   if (out instanceof Uint8Array) return Buffer.from(out.buffer, out.byteOffset, out.byteLength)
   throw new EncodeError('codec.encode must return a Buffer or a string')
+}
+
+/** Encodes one message to bytes, wrapping codec failures in `ERR_BUSMQ_ENCODE`. */
+export function encodeMessage (value: unknown, objectMode: boolean, codec: Codec): Buffer {
+  const out = encodeValue(value, objectMode, codec)
+  return typeof out === 'string' ? Buffer.from(out, 'utf8') : out
 }
 
 /** Decodes one payload, wrapping codec failures in `ERR_BUSMQ_DECODE`. */

@@ -46,10 +46,23 @@ export interface RequestEnvelope {
   payload: Buffer
 }
 
-export function encodeRequest (e: RequestEnvelope): Buffer {
+/** A payload: bytes, or the codec's string (written as UTF-8 straight into the envelope: no copy). */
+export type Payload = Buffer | string
+
+/** Bytes of a payload. */
+export function payloadLength (p: Payload): number {
+  return typeof p === 'string' ? Buffer.byteLength(p) : p.length
+}
+
+function writePayload (out: Buffer, at: number, p: Payload): void {
+  if (typeof p === 'string') out.write(p, at, 'utf8')
+  else p.copy(out, at)
+}
+
+export function encodeRequest (e: Omit<RequestEnvelope, 'payload'> & { payload: Payload }, size = payloadLength(e.payload)): Buffer {
   // Reply-to ids are ASCII (UUIDs): one byte per character.
   const len = e.replyTo.length
-  const out = Buffer.allocUnsafe(HEADER + len + e.payload.length)
+  const out = Buffer.allocUnsafe(HEADER + len + size)
   out[0] = VERSION
   out[1] = e.flags
   out.writeDoubleBE(e.deadline, 2)
@@ -57,7 +70,7 @@ export function encodeRequest (e: RequestEnvelope): Buffer {
   out.writeUInt32BE(e.window, 18)
   out[22] = len
   out.write(e.replyTo, HEADER, 'latin1')
-  e.payload.copy(out, HEADER + len)
+  writePayload(out, HEADER + len, e.payload)
   return out
 }
 
@@ -95,23 +108,23 @@ export function correlationId (replyTo: string, seq: number): string {
   return `${replyTo}.${seq.toString(36)}`
 }
 
-export function encodeReply (kind: number, seq: number, body: Buffer = EMPTY): Buffer {
-  const out = Buffer.allocUnsafe(REPLY_HEADER + body.length)
+export function encodeReply (kind: number, seq: number, body: Payload = EMPTY, size = payloadLength(body)): Buffer {
+  const out = Buffer.allocUnsafe(REPLY_HEADER + size)
   out[0] = kind
   out.writeDoubleBE(seq, 1)
-  body.copy(out, REPLY_HEADER)
+  writePayload(out, REPLY_HEADER, body)
   return out
 }
 
-export interface Reply {
-  kind: number
-  seq: number
-  body: Buffer
+/** The sequence number of the request a reply answers (its kind is `raw[0]`); undefined: not a reply. */
+export function replySeq (raw: Buffer): number | undefined {
+  if (raw.length < REPLY_HEADER || raw[0] > REPLY_CLOSED) return undefined
+  return raw.readDoubleBE(1)
 }
 
-export function decodeReply (raw: Buffer): Reply | undefined {
-  if (raw.length < REPLY_HEADER || raw[0] > REPLY_CLOSED) return undefined
-  return { kind: raw[0], seq: raw.readDoubleBE(1), body: raw.subarray(REPLY_HEADER) }
+/** The payload of a reply. */
+export function replyBody (raw: Buffer): Buffer {
+  return raw.subarray(REPLY_HEADER)
 }
 
 const EMPTY = Buffer.alloc(0)

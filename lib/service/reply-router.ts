@@ -5,7 +5,7 @@ import { Queue } from '../queue/queue.js'
 import type { QueueReadStream } from '../queue/queue-read-stream.js'
 import { replyQueueKeys } from '../keys.js'
 import { BusClosedError, RequestTimeoutError } from '../errors.js'
-import { REPLY_CLOSED, REPLY_ERROR, REPLY_VOID, decodeError, decodeReply } from './envelope.js'
+import { REPLY_CLOSED, REPLY_ERROR, REPLY_VOID, decodeError, replyBody, replySeq } from './envelope.js'
 
 const debug = createDebug('busmq:service')
 
@@ -15,6 +15,23 @@ export interface PendingReply {
   reject: (err: Error) => void
   /** Turns the reply's payload into the value (the service's codec). */
   decode: (payload: Buffer) => unknown
+}
+
+interface Waiting {
+  p: PendingReply
+  /** When it times out (ms since the epoch), and what to say then. */
+  deadline: number
+  what: string
+  timeout: number
+  expiry: Expiry
+}
+
+/**
+ * The requests of one timeout, in the order they were made, which is (nearly) the order they time out
+ * in: one timer for the earliest, instead of one per request.
+ */
+interface Expiry {
+  waiting: Map<number, Waiting>
   timer?: NodeJS.Timeout
 }
 
@@ -36,7 +53,8 @@ export class ReplyRouter {
   dropped = 0
   private readonly bus: Bus
   private readonly queue: Queue
-  private readonly pending = new Map<number, PendingReply>()
+  private readonly pending = new Map<number, Waiting>()
+  private readonly expiries = new Map<number, Expiry>()
   private seq = 0
   private reader?: QueueReadStream<Buffer>
   private opening?: Promise<void>
@@ -104,46 +122,76 @@ export class ReplyRouter {
     })
   }
 
-  /** Waits for the reply to request `seq`, failing it with ERR_BUSMQ_REQUEST_TIMEOUT after `ms`. */
-  expect (seq: number, p: PendingReply, ms: number, what: string): void {
-    p.timer = setTimeout(() => {
-      if (this.pending.get(seq) !== p) return
-      this.pending.delete(seq)
-      p.reject(new RequestTimeoutError(`no reply to ${what} within ${ms} ms`))
-    }, Math.max(0, ms))
-    this.pending.set(seq, p)
+  /**
+   * Waits for the reply to request `seq`, failing it with ERR_BUSMQ_REQUEST_TIMEOUT at `deadline` (ms
+   * since the epoch: `timeout` ms after the request was made).
+   */
+  expect (seq: number, p: PendingReply, timeout: number, deadline: number, what: string): void {
+    let expiry = this.expiries.get(timeout)
+    if (!expiry) {
+      expiry = { waiting: new Map() }
+      this.expiries.set(timeout, expiry)
+    }
+    const w: Waiting = { p, deadline, what, timeout, expiry }
+    this.pending.set(seq, w)
+    expiry.waiting.set(seq, w)
+    if (!expiry.timer) this.arm(expiry)
+  }
+
+  private arm (expiry: Expiry): void {
+    const first = expiry.waiting.values().next()
+    if (first.done === true) return
+    expiry.timer = setTimeout(() => this.expire(expiry), Math.max(0, first.value.deadline - Date.now()))
+  }
+
+  private expire (expiry: Expiry): void {
+    expiry.timer = undefined
+    const now = Date.now()
+    for (const [seq, w] of expiry.waiting) {
+      if (w.deadline > now) break
+      this.forget(seq, w)
+      w.p.reject(new RequestTimeoutError(`no reply to ${w.what} within ${w.timeout} ms`))
+    }
+    this.arm(expiry)
+  }
+
+  private forget (seq: number, w: Waiting): void {
+    this.pending.delete(seq)
+    w.expiry.waiting.delete(seq)
+    // Its timer, if it was the first, finds nothing due and is armed again for the next.
   }
 
   /** Fails request `seq` now (its push failed). */
   fail (seq: number, err: Error): void {
-    const p = this.pending.get(seq)
-    if (!p) return
-    this.pending.delete(seq)
-    clearTimeout(p.timer)
-    p.reject(err)
+    const w = this.pending.get(seq)
+    if (!w) return
+    this.forget(seq, w)
+    w.p.reject(err)
   }
 
   private dispatch (raw: Buffer): void {
-    const reply = decodeReply(raw)
-    const p = reply === undefined ? undefined : this.pending.get(reply.seq)
-    if (!reply || !p) {
+    const seq = replySeq(raw)
+    const w = seq === undefined ? undefined : this.pending.get(seq)
+    if (seq === undefined || !w) {
       this.dropped++
       debug('dropped a reply nobody waits for (late or duplicate) on %s', this.id)
       return
     }
-    this.pending.delete(reply.seq)
-    clearTimeout(p.timer)
-    if (reply.kind === REPLY_ERROR || reply.kind === REPLY_CLOSED) {
-      p.reject(decodeError(reply.body, reply.kind === REPLY_CLOSED))
+    this.forget(seq, w)
+    const { p } = w
+    const kind = raw[0]
+    const body = replyBody(raw)
+    if (kind === REPLY_ERROR || kind === REPLY_CLOSED) {
+      p.reject(decodeError(body, kind === REPLY_CLOSED))
       return
     }
-    if (reply.kind === REPLY_VOID) {
+    if (kind === REPLY_VOID) {
       p.resolve(undefined)
       return
     }
     let value: unknown
     try {
-      value = p.decode(reply.body)
+      value = p.decode(body)
     } catch (err) {
       p.reject(err as Error)
       return
@@ -154,10 +202,12 @@ export class ReplyRouter {
   private failAll (err: Error): void {
     const all = [...this.pending.values()]
     this.pending.clear()
-    for (const p of all) {
-      clearTimeout(p.timer)
-      p.reject(err)
+    for (const expiry of this.expiries.values()) {
+      clearTimeout(expiry.timer)
+      expiry.timer = undefined
+      expiry.waiting.clear()
     }
+    for (const w of all) w.p.reject(err)
   }
 
   /** @internal Used by `bus.close()`: requests still waiting fail with ERR_BUSMQ_CLOSED. */

@@ -12,7 +12,8 @@ import { InvalidOptionError, ServiceClosedError } from '../errors.js'
 import { serve } from '../scripts/index.js'
 import { destroyAndWait, sleep } from '../util.js'
 import {
-  REPLY_CLOSED, REPLY_ERROR, REPLY_VALUE, REPLY_VOID, decodeRequest, encodeError, encodeReply, type RequestEnvelope
+  REPLY_CLOSED, REPLY_ERROR, REPLY_VALUE, REPLY_VOID, decodeRequest, encodeError, encodeReply, type Payload,
+  type RequestEnvelope
 } from './envelope.js'
 import type { Stored } from './push-batcher.js'
 import { ServiceRequest, type RequestOwner } from './service-request.js'
@@ -210,7 +211,7 @@ export class RequestIntake implements RequestOwner {
   }
 
   /** Sends a plain reply (or an error, or "closed") to the request's requester. */
-  private sendReply (req: ServiceRequest, kind: number, body?: Buffer): (stored: Stored) => void {
+  private sendReply (req: ServiceRequest, kind: number, body?: Payload): (stored: Stored) => void {
     const { replyTo, seq } = req.envelope
     return (stored) => this.replies.send(replyTo, encodeReply(kind, seq, body), stored)
   }
@@ -229,7 +230,7 @@ export class RequestIntake implements RequestOwner {
       finished(w).catch(noop).then(done)
       return
     }
-    let body: Buffer | undefined
+    let body: Payload | undefined
     if (value !== undefined) {
       try {
         body = this.service.encodeValue(value)
@@ -238,7 +239,7 @@ export class RequestIntake implements RequestOwner {
         return
       }
     }
-    this.settle(req, this.sendReply(req, body ? REPLY_VALUE : REPLY_VOID, body), done)
+    this.settle(req, this.sendReply(req, body !== undefined ? REPLY_VALUE : REPLY_VOID, body), done)
   }
 
   /** The stream form: a request whose deadline passed before it was handed on is never started. */

@@ -2,13 +2,13 @@ import createDebug from 'debug'
 import type { Bus } from '../bus.js'
 import type { Shard } from '../router/shard.js'
 import { Queue } from '../queue/queue.js'
-import { checkCodec, encodeMessage, jsonCodec, type Codec } from '../queue/codec.js'
+import { checkCodec, encodeValue, jsonCodec, type Codec } from '../queue/codec.js'
 import type { MessageInput } from '../queue/message.js'
 import { ServiceKeys, replyStreamKeys } from '../keys.js'
 import { checkInt } from '../names.js'
 import { InvalidOptionError, MessageTooLargeError } from '../errors.js'
 import { decodeMessage } from '../queue/codec.js'
-import { FLAG_REPLY, FLAG_STREAM, correlationId, encodeRequest } from './envelope.js'
+import { FLAG_REPLY, FLAG_STREAM, correlationId, encodeRequest, payloadLength, type Payload } from './envelope.js'
 import { PushBatcher } from './push-batcher.js'
 import { ReplyRouter } from './reply-router.js'
 import { clockOffset, knownClockOffset } from './shard-clock.js'
@@ -88,6 +88,7 @@ export class Service<Req = any, Res = any> {
     this.objectMode = checkBoolean(options.objectMode, 'objectMode') ?? false
     this.codec = checkCodec(options.codec) ?? jsonCodec
     this.what = `a request to service ${name}`
+    this.defaults = { timeout: this.timeout, reliable: this.reliable }
   }
 
   /** @internal The shard holding every key of the service (located once per handle, like a queue's). */
@@ -118,17 +119,25 @@ export class Service<Req = any, Res = any> {
     return this.batchers[i]
   }
 
-  /** @internal A request's or reply's payload, checked against `maxMessageSize`. */
-  encodeValue (value: unknown): Buffer {
-    const buf = encodeMessage(value, this.objectMode, this.codec)
+  /** @internal A request's or reply's payload (the codec's string, or bytes), checked against `maxMessageSize`. */
+  encodeValue (value: unknown): Payload {
+    const out = encodeValue(value, this.objectMode, this.codec)
     const max = this.bus.settings.maxMessageSize - ENVELOPE_ROOM
-    if (buf.length > max) throw new MessageTooLargeError(`a payload of ${buf.length} bytes is over maxMessageSize (${max} bytes with its envelope)`)
-    return buf
+    // A string has at most 3 bytes per UTF-16 unit: only a long one needs counting.
+    if ((typeof out === 'string' ? out.length * 3 : out.length) > max) {
+      const size = payloadLength(out)
+      if (size > max) throw new MessageTooLargeError(`a payload of ${size} bytes is over maxMessageSize (${max} bytes with its envelope)`)
+    }
+    return out
   }
 
   private decodeValue = (payload: Buffer): unknown => decodeMessage(payload, this.objectMode, this.codec)
 
-  private callOptions (options: RequestOptions): { timeout: number, reliable: boolean } {
+  /** The handle's defaults, for a call without options. */
+  private readonly defaults: { timeout: number, reliable: boolean }
+
+  private callOptions (options: RequestOptions | undefined): { timeout: number, reliable: boolean } {
+    if (options === undefined) return this.defaults
     if (options === null || typeof options !== 'object') throw new InvalidOptionError('request options must be an object')
     return {
       timeout: checkInt(options.timeout ?? this.timeout, 'timeout', 1),
@@ -171,10 +180,10 @@ export class Service<Req = any, Res = any> {
    * first. A request that cannot be encoded fails with `ERR_BUSMQ_ENCODE` (or `_MESSAGE_TOO_LARGE`)
    * before anything is sent.
    */
-  request (data: MessageInput<Req>, options: RequestOptions = {}): Promise<Res> {
+  request (data: MessageInput<Req>, options?: RequestOptions): Promise<Res> {
     const started = Date.now()
     let call: { timeout: number, reliable: boolean }
-    let payload: Buffer
+    let payload: Payload
     try {
       this.bus.assertOpen()
       call = this.callOptions(options)
@@ -194,14 +203,14 @@ export class Service<Req = any, Res = any> {
   }
 
   private sendRequest (router: ReplyRouter, offset: number, started: number, call: { timeout: number, reliable: boolean },
-    payload: Buffer): Promise<Res> {
+    payload: Payload): Promise<Res> {
     const seq = router.next()
     const envelope = encodeRequest({
       flags: FLAG_REPLY, deadline: started + offset + call.timeout, seq, window: 0, replyTo: router.id, payload
     })
     return new Promise<Res>((resolve, reject) => {
-      router.expect(seq, { resolve: resolve as (v: unknown) => void, reject, decode: this.decodeValue },
-        started + call.timeout - Date.now(), this.what)
+      router.expect(seq, { resolve: resolve as (v: unknown) => void, reject, decode: this.decodeValue }, call.timeout,
+        started + call.timeout, this.what)
       this.batcher(call.reliable).add(envelope, (err) => { if (err) router.fail(seq, err) })
     })
   }
