@@ -62,6 +62,8 @@ export class QueueKeys {
 export const META_FIELD_PREFIX = 'u:'
 /** Info-hash field prefix of attachments. */
 export const ATTACHMENT_FIELD_PREFIX = 'a:'
+/** Info-hash field prefix of a producer's record of its last push (push-2.lua, heartbeat.lua). */
+export const PRODUCER_FIELD_PREFIX = 'p'
 
 /** Pub/sub channel of `bus.pubsub(name)`. */
 export function pubsubChannel (prefix: string, name: string): string {

@@ -565,3 +565,18 @@ test('bus.close() while requests wait: they reject with ERR_BUSMQ_CLOSED; a serv
   const w = await within(20_000, 'the waiting request', waiting)
   assert.equal((w as Error & { code?: string }).code, 'ERR_BUSMQ_CLOSED')
 })
+
+test('a requesting bus that closes leaves nothing in the request queue, which servers keep alive', async () => {
+  const [a, b] = [await openBus(redis.servers), await openBus(redis.servers)]
+  const name = uniqueName('records')
+  const server = a.service(name, { objectMode: true }).serve((req) => req.data)
+  const svc = b.service(name, { objectMode: true })
+  assert.deepEqual(await Promise.all(range(0, 10).map((n) => svc.request(n))), range(0, 10))
+  const shard = (await svc.stats()).shard
+  const redisOf = redis.servers.find((s) => shard.startsWith(`127.0.0.1:${s.port}/`))!
+  const fields = async (): Promise<string[]> => (await redisOf.cli('HKEYS', `busmq:svc:{${name}}:i`)).split('\n')
+  assert.ok((await fields()).some((f) => /^p/.test(f)), 'a push leaves its producer\'s record while the bus is open')
+  await b.close()
+  assert.deepEqual((await fields()).filter((f) => /^p/.test(f)), [], 'the record is gone with the bus')
+  await server.close()
+})

@@ -4,7 +4,7 @@ import type { Shard } from '../router/shard.js'
 import { Queue } from '../queue/queue.js'
 import { checkCodec, encodeValue, jsonCodec, type Codec } from '../queue/codec.js'
 import type { MessageInput } from '../queue/message.js'
-import { ServiceKeys, replyStreamKeys } from '../keys.js'
+import { PRODUCER_FIELD_PREFIX, ServiceKeys, replyStreamKeys } from '../keys.js'
 import { checkInt } from '../names.js'
 import { InvalidOptionError, MessageTooLargeError } from '../errors.js'
 import { decodeMessage } from '../queue/codec.js'
@@ -75,6 +75,9 @@ export class Service<Req = any, Res = any> {
   private readonly what: string
   private readonly queues: Array<Queue | undefined> = [undefined, undefined]
   private readonly batchers: Array<PushBatcher | undefined> = [undefined, undefined]
+  /** The producers of this handle's requests, to forget when the bus closes. */
+  private readonly producers: Array<{ queue: Queue, id: string }> = []
+  private untrack?: () => void
 
   /** @internal Use `bus.service(name, options)`. */
   constructor (bus: Bus, name: string, options: ServiceOptions = {}) {
@@ -115,8 +118,25 @@ export class Service<Req = any, Res = any> {
 
   private batcher (reliable: boolean): PushBatcher {
     const i = reliable ? 1 : 0
-    this.batchers[i] ??= new PushBatcher(this.requestQueue(reliable).producer())
+    if (!this.batchers[i]) {
+      const producer = this.requestQueue(reliable).producer()
+      this.producers.push({ queue: this.requestQueue(reliable), id: producer.id })
+      this.untrack ??= this.bus.track(this)
+      this.batchers[i] = new PushBatcher(producer)
+    }
     return this.batchers[i]
+  }
+
+  /**
+   * @internal Used by `bus.close()`: this handle's requests are done, so their producers' records (which
+   * make a push re-sent after a reconnection count once) can go from the request queues, which servers
+   * keep alive: else every requesting process would leave one there for as long as the service lives.
+   */
+  async close (): Promise<void> {
+    this.untrack?.()
+    const producers = this.producers.splice(0)
+    await Promise.allSettled(producers.map(async ({ queue, id }) =>
+      await (await queue.shard()).run((c) => c.hdel(queue.keys.info, `${PRODUCER_FIELD_PREFIX}${id}`))))
   }
 
   /** @internal A request's or reply's payload (the codec's string, or bytes), checked against `maxMessageSize`. */
