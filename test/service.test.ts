@@ -580,3 +580,33 @@ test('a requesting bus that closes leaves nothing in the request queue, which se
   assert.deepEqual((await fields()).filter((f) => /^p/.test(f)), [], 'the record is gone with the bus')
   await server.close()
 })
+
+test('reliable streamed replies: one given back before it started is streamed whole by the next server; one given back half-way fails with ERR_BUSMQ_SERVICE_CLOSED after what it had sent', async () => {
+  const [a, b, c] = [await openBus(redis.servers), await openBus(redis.servers), await openBus(redis.servers)]
+  const name = uniqueName('reliable-stream')
+  const first = a.service(name, { objectMode: true, reliable: true }).serve(async (req) => {
+    if (req.data === 'half') {
+      const w = req.replyStream()
+      w.write('one')
+      w.write('two')
+    }
+    await once(req.signal, 'abort')
+  }, { concurrency: 2 })
+  const svc = c.service(name, { objectMode: true, reliable: true })
+  const whole = collect(svc.requestStream('whole', { timeout: 60_000 }))
+  const half: unknown[] = []
+  const halfDone = (async () => {
+    for await (const chunk of svc.requestStream('half', { timeout: 60_000 })) half.push(chunk)
+  })().then(() => 'ended', (e: Error) => e)
+  assert.ok(await eventually(() => first.running === 2 && half.length === 2), 'the first server runs both, and started one')
+  await first.close({ grace: 0 })
+  const second = b.service(name, { objectMode: true, reliable: true }).serve(async function * (req) {
+    yield `${req.data as string} 1`
+    yield `${req.data as string} 2`
+  })
+  assert.deepEqual(await whole, ['whole 1', 'whole 2'])
+  const end = await halfDone
+  assert.deepEqual(half, ['one', 'two'], 'nothing of the second server\'s reply was mixed in')
+  assert.ok(end instanceof ServiceClosedError, String(end))
+  await second.close()
+})

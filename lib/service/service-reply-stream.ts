@@ -54,6 +54,8 @@ export class ServiceReplyStream extends Writable {
   /** The end (or abort) marker is stored: the requester has the whole reply. */
   private ended = false
   private gone = false
+  /** Given up without a word (a reliable request given back): what was stored stays for its reader. */
+  private abandoned = false
   /** Set by fail(): the marker at the end is an abort marker carrying it. */
   private failure?: Error
   private watch?: NodeJS.Timeout
@@ -102,7 +104,7 @@ export class ServiceReplyStream extends Writable {
    * whose streamed reply it starts again, or fails if this one had started it).
    */
   abandon (): void {
-    this.gone = true
+    this.abandoned = true
     this.destroy()
   }
 
@@ -146,7 +148,7 @@ export class ServiceReplyStream extends Writable {
     this.stop.abort()
     const { queue, exposeStack, ended } = this.settings
     const done = async (): Promise<void> => {
-      if (this.ended) return
+      if (this.ended || this.abandoned) return
       const failure = err ?? new Error('the streamed reply was destroyed before its end')
       if (this.gone || failure instanceof RequesterGoneError) {
         // Nobody will read what was stored ahead.
