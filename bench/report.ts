@@ -22,7 +22,11 @@ function fig (xs: number[] | undefined, fmt: (x: number) => string = si): string
 }
 
 const us = (x: number): string => x >= 100 ? x.toFixed(0) : x >= 10 ? x.toFixed(1) : x.toFixed(2)
-const ms = (x: number): string => x >= 100 ? `${x.toFixed(0)} ms` : x >= 10 ? `${x.toFixed(1)} ms` : `${x.toFixed(2)} ms`
+// A latency run with no sample (a quick run on a machine so busy that the warm-up took it all) has no figure.
+const ms = (x: number | null | undefined): string => {
+  if (typeof x !== 'number' || !Number.isFinite(x)) return '—'
+  return x >= 100 ? `${x.toFixed(0)} ms` : x >= 10 ? `${x.toFixed(1)} ms` : `${x.toFixed(2)} ms`
+}
 const mb = (bytes: number | undefined): string => {
   if (bytes === undefined) return '—'
   const m = bytes / 1048576
