@@ -31,6 +31,10 @@ export interface BenchConfig {
   /** Queues attached at once in the attached-queues check, and their TTL (ms). */
   attachedQueues: number
   attachedTtl: number
+  /** Requests per round of the services workload (this project), of BusMQ 3.1's, and how many in flight. */
+  svcN: number
+  svcPeerN: number
+  svcInFlight: number
   peers: boolean
 }
 
@@ -59,6 +63,9 @@ export function loadConfig (quick: boolean, peers: boolean): BenchConfig {
     idleTtl: envInt('BENCH_IDLE_TTL', 2000),
     attachedQueues: envInt('BENCH_ATTACHED_QUEUES', quick ? 2000 : 100_000),
     attachedTtl: envInt('BENCH_ATTACHED_TTL', 3000),
+    svcN: envInt('BENCH_SVC_N', quick ? 1000 : 50_000),
+    svcPeerN: envInt('BENCH_SVC_PEER_N', quick ? 300 : 10_000),
+    svcInFlight: envInt('BENCH_SVC_IN_FLIGHT', 1000),
     peers
   }
 }

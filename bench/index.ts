@@ -1,14 +1,15 @@
 /**
  * `npm run bench`: starts its own redis-server (free port, no persistence), runs every job — raw ioredis,
- * this project, BusMQ 3.1, BullMQ and bee-queue — against it, one child process per job (so each job's
- * peak RSS and CPU are its own), FLUSHALL between jobs, prints the table and the targets, writes the
- * figures as JSON to a temp file, and stops the server.
+ * this project (queues, channels, services), BusMQ 3.1, BullMQ and bee-queue — against it, one child
+ * process per job (so each job's peak RSS and CPU are its own), FLUSHALL between jobs, prints the table
+ * and the targets, writes the figures as JSON to a temp file, and stops the server.
  *
  *   node dist/bench/index.js [--quick] [--idle] [--no-idle] [--no-peers] [--only=id,id-prefix,…]
  *
  * Environment: BENCH_N (messages per round, default 200000), BENCH_N_LARGE (1 KiB workloads, N/2),
  * BENCH_PEER_N (peers, 20000), BENCH_ROUNDS (3), BENCH_QUEUES (100), BENCH_CHANNEL_MB (256),
- * BENCH_LATENCY_SECONDS (5), BENCH_IDLE_QUEUES (100000), BENCH_IDLE_TTL (2000 ms).
+ * BENCH_LATENCY_SECONDS (5), BENCH_IDLE_QUEUES (100000), BENCH_IDLE_TTL (2000 ms), BENCH_SVC_N (50000),
+ * BENCH_SVC_PEER_N (10000), BENCH_SVC_IN_FLIGHT (1000).
  * Each throughput figure is the median of BENCH_ROUNDS rounds. Exit code 1 when raw ioredis or this
  * project failed a check (or a job crashed); a peer that fails is reported, not fatal.
  *

@@ -64,6 +64,8 @@ export interface JobResult {
   push?: number[]
   drain?: number[]
   concurrent?: number[]
+  /** Services: requests answered per second, with many in flight. */
+  requests?: number[]
   /** Channel throughput, MB/s (10^6 bytes). */
   mbps?: number[]
   /** CPU of the job process and of redis-server over the measured phases, % of one core. */

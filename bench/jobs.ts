@@ -10,6 +10,8 @@ import { rawAdapter } from './contenders/raw.js'
 import { busmqLatencyAdapter, channel, reliable, streamAdapter } from './contenders/busmq.js'
 import { originalAdapter, originalLatencyAdapter } from './contenders/busmq-original.js'
 import { beeAdapter, beeLatencyAdapter, bullAdapter, bullLatencyAdapter, WORKER_CONCURRENCY } from './contenders/job-queues.js'
+import { runRequestRate, serviceLatencyAdapter } from './services.js'
+import { busmqServiceAdapter, originalServiceAdapter } from './contenders/services.js'
 
 export const RAW = 'raw ioredis'
 export const OURS = 'busmq (this)'
@@ -158,6 +160,32 @@ export const JOBS: JobSpec[] = [
     peer: true,
     workload: (c) => `latency @ 1k msgs/s, ${c.latencySeconds} s, job.save`,
     run: async (ctx) => runLatency(ctx, await beeLatencyAdapter(ctx.url, 32), 1000, false)
+  },
+  {
+    id: 'busmq-svc-rps',
+    contender: OURS,
+    workload: (c) => `services: echo requests, ${c.svcInFlight} in flight (serve concurrency ${c.svcInFlight})`,
+    run: async (ctx) => runRequestRate(ctx, await busmqServiceAdapter(ctx.url, ctx.config.svcInFlight), ctx.config.svcN)
+  },
+  {
+    id: 'busmq-svc-latency-1k',
+    contender: OURS,
+    workload: (c) => `services: request → reply latency @ 1k requests/s, ${c.latencySeconds} s`,
+    run: async (ctx) => runLatency(ctx, serviceLatencyAdapter(await busmqServiceAdapter(ctx.url, ctx.config.svcInFlight)), 1000, false)
+  },
+  {
+    id: 'busmq31-svc-rps',
+    contender: ORIGINAL,
+    peer: true,
+    workload: (c) => `services: echo requests, ${c.svcInFlight} in flight`,
+    run: async (ctx) => runRequestRate(ctx, await originalServiceAdapter(ctx.url), ctx.config.svcPeerN)
+  },
+  {
+    id: 'busmq31-svc-latency-1k',
+    contender: ORIGINAL,
+    peer: true,
+    workload: (c) => `services: request → reply latency @ 1k requests/s, ${c.latencySeconds} s`,
+    run: async (ctx) => runLatency(ctx, serviceLatencyAdapter(await originalServiceAdapter(ctx.url)), 1000, false)
   },
   {
     id: 'busmq-idle',

@@ -22,7 +22,11 @@ function fig (xs: number[] | undefined, fmt: (x: number) => string = si): string
 }
 
 const us = (x: number): string => x >= 100 ? x.toFixed(0) : x >= 10 ? x.toFixed(1) : x.toFixed(2)
-const ms = (x: number): string => x >= 100 ? `${x.toFixed(0)} ms` : x >= 10 ? `${x.toFixed(1)} ms` : `${x.toFixed(2)} ms`
+// A latency run with no sample (a quick run on a machine so busy that the warm-up took it all) has no figure.
+const ms = (x: number | null | undefined): string => {
+  if (typeof x !== 'number' || !Number.isFinite(x)) return '—'
+  return x >= 100 ? `${x.toFixed(0)} ms` : x >= 10 ? `${x.toFixed(1)} ms` : `${x.toFixed(2)} ms`
+}
 const mb = (bytes: number | undefined): string => {
   if (bytes === undefined) return '—'
   const m = bytes / 1048576
@@ -48,6 +52,7 @@ export function report (results: JobResult[], config: BenchConfig, machine: Reco
     `median (min–max) shown; ${config.quick ? 'QUICK smoke run: figures are not meaningful; ' : ''}total ${(machine.seconds as number).toFixed(0)} s`)
   out.push('')
 
+  const isService = (r: JobResult): boolean => /^busmq(31)?-svc-/.test(r.id)
   const queueRows = results.filter((r) => r.push || r.drain || r.concurrent)
   out.push(table(
     [TABLE_HEADER, 'workload', 'N/round', 'pushed/s', 'drained/s', 'concurrent/s', 'node µs/msg', 'redis µs/msg', 'peak RSS', 'check'],
@@ -57,7 +62,7 @@ export function report (results: JobResult[], config: BenchConfig, machine: Reco
   out.push('pushed/s: push N, time until stored; drained/s: then consume all N; concurrent/s: a writer and a reader at once, ' +
     'time until the reader has all N; µs/msg: CPU over push + drain per message (node = the job process, redis = INFO used_cpu_*)')
 
-  const other = results.filter((r) => !(r.push || r.drain || r.concurrent))
+  const other = results.filter((r) => !(r.push || r.drain || r.concurrent) && !isService(r))
   if (other.length > 0) {
     out.push('')
     out.push(table(['contender', 'workload', 'result', 'peak RSS', 'check'], other.map((r) => {
@@ -99,6 +104,22 @@ export function report (results: JobResult[], config: BenchConfig, machine: Reco
       out.push(`  Expiry: SCAN of the queue prefix finds 0 keys ${(idle.goneAfterMs / 1000).toFixed(1)} s after the last push; ` +
         `${idle.otherKeys} other key(s) under the bus prefix; used_memory back to +${Math.round(idle.memoryAfterExpiry / 1024)} KiB`)
     }
+  }
+
+  const services = results.filter(isService)
+  if (services.length > 0) {
+    out.push('')
+    out.push(table(['contender', 'workload', 'N/round', 'result', 'node µs/req', 'redis µs/req', 'peak RSS', 'check'], services.map((r) => {
+      let res = '—'
+      if (r.requests) res = `${fig(r.requests)} requests/s`
+      if (r.latency) {
+        const l = r.latency
+        res = `p50 ${ms(l.p50)}  p99 ${ms(l.p99)}  p99.9 ${ms(l.p999)}  max ${ms(l.max)}  (${si(l.achieved)} req/s achieved, ${l.samples} samples)`
+      }
+      return [r.contender, r.workload, r.requests ? String(r.n) : '—', res, fig(r.nodeUs, us), fig(r.redisUs, us), mb(r.rss), check(r)]
+    }), [false, false, true, false, true, true, true, false]))
+    out.push('Services: one echo server and one requester (each on its own bus) in the job process, 32 B JSON payloads; every ' +
+      'reply checked (exactly once, intact). requests/s: N requests, the given number in flight; latency: request → reply, paced.')
   }
 
   // --- targets ---
@@ -157,6 +178,21 @@ export function report (results: JobResult[], config: BenchConfig, machine: Reco
     const lat = find(`busmq-latency-1k-${via}`)
     line(ok(lat) && lat.latency ? lat.latency.p99 <= 2 : undefined, `p99 push → receive ≤ 2 ms at 1k msgs/s (${via === 'push' ? 'q.push' : 'ws.write'})`,
       ok(lat) && lat.latency ? `p99 ${ms(lat.latency.p99)}` : lat ? '(FAILED)' : '(not run)')
+  }
+  {
+    const ours = find('busmq-svc-rps')
+    const base = find('busmq31-svc-rps')
+    const [x, d] = ok(ours) && ok(base) && ours.requests && base.requests
+      ? [median(ours.requests) / median(base.requests), `${si(median(ours.requests))} / ${si(median(base.requests))}`]
+      : [undefined, `(${!ours ? 'not run' : !base ? 'baseline not run' : ours.failed ? 'busmq FAILED' : 'baseline FAILED'})`]
+    line(x === undefined ? undefined : x >= 10, '≥ 10× BusMQ 3.1 services requests/s', x === undefined ? d : `${d} = ${x.toFixed(1)}×`)
+    const lat = find('busmq-svc-latency-1k')
+    const latBase = find('busmq31-svc-latency-1k')
+    line(ok(lat) && ok(latBase) && lat.latency && latBase.latency ? lat.latency.p99 <= latBase.latency.p99 : undefined,
+      'services p99 at 1k req/s no worse than BusMQ 3.1',
+      ok(lat) && ok(latBase) && lat.latency && latBase.latency
+        ? `p99 ${ms(lat.latency.p99)} vs ${ms(latBase.latency.p99)} (p50 ${ms(lat.latency.p50)} vs ${ms(latBase.latency.p50)})`
+        : `(${!lat ? 'not run' : !latBase ? 'baseline not run' : lat.failed ? 'busmq FAILED' : 'baseline FAILED'})`)
   }
   const attached = find('busmq-attached')
   line(ok(attached) && attached.attached ? attached.attached.p99 <= 5 : undefined,

@@ -20,6 +20,8 @@ import type { ObjectOptions } from './object/object-options.js'
 import type { CodecOptions } from './queue/codec.js'
 import type { ReliableMessage } from './queue/reliable-message.js'
 import { BusLog, checkLogger } from './logger.js'
+import { Service } from './service/service.js'
+import type { ServiceOptions } from './service/service-options.js'
 
 const debug = createDebug('busmq:bus')
 
@@ -355,6 +357,19 @@ export class Bus extends EventEmitter {
   object<T extends Record<string, any> = Record<string, any>> (name: string, options: ObjectOptions = {}): PersistedObject<T> {
     this.assertOpen()
     return new PersistedObject<T>(this, validateName(name, 'object name'), options)
+  }
+
+  /**
+   * A handle on service `name`: request/response over the bus (see `Service`). Cheap, like `queue()`.
+   * `Req` and `Res` are the types of requests and replies in objectMode; in byte mode both are Buffers
+   * (requests take any bytes). Throws `ERR_BUSMQ_INVALID_NAME` for a bad name.
+   */
+  service<Req = any, Res = any> (name: string, options: ServiceOptions & { objectMode: true }): Service<Req, Res>
+  service (name: string, options?: ServiceOptions & { objectMode?: false }): Service<Buffer, Buffer>
+  service<Req = any, Res = any> (name: string, options?: ServiceOptions): Service<Req, Res>
+  service (name: string, options: ServiceOptions = {}): Service {
+    this.assertOpen()
+    return new Service(this, validateName(name, 'service name'), options)
   }
 
   /** @internal Registers something to close with the bus; returns the function that forgets it. */

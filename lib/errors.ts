@@ -21,9 +21,13 @@ export type BusMQErrorCode =
   | 'ERR_BUSMQ_QUEUE_FULL'
   | 'ERR_BUSMQ_QUEUE_DELETED'
   | 'ERR_BUSMQ_CONFLICT'
+  | 'ERR_BUSMQ_REQUEST_TIMEOUT'
+  | 'ERR_BUSMQ_REMOTE'
+  | 'ERR_BUSMQ_SERVICE_CLOSED'
   | 'ERR_BUSMQ_USAGE'
   | 'ERR_BUSMQ_CLI_AUTH'
   | 'ERR_BUSMQ_CLI_NO_SUCH_QUEUE'
+  | 'ERR_BUSMQ_CLI_NO_SUCH_SERVICE'
   | 'ERR_BUSMQ_CLI_BAD_JSON'
   | 'ERR_BUSMQ_CLI_NO_REDIS_SERVER'
   | 'ERR_BUSMQ_CLI_REDIS_SERVER'
@@ -195,5 +199,65 @@ export class ConflictError extends BusMQError {
     super(message, 'ERR_BUSMQ_CONFLICT', options)
     this.name = 'ConflictError'
     this.version = options?.version ?? 0
+  }
+}
+
+/** A service request got no reply (or, for a streamed reply, no next chunk) within its `timeout`. */
+export class RequestTimeoutError extends BusMQError {
+  declare readonly code: 'ERR_BUSMQ_REQUEST_TIMEOUT'
+  constructor (message = 'the request timed out', options?: { cause?: unknown }) {
+    super(message, 'ERR_BUSMQ_REQUEST_TIMEOUT', options)
+    this.name = 'RequestTimeoutError'
+  }
+}
+
+/** What a server sent about the error its handler threw (see {@link RemoteError}). */
+export interface RemoteErrorDetails {
+  /** The remote error's `name` (`'Error'`, `'TypeError'`, …). */
+  name: string
+  /** Its `message`. */
+  message: string
+  /** Its `code`, when it had a string or number one (`'ENOENT'`, `'ERR_BUSMQ_ENCODE'`, …). */
+  code?: string
+  /** Its stack, only when the server was started with `exposeStack: true`. */
+  stack?: string
+}
+
+/**
+ * A service handler threw or rejected (or its streamed reply failed): the requester's call rejects with
+ * this. `remoteCode`, `remoteMessage` and `remoteName` are the remote error's; `remoteStack` is there
+ * only when the server opted in (`exposeStack`).
+ */
+export class RemoteError extends BusMQError {
+  declare readonly code: 'ERR_BUSMQ_REMOTE'
+  /** The remote error's `code` (undefined when it had none). */
+  readonly remoteCode?: string
+  /** The remote error's `message`. */
+  readonly remoteMessage: string
+  /** The remote error's `name`. */
+  readonly remoteName: string
+  /** The remote error's stack, when the server sends it (`exposeStack: true`). */
+  readonly remoteStack?: string
+
+  constructor (details: RemoteErrorDetails, options?: { cause?: unknown }) {
+    const code = details.code === undefined ? '' : ` (${details.code})`
+    super(`the service handler failed: ${details.name}: ${details.message}${code}`, 'ERR_BUSMQ_REMOTE', options)
+    this.name = 'RemoteError'
+    this.remoteCode = details.code
+    this.remoteMessage = details.message
+    this.remoteName = details.name
+    if (details.stack !== undefined) this.remoteStack = details.stack
+  }
+}
+
+/**
+ * The server running a request closed (`server.close()` after its grace, or its bus closed) before the
+ * handler finished; with `reliable`, the request is redelivered instead and the requester never sees this.
+ */
+export class ServiceClosedError extends BusMQError {
+  declare readonly code: 'ERR_BUSMQ_SERVICE_CLOSED'
+  constructor (message = 'the server closed before the request was handled', options?: { cause?: unknown }) {
+    super(message, 'ERR_BUSMQ_SERVICE_CLOSED', options)
+    this.name = 'ServiceClosedError'
   }
 }

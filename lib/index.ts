@@ -20,9 +20,10 @@ export { validateName, MAX_NAME_LENGTH, NAME_PATTERN } from './names.js'
 export {
   BusMQError, InvalidNameError, InvalidOptionError, ConnectTimeoutError, RedisVersionError, BusClosedError,
   ShardUnavailableError, MessageTooLargeError, EncodeError, DecodeError, RedisCommandError, ShardDataLossError,
-  PeerDestroyedError, ReplicationError, QueueFullError, QueueDeletedError, ConflictError, isBusMQError
+  PeerDestroyedError, ReplicationError, QueueFullError, QueueDeletedError, ConflictError, RequestTimeoutError, RemoteError,
+  ServiceClosedError, isBusMQError
 } from './errors.js'
-export type { BusMQErrorCode } from './errors.js'
+export type { BusMQErrorCode, RemoteErrorDetails } from './errors.js'
 export { ReliableReadStream } from './queue/reliable-read-stream.js'
 export { AckStream } from './queue/ack-stream.js'
 export type { ReliableMessage, DeadLetterRecord } from './queue/reliable-message.js'
@@ -32,3 +33,15 @@ export { PersistedObject } from './object/persisted-object.js'
 export { ObjectChangeStream } from './object/change-stream.js'
 export { DEFAULT_OBJECT_OPTIONS } from './object/object-options.js'
 export type { ObjectOptions, SaveOptions, ChangeStreamOptions, ObjectChange } from './object/object-options.js'
+export { Service } from './service/service.js'
+export type { ServiceStats } from './service/service.js'
+export { ServiceServer } from './service/service-server.js'
+export type { ServiceHandler, ServiceHandlerResult } from './service/service-server.js'
+export { ServiceServerStream } from './service/service-server-stream.js'
+export { ServiceRequest } from './service/service-request.js'
+export { ServiceReplyReader } from './service/service-reply-reader.js'
+export { ServiceTransform } from './service/service-transform.js'
+export { DEFAULT_SERVICE_OPTIONS } from './service/service-options.js'
+export type {
+  ServiceOptions, ServeOptions, CloseOptions, RequestOptions, RequestStreamOptions, ServiceTransformOptions
+} from './service/service-options.js'

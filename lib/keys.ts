@@ -116,6 +116,8 @@ export const OBJECT_FIELD_PREFIX = 'f:'
 export const META_FIELD_PREFIX = 'u:'
 /** Info-hash field prefix of attachments. */
 export const ATTACHMENT_FIELD_PREFIX = 'a:'
+/** Info-hash field prefix of a producer's record of its last push (push-2.lua, heartbeat.lua). */
+export const PRODUCER_FIELD_PREFIX = 'p'
 
 /** Pub/sub channel of `bus.pubsub(name)`. */
 export function pubsubChannel (prefix: string, name: string): string {
@@ -130,4 +132,39 @@ export function presenceKey (prefix: string, channel: string, role: string): str
 /** Key the bus writes on every shard to notice a shard that restarted without its data. */
 export function shardMarkerKey (prefix: string): string {
   return `${prefix}:shard-marker`
+}
+
+/**
+ * Keys of service `name` (prefix `busmq`), all with the hash tag `{name}`, so they live on one shard (one
+ * Cluster slot) and never collide with a queue's (`busmq:q:…`):
+ *   busmq:svc:{name}:…     the request queue (the layout of a queue: m, i, f, l, d, o, dl:…, wake)
+ *   busmq:svc:{name}:r:…   the reliable request queue, taken only by servers started with `reliable`
+ *   busmq:svc:{name}:s     hash   server id -> "<lapses at>:<running>:<concurrency>:<reliable 0|1>"
+ */
+export class ServiceKeys {
+  readonly requests: QueueKeys
+  readonly reliableRequests: QueueKeys
+  readonly servers: string
+
+  constructor (prefix: string, name: string) {
+    const base = `${prefix}:svc:{${name}}`
+    this.requests = new QueueKeys(base)
+    this.reliableRequests = new QueueKeys(`${base}:r`)
+    this.servers = `${base}:s`
+  }
+
+  /** Keys whose existence means the service exists (a request waits, or a server runs). */
+  existence (): string[] {
+    return [this.requests.info, this.reliableRequests.info, this.servers]
+  }
+}
+
+/** The queue one requesting bus reads every (unstreamed) reply from, by correlation id. */
+export function replyQueueKeys (prefix: string, id: string): QueueKeys {
+  return new QueueKeys(`${prefix}:svc-reply:{${id}}`)
+}
+
+/** The short-lived queue of one streamed reply. */
+export function replyStreamKeys (prefix: string, id: string): QueueKeys {
+  return new QueueKeys(`${prefix}:svc-stream:{${id}}`)
 }

@@ -20,6 +20,22 @@ export function sleep (ms: number, signal?: AbortSignal): Promise<void> {
   })
 }
 
+/**
+ * Resolves when a Writable whose `write()` returned false may be written again ('drain'), or will never
+ * be ('close'): a writer waiting for room must not wait forever on a stream that was destroyed.
+ */
+export function drained (w: NodeJS.EventEmitter): Promise<void> {
+  return new Promise((resolve) => {
+    const done = (): void => {
+      w.off('drain', done)
+      w.off('close', done)
+      resolve()
+    }
+    w.on('drain', done)
+    w.on('close', done)
+  })
+}
+
 /** Splits `items` into consecutive batches of at most `maxCount` items and about `maxBytes` bytes. */
 export function batches (items: Buffer[], maxCount: number, maxBytes: number): Buffer[][] {
   if (items.length <= maxCount) {

@@ -15,6 +15,8 @@ import { formatBytes } from '../lib/cli/progress.js'
 import { openBus, uniqueName, eventually, collect } from './helpers/bus.js'
 import { BIN, cliEnv, runCli, startCli, sha256 } from './helpers/cli.js'
 import { spawn, type ChildProcess } from 'node:child_process'
+import { Readable } from 'node:stream'
+import { sleep } from './helpers/queue.js'
 
 // Two shards, so the commands route names as a multi-shard bus does; `bus` checks what they did.
 const redis: { servers: RedisServer[] } = { servers: [] }
@@ -474,6 +476,81 @@ test('stat --json reports length, counters, in-flight, clients, TTL and shard; t
   assert.deepEqual(JSON.parse(found.stdout.toString()).map((s: any) => [s.name, s.length]), [['one', 1], ['two', 2]])
 })
 
+test('request: prints the reply as a JSON line, a streamed reply one line per chunk; --bytes; a failed handler and a timeout exit 1 with their code', async () => {
+  const name = uniqueName('cli-svc')
+  const svc = bus.service<{ n: number, fail?: boolean }, unknown>(name, { objectMode: true })
+  const server = svc.serve((req) => {
+    if (req.data.fail === true) throw Object.assign(new Error('no thumbnails today'), { code: 'E_THUMBS' })
+    if (!req.streamed) return { square: req.data.n * req.data.n }
+    return Readable.from(Array.from({ length: req.data.n }, (_, i) => ({ i })))
+  })
+  try {
+    // The command always asks for a stream: a handler's value is one line, its stream a line per chunk.
+    const one = await runCli(['request', name, '{"n":3}'], { env: env() })
+    ok(one)
+    assert.equal(one.stdout.toString(), '{"i":0}\n{"i":1}\n{"i":2}\n')
+    const bytes = bus.service(`${name}-bytes`)
+    const byteServer = bytes.serve((req) => Buffer.concat([Buffer.from('got '), req.data]))
+    const b = await runCli(['request', `${name}-bytes`, 'plain text', '--bytes'], { env: env() })
+    ok(b)
+    assert.equal(b.stdout.toString(), 'got plain text')
+    await byteServer.close()
+    const failed = await runCli(['request', name, '{"n":1,"fail":true}'], { env: env() })
+    assert.equal(failed.code, 1)
+    assert.equal(failed.stdout.length, 0)
+    assert.match(failed.stderr, /^busmq: the service handler failed: Error: no thumbnails today \(E_THUMBS\) \(ERR_BUSMQ_REMOTE\)\n$/)
+    const nobody = await runCli(['request', uniqueName('nobody'), '1', '--wait', '300'], { env: env() })
+    assert.equal(nobody.code, 1)
+    assert.match(nobody.stderr, /\(ERR_BUSMQ_REQUEST_TIMEOUT\)\n$/)
+    const bad = await runCli(['request', name, '{oops'], { env: env() })
+    assert.equal(bad.code, 2)
+    assert.match(bad.stderr, /^busmq: the request is not JSON .*\(try "busmq request --help"\)\n$/)
+  } finally {
+    await server.close()
+  }
+  const value = bus.service(uniqueName('cli-value'), { objectMode: true })
+  const valueServer = value.serve(() => ({ ok: true }))
+  const r = await runCli(['request', value.name, 'null'], { env: env() })
+  ok(r)
+  assert.equal(r.stdout.toString(), '{"ok":true}\n')
+  await valueServer.close()
+})
+
+test('stat lists services: servers, running and waiting requests; --services --json; a missing service exits 1', async () => {
+  const prefix = `s${Date.now()}`
+  const sbus = new Bus({ redis: redis.servers.map((x) => x.url), prefix })
+  try {
+    const svc = sbus.service('thumbs', { objectMode: true })
+    let release!: () => void
+    const gate = new Promise<void>((resolve) => { release = resolve })
+    const server = svc.serve(async () => { await gate }, { concurrency: 2 })
+    const pending = Array.from({ length: 5 }, () => svc.request(1, { timeout: 60_000 }))
+    await sbus.queue('plain').push('x')
+    assert.ok(await eventually(async () => (await svc.stats()).running === 2 && (await svc.stats()).waiting === 3))
+    const table = await runCli(['stat', '--prefix', prefix], { env: env() })
+    ok(table)
+    const lines = table.stdout.toString().trimEnd().split('\n')
+    assert.match(lines[0], /^QUEUE +LENGTH/)
+    assert.match(lines[1], /^plain +1 /)
+    assert.equal(lines[2], '')
+    assert.match(lines[3], /^SERVICE +SERVERS +RUNNING +CONCURRENCY +WAITING +TTL +SHARD$/)
+    assert.match(lines[4], /^thumbs +1 +2 +2 +3 +[\d.]+s +127\.0\.0\.1:\d+\/0$/)
+    const json = await runCli(['stat', '--services', '--json', '--prefix', prefix, 'thumbs', 'nope'], { env: env() })
+    assert.equal(json.code, 1)
+    const [found, missing] = JSON.parse(json.stdout.toString())
+    assert.deepEqual({ ...found, ttl: 0 }, {
+      name: 'thumbs', exists: true, shard: (await svc.stats()).shard, servers: 1, reliableServers: 0, running: 2, concurrency: 2, waiting: 3, waitingReliable: 0, ttl: 0
+    })
+    assert.equal(missing.exists, false)
+    assert.match(json.stderr, /^busmq: service nope does not exist on any shard \(.*\) \(ERR_BUSMQ_CLI_NO_SUCH_SERVICE\)\n$/)
+    release()
+    await Promise.all(pending)
+    await server.close()
+  } finally {
+    await sbus.close()
+  }
+})
+
 test('usage errors exit 2 with one line and a hint; --help and --version exit 0', async () => {
   const cases: Array<[string[], RegExp]> = [
     [['frob'], /^busmq: unknown command "frob" \(try "busmq --help"\)\n$/],
@@ -501,12 +578,12 @@ test('usage errors exit 2 with one line and a hint; --help and --version exit 0'
     assert.equal(r.stdout.length, 0)
   })
 
-  const helps = await Promise.all([[], ['push'], ['pull'], ['tunnel'], ['stat'], ['dev']].map((c) => runCli([...c, '--help'])))
+  const helps = await Promise.all([[], ['push'], ['pull'], ['tunnel'], ['stat'], ['dev'], ['request']].map((c) => runCli([...c, '--help'])))
   helps.forEach((r, i) => {
     ok(r)
     assert.match(r.stdout.toString(), /^Usage: busmq /)
     assert.match(r.stdout.toString(), /--redis URL/)
-    if (i > 0) assert.match(r.stdout.toString(), new RegExp(`^Usage: busmq ${['push', 'pull', 'tunnel', 'stat', 'dev'][i - 1]}`))
+    if (i > 0) assert.match(r.stdout.toString(), new RegExp(`^Usage: busmq ${['push', 'pull', 'tunnel', 'stat', 'dev', 'request'][i - 1]}`))
   })
   const v = await runCli(['--version'])
   ok(v)

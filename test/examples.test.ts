@@ -1,4 +1,4 @@
-// Runs the queue examples in examples/ against a test Redis, so they cannot go stale (the channel
+// Runs the queue and service examples in examples/ against a test Redis, so they cannot go stale (the channel
 // examples and the demo have their own test files).
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
@@ -67,5 +67,15 @@ test('examples/tee-transforms prints both branches of the tee, every message in 
   assert.deepEqual(out.trim().split('\n'), [
     'upper: QUEUES ARE STREAMS AND STREAMS PIPE',
     'length: queues:6 are:3 streams:7 and:3 streams:7 pipe:4'
+  ])
+})
+
+test('examples/services: two server processes share the requests, a streamed reply, a failing handler; the servers close gracefully', async () => {
+  const out = await run('services', [redis.servers[0].url, '500'])
+  assert.deepEqual(out.trim().split('\n'), [
+    'services: 500 requests, 500 correct replies, in order (createTransform, 16 in flight), served by 2 processes',
+    'services: streamed reply of 5 chunks: 1 4 9 16 25',
+    'services: a failing handler: ERR_BUSMQ_REMOTE E_NEGATIVE',
+    'services: ok'
   ])
 })

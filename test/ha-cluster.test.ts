@@ -1,7 +1,7 @@
-// Redis Cluster layout: 3 masters (startCluster(3)). Queues, replay, reliable mode, channels and pub/sub
-// work with names spread over slots on every master, and nothing fails: any error a bus or a stream reports
-// (a CROSSSLOT above all: every key a script or transaction touches must share the queue's hash tag) fails
-// the test.
+// Redis Cluster layout: 3 masters (startCluster(3)). Queues, replay, reliable mode, channels, pub/sub and
+// services work with names spread over slots on every master, and nothing fails: any error a bus or a
+// stream reports (a CROSSSLOT above all: every key a script or transaction touches must share the queue's
+// hash tag) fails the test.
 //
 // The last tests are regressions for bugs found here: the attach script once took its number of keys at
 // call time, so ioredis routed it by the slot of that number; and a keyless PUBLISH went to a random master,
@@ -10,6 +10,7 @@ import { test, before, after, type TestContext } from 'node:test'
 import assert from 'node:assert/strict'
 import { once } from 'node:events'
 import { randomBytes } from 'node:crypto'
+import { Readable } from 'node:stream'
 import { Bus, type Channel, type IdentifiedMessage, type ReliableMessage } from '../lib/index.js'
 import { startCluster, type RedisCluster } from './helpers/cluster.js'
 import { redisCommand } from './helpers/redis-server.js'
@@ -385,5 +386,25 @@ test('persisted objects and queue.delete() on every master: saves, conflicts, ch
     assert.equal(await b.queue(name).delete(), true)
     assert.equal((await failed)[0].code, 'ERR_BUSMQ_QUEUE_DELETED')
   }
+  assertNoErrors(errors)
+})
+
+test('services on every master: requests, streamed replies and reliable requests, with no CROSSSLOT', async (t) => {
+  const { buses: [servers, requesters], errors } = clusterBuses(t, 2)
+  // Service names whose keys ({name}) land on each master; reply and streamed-reply queues land anywhere.
+  const names = await namesOnEveryMaster(6, 'cl-svc')
+  const running = names.map((name, i) => servers.service<number, number>(name, { objectMode: true, reliable: i % 2 === 1 })
+    .serve((req) => req.streamed ? Readable.from(range(0, req.data)) : req.data * 2))
+  for (const s of running) s.on('error', (err: Error) => errors.push(err))
+  await Promise.all(names.map(async (name, i) => {
+    const svc = requesters.service<number, number>(name, { objectMode: true, reliable: i % 2 === 1 })
+    assert.deepEqual(await Promise.all(range(0, 50).map((n) => svc.request(n))), range(0, 50).map((n) => n * 2))
+    assert.deepEqual(await collect(watch(svc.requestStream(20), errors)), range(0, 20))
+    await svc.send(1)
+    const stats = await svc.stats()
+    assert.equal(stats.servers, 1)
+    assert.equal(stats.reliableServers, i % 2)
+  }))
+  await Promise.all(running.map((s) => s.close()))
   assertNoErrors(errors)
 })

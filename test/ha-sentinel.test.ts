@@ -6,7 +6,8 @@
 //   (b) acknowledged messages lost over several failovers, with and without `replicas: 1`, measured side by
 //       side on the same failovers (the README quotes the totals printed with t.diagnostic).
 // After each failover the killed server is restarted and made a replica of the new primary, so the group
-// is back to 3 nodes before the next kill.
+// is back to 3 nodes before the next kill. The last test runs services (plain, streamed, reliable) over
+// the group.
 import { test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
 import fs from 'node:fs'
@@ -570,4 +571,21 @@ test('with replicas: 1, a write stream carries on through a failover: its batche
   t.diagnostic(`acknowledged but lost: ${lost.length}`)
   await bus.close()
   if (killed) await rejoin(killed)
+})
+
+test('services over Sentinel: requests, a streamed reply and reliable requests reach the primary and come back', async () => {
+  const [servers, requesters] = [sentinelBus(), sentinelBus()]
+  try {
+    const name = uniqueName('sentinel-svc')
+    const plain = servers.service<number, number>(name, { objectMode: true })
+      .serve(async function * (req) { for (let i = 0; i < req.data; i++) yield i })
+    const reliable = servers.service<number, number>(name, { objectMode: true, reliable: true }).serve((req) => req.data * 2)
+    const svc = requesters.service<number, number>(name, { objectMode: true })
+    assert.deepEqual(await collect(svc.requestStream(5)), [0, 1, 2, 3, 4])
+    const replies = await Promise.all(Array.from({ length: 50 }, (_, n) => svc.request(n, { reliable: true })))
+    assert.deepEqual(replies, Array.from({ length: 50 }, (_, n) => n * 2))
+    await Promise.all([plain.close(), reliable.close()])
+  } finally {
+    await Promise.all([servers.close(), requesters.close()])
+  }
 })

@@ -22,15 +22,26 @@ interface OriginalQueue {
   stop: () => void
 }
 
-interface OriginalBus {
+/** BusMQ 3.1's service object (bench/contenders/services.ts uses it). */
+export interface OriginalService {
+  on: (event: string, fn: (...args: any[]) => void) => void
+  serve: (cb: () => void) => void
+  connect: (options: object, cb: () => void) => void
+  request: (data: unknown, options: object, cb: (err: unknown, reply: unknown) => void) => void
+  disconnect: (grace?: number) => void
+}
+
+export interface OriginalBus {
   on: (event: string, fn: (...args: any[]) => void) => void
   once: (event: string, fn: (...args: any[]) => void) => void
   connect: () => void
   disconnect: () => void
   queue: (name: string) => OriginalQueue
+  service: (name: string) => OriginalService
 }
 
-async function openBus (url: string): Promise<OriginalBus> {
+/** A BusMQ 3.1 bus over one Redis, once it is online. */
+export async function openBus (url: string): Promise<OriginalBus> {
   const BusMQ = require('busmq-original') as { create: (options: object) => OriginalBus }
   const bus = BusMQ.create({ redis: [url] })
   bus.on('error', () => {})

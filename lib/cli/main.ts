@@ -7,6 +7,7 @@ import { push } from './push.js'
 import { pull } from './pull.js'
 import { tunnel } from './tunnel.js'
 import { stat } from './stat.js'
+import { request } from './request.js'
 import { dev } from './dev.js'
 
 /** Exit codes: a command ran to its end (also after Ctrl-C/SIGTERM, which end cleanly), failed, or was misused. */
@@ -14,7 +15,7 @@ export const EXIT_OK = 0
 export const EXIT_ERROR = 1
 export const EXIT_USAGE = 2
 
-const COMMANDS: Command[] = [push, pull, tunnel, stat, dev]
+const COMMANDS: Command[] = [push, pull, request, tunnel, stat, dev]
 /** Common options that take a value, so that `busmq --redis URL push q` finds the command. */
 const VALUE_OPTIONS = new Set(['--redis', '--prefix', '--timeout'])
 
@@ -31,8 +32,8 @@ function mainHelp (): string {
   const width = Math.max(...COMMANDS.map((c) => c.name.length))
   return `Usage: busmq <command> [options]
 
-BusMQ on the command line: pipe bytes, lines and JSON through Redis-backed queues, forward TCP
-ports through channels, watch queues, run local Redis shards.
+BusMQ on the command line: pipe bytes, lines and JSON through Redis-backed queues, call services,
+forward TCP ports through channels, watch queues and services, run local Redis shards.
 
 Commands:
 ${COMMANDS.map((c) => `  ${c.name.padEnd(width)}  ${c.summary}`).join('\n')}
@@ -40,6 +41,7 @@ ${COMMANDS.map((c) => `  ${c.name.padEnd(width)}  ${c.summary}`).join('\n')}
   busmq push jobs --lines < jobs.txt        busmq pull jobs --lines --until-empty
   busmq push backup --end < db.tar.gz       busmq pull backup --until-end > db.tar.gz
   busmq dev --shards 2                      busmq stat --watch
+  busmq request thumbnails '{"file":"a.jpg"}'
 
 ${COMMON_HELP}
   -V, --version       print the version

@@ -17,6 +17,10 @@ export interface CodecOptions {
   codec?: Codec
 }
 
+/** What makes a payload need the slow, safe parse (a Buffer needle: searching with a string converts it each time). */
+const PROTO = Buffer.from('__proto__')
+const ESCAPE = Buffer.from('\\u')
+
 function dropProto (key: string, value: unknown): unknown {
   return key === '__proto__' ? undefined : value
 }
@@ -35,7 +39,7 @@ export const jsonCodec: Codec = {
   decode (payload: Buffer): unknown {
     // The reviver costs a few times the parse; only payloads that mention __proto__ (or could spell it
     // with escapes) need it.
-    return payload.includes('__proto__') || payload.includes('\\u')
+    return payload.includes(PROTO) || payload.includes(ESCAPE)
       ? JSON.parse(payload.toString('utf8'), dropProto)
       : JSON.parse(payload.toString('utf8'))
   }
@@ -58,8 +62,11 @@ export function checkCodec (codec: unknown): Codec | undefined {
   return c
 }
 
-/** Encodes one message to bytes, wrapping codec failures in `ERR_BUSMQ_ENCODE`. */
-export function encodeMessage (value: unknown, objectMode: boolean, codec: Codec): Buffer {
+/**
+ * Encodes one message to bytes, or to the string the codec made (UTF-8, for a caller that writes it
+ * into a buffer of its own: a service envelope), wrapping codec failures in `ERR_BUSMQ_ENCODE`.
+ */
+export function encodeValue (value: unknown, objectMode: boolean, codec: Codec): Buffer | string {
   if (!objectMode) return toBuffer(value)
   let out: unknown
   try {
@@ -67,10 +74,15 @@ export function encodeMessage (value: unknown, objectMode: boolean, codec: Codec
   } catch (err) {
     throw new EncodeError(`message could not be encoded: ${(err as Error).message}`, { cause: err })
   }
-  if (typeof out === 'string') return Buffer.from(out, 'utf8')
-  if (Buffer.isBuffer(out)) return out
+  if (typeof out === 'string' || Buffer.isBuffer(out)) return out
   if (out instanceof Uint8Array) return Buffer.from(out.buffer, out.byteOffset, out.byteLength)
   throw new EncodeError('codec.encode must return a Buffer or a string')
+}
+
+/** Encodes one message to bytes, wrapping codec failures in `ERR_BUSMQ_ENCODE`. */
+export function encodeMessage (value: unknown, objectMode: boolean, codec: Codec): Buffer {
+  const out = encodeValue(value, objectMode, codec)
+  return typeof out === 'string' ? Buffer.from(out, 'utf8') : out
 }
 
 /** Decodes one payload, wrapping codec failures in `ERR_BUSMQ_DECODE`. */

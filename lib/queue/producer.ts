@@ -106,10 +106,10 @@ export class Producer {
   /**
    * Appends encoded payloads in order and resolves once Redis has accepted all of them, with the id of the
    * first and how many were stored. With `maxLength`: waits for room as often as needed (overflow
-   * 'wait'), drops what does not fit ('drop'), or stores what fits and fails with `ERR_BUSMQ_QUEUE_FULL`
-   * ('error').
+   * 'wait'; `signal` ends that wait, rejecting with its reason: what was pushed before stays pushed),
+   * drops what does not fit ('drop'), or stores what fits and fails with `ERR_BUSMQ_QUEUE_FULL` ('error').
    */
-  async push (payloads: Buffer[], kind = KIND_DATA): Promise<PushResult> {
+  async push (payloads: Buffer[], kind = KIND_DATA, signal?: AbortSignal): Promise<PushResult> {
     const t = this.target
     const bounded = t.maxLength > 0
     const waits = bounded && t.overflow === 'wait'
@@ -141,7 +141,9 @@ export class Producer {
         if (this.settings.closed()) {
           throw new BusClosedError(`the bus closed while ${rest.length} message(s) waited for room in ${t.name}`)
         }
-        await wakeups.wait('r', since)
+        signal?.throwIfAborted()
+        await wakeups.wait('r', since, signal)
+        signal?.throwIfAborted()
       }
     }
     return { firstId, stored }

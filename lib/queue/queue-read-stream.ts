@@ -88,6 +88,9 @@ export abstract class QueueReader<C = any> extends Readable {
   private attached = false
   private endWakeups?: () => void
   private readonly untrack: () => void
+  /** What the owner of this reader wants taken at most, now (see {@link limit}). */
+  private demand?: () => number
+  private capacityWaiters: Array<() => void> = []
 
   constructor (queue: Queue, options: ReadStreamOptions) {
     // Every option is checked before super(): once the Readable exists it schedules _construct, and
@@ -237,7 +240,7 @@ export abstract class QueueReader<C = any> extends Readable {
           this.push(null)
         } else {
           // Fail only after the consumer has read everything written before the abort.
-          this.failAfterBuffer(new PeerDestroyedError(`the peer writing to ${this.queue.name} destroyed its stream`))
+          this.failAfterBuffer(this.abortError(el))
         }
         return false
       }
@@ -304,6 +307,23 @@ export abstract class QueueReader<C = any> extends Readable {
   }
 
   /**
+   * @internal For an owner that hands each message to a slot of its own (a service server: its free
+   * concurrency): the reader never takes more messages in one round trip than `demand()` says at that
+   * moment, and takes none while it says 0, so what the owner cannot start yet stays in Redis for other
+   * readers. The owner calls {@link demandChanged} when `demand()` may have grown. Without it, a reader
+   * takes up to `highWaterMark` ahead of its consumer.
+   */
+  limit (demand: () => number): void {
+    this.demand = demand
+    this.capacityChanged()
+  }
+
+  /** @internal The owner's `demand()` (see {@link limit}) may have grown: look again. */
+  demandChanged (): void {
+    this.capacityChanged()
+  }
+
+  /**
    * @internal For a stream that wraps this reader (a channel): the last `count` chunks this reader handed
    * to it were not handed further, and go back to the queue with this reader's own buffer when it closes.
    */
@@ -340,13 +360,41 @@ export abstract class QueueReader<C = any> extends Readable {
     return true
   }
 
-  /** Hook: how many more messages may be taken now (reliable readers bound what they hold). */
+  /**
+   * Hook: how many more messages may be taken now: what the owner wants (see {@link limit}); reliable
+   * readers also bound what they hold.
+   */
   protected capacity (): number {
-    return Infinity
+    return this.demand ? Math.max(0, this.demand()) : Infinity
   }
 
-  /** Hook: resolves when capacity() may have grown. */
-  protected async capacityFreed (_signal: AbortSignal): Promise<void> {}
+  /** Resolves when capacity() may have grown ({@link capacityChanged}), or `signal` aborts. */
+  private capacityFreed (signal: AbortSignal): Promise<void> {
+    return new Promise((resolve) => {
+      if (signal.aborted) return resolve()
+      const done = (): void => {
+        signal.removeEventListener('abort', done)
+        resolve()
+      }
+      this.capacityWaiters.push(done)
+      signal.addEventListener('abort', done, { once: true })
+    })
+  }
+
+  /** capacity() may have grown: a loop waiting for room looks again. */
+  protected capacityChanged (): void {
+    const waiters = this.capacityWaiters
+    this.capacityWaiters = []
+    for (const w of waiters) w()
+  }
+
+  /**
+   * Hook: the error to fail with when an abort marker is consumed (`untilEnd`): a channel's peer destroyed
+   * its side. A service's streamed reply carries the server's error in the marker.
+   */
+  protected abortError (_el: Element): Error {
+    return new PeerDestroyedError(`the peer writing to ${this.queue.name} destroyed its stream`)
+  }
 
   /** Hook: an end marker was taken (reliable readers acknowledge it). */
   protected async markerSeen (_el: Element): Promise<void> {}

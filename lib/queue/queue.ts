@@ -49,6 +49,17 @@ export interface QueueStats {
 }
 
 /**
+ * @internal Where a queue lives when it is not a plain named queue: a dead-letter queue (beside its
+ * queue), a service's request queues, reply queues (lib/service/).
+ */
+export interface QueuePlacement {
+  /** Its keys, instead of `<prefix>:q:{name}:…`. */
+  keys: QueueKeys
+  /** Resolves its shard, instead of the router locating it by name and keys. */
+  shard?: () => Promise<Shard>
+}
+
+/**
  * A handle on one queue. Cheap to create; it reaches Redis only when used. Streams made from it keep the
  * queue attached while they are open. `T` is the type of its messages as readers see them: a Buffer in
  * byte mode, the decoded value in objectMode (see lib/queue/message.ts; types only).
@@ -73,15 +84,15 @@ export class Queue<T = any> {
   private attachments = 0
   private oneOff?: Producer
   private untrack?: () => void
-  /** A dead-letter queue's queue: they share a hash slot, so they always live on one shard. */
-  private readonly parent?: Queue
+  /** Where the shard comes from when it is not located by name (a dead-letter queue: from its queue's). */
+  private readonly placedShard?: () => Promise<Shard>
 
   /** @internal Use `bus.queue(name, options)`. */
-  constructor (bus: Bus, name: string, options: QueueOptions = {}, parent?: Queue) {
+  constructor (bus: Bus, name: string, options: QueueOptions = {}, placement?: QueuePlacement) {
     this.bus = bus
     this.name = name
-    this.parent = parent
-    this.keys = parent ? parent.keys.deadLetter() : QueueKeys.forQueue(bus.settings.prefix, name)
+    this.placedShard = placement?.shard
+    this.keys = placement?.keys ?? QueueKeys.forQueue(bus.settings.prefix, name)
     this.ttl = checkInt(options.ttl ?? bus.settings.ttl, 'ttl', 10)
     this.maxLength = checkInt(options.maxLength ?? 0, 'maxLength', 0)
     const overflow = options.overflow === undefined ? DEFAULT_OVERFLOW : options.overflow
@@ -99,7 +110,7 @@ export class Queue<T = any> {
 
   /** @internal The shard holding this queue (resolved once per handle; see "Sharding" in the README). */
   shard (): Promise<Shard> {
-    this.shardP ??= (this.parent ? this.parent.shard() : this.locate()).then((s) => {
+    this.shardP ??= (this.placedShard ? this.placedShard() : this.locate()).then((s) => {
       debug('queue %s on shard %s', this.name, s.id)
       return s
     }, (err) => {
@@ -207,8 +218,9 @@ export class Queue<T = any> {
 
   /** The queue's dead-letter queue: an ordinary queue in the same hash slot. */
   deadLetter (): Queue<T> {
+    // It shares its queue's hash slot, so it always lives on its queue's shard.
     return new Queue(this.bus, `${this.name}:dead-letter`, { ttl: this.ttl, objectMode: this.objectMode, codec: this.codec },
-      this)
+      { keys: this.keys.deadLetter(), shard: () => this.shard() })
   }
 
   /**

@@ -31,7 +31,6 @@ export class ReliableReadStream<T = any> extends QueueReader<ReliableMessage<T>>
   private readonly held = new Map<number, number>()
   private readonly pendingDeliveries = new Map<number, number>()
   private renewTimer?: NodeJS.Timeout
-  private capacityWaiters: Array<() => void> = []
   private ackBatch: Array<{ id: number, resolve: (ok: boolean) => void, reject: (err: Error) => void }> = []
   /** Ids of the envelopes pushed, newest last, to know which are still in the Readable's buffer. */
   private recent: number[] = []
@@ -77,9 +76,7 @@ export class ReliableReadStream<T = any> extends QueueReader<ReliableMessage<T>>
 
   private forget (id: number): void {
     if (!this.held.delete(id)) return
-    const waiters = this.capacityWaiters
-    this.capacityWaiters = []
-    for (const w of waiters) w()
+    this.capacityChanged()
     if (this.held.size === 0 && this.lingering) this.stopLingering()
   }
 
@@ -88,19 +85,7 @@ export class ReliableReadStream<T = any> extends QueueReader<ReliableMessage<T>>
   }
 
   protected override capacity (): number {
-    return this.prefetch - this.held.size
-  }
-
-  protected override capacityFreed (signal: AbortSignal): Promise<void> {
-    return new Promise((resolve) => {
-      if (signal.aborted) return resolve()
-      const done = (): void => {
-        signal.removeEventListener('abort', done)
-        resolve()
-      }
-      this.capacityWaiters.push(done)
-      signal.addEventListener('abort', done, { once: true })
-    })
+    return Math.min(this.prefetch - this.held.size, super.capacity())
   }
 
   protected override async fetch (count: number): Promise<Element[]> {

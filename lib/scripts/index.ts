@@ -31,7 +31,7 @@ export interface ScriptCallOptions {
 /** Every script: file name (without `.lua`) and number of keys (undefined: the caller passes it first). */
 export const SCRIPT_FILES = [
   'ack-4', 'delete-14', 'heartbeat', 'object-read-2', 'object-save-2', 'pop-2', 'presence-2', 'publish-1', 'push-2',
-  'range-2', 'renew-2', 'requeue-9', 'reserve-9', 'unpop-2'
+  'range-2', 'renew-2', 'requeue-9', 'reserve-9', 'serve-1', 'unpop-2'
 ] as const
 
 export type ScriptFile = typeof SCRIPT_FILES[number]
@@ -268,4 +268,18 @@ export function objectSave (target: ScriptTarget, k: ObjectKeys, a: ObjectSaveAr
  */
 export function objectRead (target: ScriptTarget, k: ObjectKeys, a: { after: number, count: number, incarnation: string }): Promise<unknown[]> {
   return call(target, 'object-read-2', [k.hash, k.log, a.after, a.count, a.incarnation], { buffers: true })
+}
+
+/** serve-1.lua: a service server announces its status (`beat`) or leaves; resolves with the servers announced. */
+export function serve (target: ScriptTarget, a: {
+  servers: string
+  server: string
+  op: 'beat' | 'leave'
+  ttl: number
+  running: number
+  concurrency: number
+  reliable: boolean
+}): Promise<number> {
+  return call(target, 'serve-1', [a.servers, a.server, a.op === 'beat' ? 'b' : 'd', a.ttl,
+    `${a.running}:${a.concurrency}:${a.reliable ? 1 : 0}`], { idempotent: true })
 }
