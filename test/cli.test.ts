@@ -16,7 +16,6 @@ import { openBus, uniqueName, eventually, collect } from './helpers/bus.js'
 import { BIN, cliEnv, runCli, startCli, sha256 } from './helpers/cli.js'
 import { spawn, type ChildProcess } from 'node:child_process'
 import { Readable } from 'node:stream'
-import { sleep } from './helpers/queue.js'
 
 // Two shards, so the commands route names as a multi-shard bus does; `bus` checks what they did.
 const redis: { servers: RedisServer[] } = { servers: [] }
