@@ -1,5 +1,6 @@
 import type { RedisOptions, ClusterOptions } from 'ioredis'
 import type { Logger } from './logger.js'
+import type { MeterLike } from './metrics/otel.js'
 
 /** A host and port, or a `host:port` string. */
 export type HostPort = string | { host: string, port: number }
@@ -85,6 +86,17 @@ export interface BusOptions {
    * @default none
    */
   logger?: Logger
+  /**
+   * An OpenTelemetry meter (`metrics.getMeter('busmq')` of `@opentelemetry/api`): the bus reports its
+   * metrics through it too (observable counters and gauges, latency histograms). See "Metrics".
+   */
+  meter?: MeterLike
+  /**
+   * Queues whose counters `bus.metrics()` keeps (the least recently opened are dropped beyond it, so a
+   * process that touches many queues keeps bounded memory).
+   * @default 1000
+   */
+  metricsQueues?: number
 }
 
 export const DEFAULT_BUS_OPTIONS = {

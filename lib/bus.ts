@@ -1,4 +1,5 @@
 import { EventEmitter } from 'node:events'
+import type { IncomingMessage, ServerResponse } from 'node:http'
 import { randomUUID } from 'node:crypto'
 import createDebug from 'debug'
 import { Redis, Cluster, type RedisOptions } from 'ioredis'
@@ -22,6 +23,13 @@ import type { ReliableMessage } from './queue/reliable-message.js'
 import { BusLog, checkLogger } from './logger.js'
 import { Service } from './service/service.js'
 import type { ServiceOptions } from './service/service-options.js'
+import { registryKey } from './keys.js'
+import { BusMetrics, DEFAULT_METRICS_QUEUES, type MetricsSnapshot, type MetricsSource } from './metrics/bus-metrics.js'
+import { prometheusHandler } from './metrics/prometheus.js'
+import { instrumentMeter } from './metrics/otel.js'
+import { Dashboard, type DashboardHandler } from './dashboard/dashboard.js'
+import type { DashboardOptions } from './dashboard/dashboard-options.js'
+import type { DashboardSection } from './dashboard/section.js'
 
 const debug = createDebug('busmq:bus')
 
@@ -81,6 +89,10 @@ export class Bus extends EventEmitter {
   readonly router = new Router()
   /** @internal What an operator should know goes here (the `logger` option and `busmq:log`). */
   readonly log: BusLog
+  /** @internal This bus's counters (streams look up their queue's record once) and other metric sources. */
+  readonly metricsRegistry: BusMetrics
+  /** Dashboard sections added by later subsystems (services, objects). */
+  private readonly extraSections: DashboardSection[] = []
   private readonly options: BusOptions
   private readonly layout: 'direct' | 'cluster' | 'sentinel'
   private connecting?: Promise<void>
@@ -114,6 +126,14 @@ export class Bus extends EventEmitter {
       throw new InvalidOptionError('id must be a non-empty string of at most 200 characters')
     }
     checkInt(options.connectTimeout ?? DEFAULT_BUS_OPTIONS.connectTimeout, 'connectTimeout', 1)
+    this.metricsRegistry = new BusMetrics(() => this.router.all(),
+      checkInt(options.metricsQueues ?? DEFAULT_METRICS_QUEUES, 'metricsQueues', 1))
+    if (options.meter !== undefined) {
+      if (typeof options.meter?.addBatchObservableCallback !== 'function') {
+        throw new InvalidOptionError('meter must be an OpenTelemetry Meter (metrics.getMeter(name) of @opentelemetry/api)')
+      }
+      instrumentMeter(options.meter, this.metricsRegistry)
+    }
     const base = this.redisOptions()
     if (options.cluster) {
       this.layout = 'cluster'
@@ -254,7 +274,9 @@ export class Bus extends EventEmitter {
     if (this.shutDown) throw new BusClosedError()
     let a = this.attachmentsByShard.get(shard)
     if (!a) {
-      a = new Attachments(shard, this.settings.id, { perQueueCalls: this.layout === 'cluster' })
+      a = new Attachments(shard, this.settings.id, {
+        perQueueCalls: this.layout === 'cluster', registry: registryKey(this.settings.prefix)
+      })
       this.attachmentsByShard.set(shard, a)
     }
     return a
@@ -370,6 +392,48 @@ export class Bus extends EventEmitter {
   service (name: string, options: ServiceOptions = {}): Service {
     this.assertOpen()
     return new Service(this, validateName(name, 'service name'), options)
+  }
+
+  /**
+   * A snapshot of this bus's metrics: per queue it used (up to `metricsQueues`) what its streams counted
+   * (pushed, popped, acked, redelivered, dead-lettered; latency histograms) and, read from Redis now, its
+   * depth, in-flight and dead-letter counts; per shard whether it is up, its reconnections and the commands
+   * that failed for want of an answer. See "Metrics" in the README.
+   */
+  async metrics (): Promise<MetricsSnapshot> {
+    return await this.metricsRegistry.snapshot()
+  }
+
+  /**
+   * A plain Node http handler answering with `bus.metrics()` in the Prometheus text format (written by
+   * prom-client): mount it at `/metrics` on any server or framework.
+   */
+  metricsHandler (): (req: IncomingMessage, res: ServerResponse) => void {
+    return prometheusHandler(this.metricsRegistry)
+  }
+
+  /**
+   * The live web dashboard as a plain Node http handler (Express, Fastify, Koa or `http.createServer`),
+   * mounted on `options.server` under `options.path` when given. Read-only unless `adminToken` is set and
+   * sent. `bus.close()` closes it. See "Dashboard" in the README.
+   */
+  dashboard (options: DashboardOptions = {}): DashboardHandler {
+    this.assertOpen()
+    const d = new Dashboard(this, options, this.extraSections)
+    const untrack = this.track({ close: async () => await d.close() })
+    const handler = ((req, res, next) => d.handle(req, res, next)) as DashboardHandler
+    Object.defineProperty(handler, 'path', { value: d.path })
+    handler.close = async () => {
+      untrack()
+      await d.close()
+    }
+    return handler
+  }
+
+  /** @internal A later subsystem (services, objects) adds its table to the dashboard and its metrics to /metrics. */
+  addDashboardSection (section: DashboardSection, metrics?: MetricsSource): void {
+    this.extraSections.push(section)
+    if (metrics) this.metricsRegistry.addSource(metrics)
   }
 
   /** @internal Registers something to close with the bus; returns the function that forgets it. */

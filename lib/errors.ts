@@ -31,6 +31,9 @@ export type BusMQErrorCode =
   | 'ERR_BUSMQ_CLI_BAD_JSON'
   | 'ERR_BUSMQ_CLI_NO_REDIS_SERVER'
   | 'ERR_BUSMQ_CLI_REDIS_SERVER'
+  // The dashboard's answers to admin actions it refuses (HTTP 403, 401), never thrown.
+  | 'ERR_BUSMQ_DASHBOARD_READ_ONLY'
+  | 'ERR_BUSMQ_DASHBOARD_UNAUTHORIZED'
 
 /** Base class of every BusMQ error. */
 export class BusMQError extends Error {

@@ -45,3 +45,10 @@ export { DEFAULT_SERVICE_OPTIONS } from './service/service-options.js'
 export type {
   ServiceOptions, ServeOptions, CloseOptions, RequestOptions, RequestStreamOptions, ServiceTransformOptions
 } from './service/service-options.js'
+export type { DashboardHandler } from './dashboard/dashboard.js'
+export { DEFAULT_DASHBOARD_OPTIONS, ADMIN_TOKEN_HEADER } from './dashboard/dashboard-options.js'
+export type { DashboardOptions } from './dashboard/dashboard-options.js'
+export type { MetricsSnapshot, QueueMetrics, ShardMetrics } from './metrics/bus-metrics.js'
+export type { HistogramSnapshot } from './metrics/latency-histogram.js'
+export { LATENCY_BUCKETS } from './metrics/latency-histogram.js'
+export type { MeterLike } from './metrics/otel.js'

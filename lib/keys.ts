@@ -35,9 +35,16 @@ export class QueueKeys implements KeepAliveKeys {
   readonly owners: string
   readonly history: string
   readonly wake: string
+  /**
+   * Its member in the shard's registry of live queues ({@link registryKey}): the base without the
+   * prefix (`q:{q}`, `q:{q}:dl`, `svc:{s}`, `svc:{s}:r`); undefined for the internal queues of services
+   * (reply queues, streamed replies), which are not listed.
+   */
+  readonly registryMember?: string
 
   constructor (base: string) {
     this.base = base
+    this.registryMember = memberOf(base)
     this.messages = `${base}:m`
     this.info = `${base}:i`
     this.inflight = `${base}:f`
@@ -128,6 +135,45 @@ export function pubsubChannel (prefix: string, name: string): string {
 export function presenceKey (prefix: string, channel: string, role: string): string {
   return `${prefix}:ch:{${channel}}:p:${role}`
 }
+
+/**
+ * The shard's registry of live queues: a sorted set of registry members (see {@link registryMember}), each
+ * scored with the time (ms, the shard's clock) at which its last attachment lapses, so that the queues
+ * attached anywhere can be listed without KEYS or SCAN. Written by the batched heartbeat (heartbeat.lua,
+ * or register-1.lua on a Cluster, where it is one key in one slot); it expires like everything else.
+ */
+export function registryKey (prefix: string): string {
+  return `${prefix}:registry`
+}
+
+/**
+ * A queue's registry member: its base from the kind on (`<prefix>:q:{q}:dl` → `q:{q}:dl`), for queues
+ * (`q`) and the request queues of services (`svc`). heartbeat.lua derives the same from the info key.
+ */
+function memberOf (base: string): string | undefined {
+  const brace = base.indexOf('{')
+  const colon = base.lastIndexOf(':', brace - 2)
+  const kind = base.slice(colon + 1, brace - 1)
+  return kind === 'q' || kind === 'svc' ? base.slice(colon + 1) : undefined
+}
+
+/** What a registry member stands for: a queue (`q:{q}`; `q:{q}:dl` → `q:dead-letter`) or a service. */
+export function parseRegistryMember (member: string): { kind: 'queue' | 'service', name: string } | undefined {
+  const open = member.indexOf(':{')
+  const close = member.indexOf('}', open)
+  if (open < 0 || close < 0) return undefined
+  const kind = member.slice(0, open)
+  const name = member.slice(open + 2, close)
+  if (kind === 'svc') return { kind: 'service', name }
+  if (kind !== 'q') return undefined
+  return { kind: 'queue', name: member.endsWith('}:dl') ? `${name}${DEAD_LETTER_SUFFIX}` : name }
+}
+
+/** How a dead-letter queue's name ends (`queue.deadLetter().name`). */
+export const DEAD_LETTER_SUFFIX = ':dead-letter'
+
+/** Info-hash field prefix of the roles of an attached client (`k:<client>` → `r<readers>w<writers>`). */
+export const ROLES_FIELD_PREFIX = 'k:'
 
 /** Key the bus writes on every shard to notice a shard that restarted without its data. */
 export function shardMarkerKey (prefix: string): string {

@@ -145,12 +145,12 @@ export class Channel<T = any, R = T> extends Duplex {
 
   _construct (callback: Callback): void {
     (async () => {
-      const attached = await Promise.allSettled([this.inQueue.attach(), this.outQueue.attach()])
+      const attached = await Promise.allSettled([this.inQueue.attach(), this.outQueue.attachAs('writer')])
       const failed = attached.find((r): r is PromiseRejectedResult => r.status === 'rejected')
       if (failed) {
         // One of the two is attached: let it go, so that it expires like any unused queue.
         if (attached[0].status === 'fulfilled') await this.inQueue.detach().catch(() => {})
-        if (attached[1].status === 'fulfilled') await this.outQueue.detach().catch(() => {})
+        if (attached[1].status === 'fulfilled') await this.outQueue.detachDone(undefined, 'writer').catch(() => {})
         throw failed.reason
       }
       this.attached = true
@@ -305,7 +305,7 @@ export class Channel<T = any, R = T> extends Duplex {
         if (!reader.closed) tasks.push(new Promise((resolve) => { reader.once('close', resolve); reader.destroy() }))
       }
       await Promise.allSettled(tasks)
-      await Promise.allSettled([this.inQueue.detach(), this.outQueue.detachDone([`p${this.producer.id}`])])
+      await Promise.allSettled([this.inQueue.detach(), this.outQueue.detachDone([`p${this.producer.id}`], 'writer')])
     }
     done().then(() => callback(err), (e: Error) => callback(err ?? e))
   }

@@ -1,4 +1,5 @@
 import { Bus } from '../bus.js'
+import type { BusOptions } from '../bus-options.js'
 import type { Queue } from '../queue/queue.js'
 import type { CommonOptions } from './args.js'
 import { RedisWatch } from './redis-watch.js'
@@ -11,8 +12,9 @@ let watch: RedisWatch | undefined
  * retries), fails at once when Redis refuses the credentials, and after `--timeout` ms naming each
  * shard not reached and why (connection refused, host not found, …). See {@link RedisWatch}.
  */
-export async function openBus (common: CommonOptions): Promise<Bus> {
-  const bus = new Bus({ redis: common.redis, prefix: common.prefix, connectTimeout: common.timeout })
+export async function openBus (common: CommonOptions, layout?: Pick<BusOptions, 'cluster' | 'sentinel'>): Promise<Bus> {
+  const where = layout?.cluster !== undefined || layout?.sentinel !== undefined ? layout : { redis: common.redis }
+  const bus = new Bus({ ...where, prefix: common.prefix, connectTimeout: common.timeout })
   watch = new RedisWatch(bus, common)
   try {
     await watch.connect()

@@ -1,7 +1,7 @@
 import createDebug from 'debug'
 import type { Shard } from '../router/shard.js'
-import type { KeepAliveKeys } from '../keys.js'
-import { heartbeat, type HeartbeatEntry, type HeartbeatOp } from '../scripts/index.js'
+import type { KeepAliveKeys, QueueKeys } from '../keys.js'
+import { heartbeat, register, type HeartbeatEntry, type HeartbeatOp } from '../scripts/index.js'
 import { BusClosedError } from '../errors.js'
 
 const debug = createDebug('busmq:attach')
@@ -21,8 +21,18 @@ interface Entry {
   attaching?: Promise<boolean>
   /** A detach waiting to be sent. */
   detaching?: Pending
+  /** Fields of the info hash to drop with the detach (idempotency records of producers and readers that are done). */
   forget: string[]
+  /** Streams of this bus reading and writing the queue, and the roles Redis was last told of. */
+  readers: number
+  writers: number
+  rolesSent: string
+  /** When this queue was last sent to the registry (ms, this clock); 0: not yet. Objects are not registered. */
+  registeredAt: number
 }
+
+/** What a handle attaches as: a reader or writer stream, or neither (a handle, a lingering reader). */
+export type AttachRole = 'reader' | 'writer' | undefined
 
 interface Pending {
   entry: Entry
@@ -35,6 +45,10 @@ function ttlOf (e: Entry): number {
   return e.ttls.length > 0 ? Math.max(...e.ttls) : e.lastTtl
 }
 
+function rolesOf (e: Entry): string {
+  return e.readers + e.writers === 0 ? '' : `r${e.readers}w${e.writers}`
+}
+
 /**
  * The attachments of one bus to the queues of one shard, and their heartbeat. While a queue is
  * attached, its keys' TTLs are refreshed every `ttl / 3`. Persisted objects kept alive
@@ -45,11 +59,20 @@ function ttlOf (e: Entry): number {
  * (heartbeat.lua), calls go out one at a time (never overlapping, so Redis serves other clients between
  * two batches), and attaches and detaches made in the same tick share calls too. On a Redis Cluster,
  * whose queues each have their own slot, a batch is sent as one call per queue, pipelined.
+ *
+ * Calls also write the shard's registry of live queues (lib/keys.ts `registryKey`): each queue about
+ * once per ttl (on attach, detach, and the first refresh a ttl after it was last sent; scored with a
+ * horizon of two ttls), with one ZADD per call for the queues of the batch that are due, so most
+ * refreshes cost the registry nothing. On a Cluster, whose registry is in a slot of its own, they go in
+ * one more call per batch (register-1.lua). The roles of this bus on a queue (how many of its streams read and write it) go
+ * with the next call after they change, so refreshes of queues whose roles did not change cost nothing
+ * more.
  */
 export class Attachments {
   private readonly shard: Shard
   private readonly clientId: string
   private readonly perQueue: boolean
+  private readonly registry?: string
   private readonly entries = new Map<string, Entry>()
   private queue: Pending[] = []
   private running = false
@@ -57,10 +80,11 @@ export class Attachments {
   private timerAt = Infinity
   private closed = false
 
-  constructor (shard: Shard, clientId: string, options: { perQueueCalls?: boolean } = {}) {
+  constructor (shard: Shard, clientId: string, options: { perQueueCalls?: boolean, registry?: string } = {}) {
     this.shard = shard
     this.clientId = clientId
     this.perQueue = options.perQueueCalls ?? false
+    this.registry = options.registry
   }
 
   /** Queues attached now. */
@@ -72,9 +96,10 @@ export class Attachments {
    * Attaches one handle to the queue (attachments of one bus to one queue are counted, so the queue stays
    * attached until the last of them detaches). Resolves with true when the queue existed before.
    */
-  attach (keys: KeepAliveKeys, ttl: number): Promise<boolean> {
+  attach (keys: KeepAliveKeys, ttl: number, role?: AttachRole): Promise<boolean> {
     if (this.closed) return Promise.reject(new BusClosedError())
     const entry = this.entries.get(keys.head)
+    if (entry) countRole(entry, role, 1)
     if (entry?.attaching) {
       entry.ttls.push(ttl)
       return entry.attaching.then(() => true)
@@ -93,7 +118,10 @@ export class Attachments {
       this.kick()
       return Promise.resolve(true)
     }
-    const fresh: Entry = { keys, ttls: [ttl], lastTtl: ttl, due: Infinity, forget: [] }
+    const fresh: Entry = {
+      keys, ttls: [ttl], lastTtl: ttl, due: Infinity, forget: [], readers: 0, writers: 0, rolesSent: '', registeredAt: 0
+    }
+    countRole(fresh, role, 1)
     this.entries.set(keys.head, fresh)
     fresh.attaching = this.enqueue(fresh, 'attach').finally(() => { fresh.attaching = undefined })
     return fresh.attaching
@@ -104,13 +132,21 @@ export class Attachments {
    * (and the info-hash fields in `forget`, idempotency records of producers and readers that are done,
    * are dropped); its keys then expire `ttl` after this.
    */
-  async detach (keys: KeepAliveKeys, ttl: number, forget: string[] = []): Promise<void> {
+  async detach (keys: KeepAliveKeys, ttl: number, forget: string[] = [], role?: AttachRole): Promise<void> {
     const entry = this.entries.get(keys.head)
     if (!entry) return
     entry.forget.push(...forget)
     const i = entry.ttls.indexOf(ttl)
     entry.ttls.splice(i < 0 ? 0 : i, 1)
-    if (entry.ttls.length > 0) return
+    countRole(entry, role, -1)
+    if (entry.ttls.length > 0) {
+      if (role !== undefined && entry.due !== Infinity) {
+        // Tell Redis of the roles left with the next call.
+        entry.due = Date.now()
+        this.kick()
+      }
+      return
+    }
     entry.lastTtl = ttl
     entry.due = Infinity
     const done = this.enqueue(entry, 'detach')
@@ -134,16 +170,22 @@ export class Attachments {
   /** Sends what is waiting, one call at a time: attaches and detaches first, then the refreshes due. */
   private async pump (): Promise<void> {
     try {
+      let opsLast = false
       for (;;) {
         if (this.closed) return
-        const ops = this.takeOps()
+        // Attaches and detaches first, but a refresh that is due goes between two of their calls: a
+        // stream of attaches (thousands of queues opened at once) never starves the queues attached.
+        const due = opsLast ? this.takeDue(true) : []
+        const ops = due.length === 0 ? this.takeOps() : undefined
         if (ops) {
+          opsLast = true
           await this.sendOps(ops.op, ops.batch)
           continue
         }
-        const due = this.takeDue()
-        if (due.length === 0) return
-        await this.sendBeats(due)
+        opsLast = false
+        const beats = due.length > 0 ? due : this.takeDue(false)
+        if (beats.length === 0) return
+        await this.sendBeats(beats)
       }
     } finally {
       this.running = false
@@ -164,10 +206,19 @@ export class Attachments {
     return { op, batch }
   }
 
-  private async sendOps (op: HeartbeatOp, batch: Pending[]): Promise<void> {
+  private async sendOps (op: HeartbeatOp, pending: Pending[]): Promise<void> {
+    // Queues first: the script registers the first `registered` entries of a call, and objects never.
+    const batch = [...pending.filter((p) => listed(p.entry)), ...pending.filter((p) => !listed(p.entry))]
     const queues = batch.map((p) => this.describe(p.entry, op === 'detach'))
+    const sent = Date.now()
+    let registered = 0
+    for (const p of batch) {
+      if (!listed(p.entry)) break
+      p.entry.registeredAt = sent
+      registered++
+    }
     try {
-      const existed = await this.call(op, queues)
+      const existed = await this.call(op, queues, registered)
       const now = Date.now()
       batch.forEach((p, i) => {
         if (op === 'detach') {
@@ -192,14 +243,17 @@ export class Attachments {
     }
   }
 
-  private takeDue (): Entry[] {
-    // Refreshes due within the next tenth of their period go now too, so that calls are full and the
-    // pump wakes up about once per period rather than once per queue.
+  /**
+   * The refreshes to send now. Those due within the next tenth of their period go too, so that calls are
+   * full and the pump wakes up about once per period rather than once per queue; with `overdue`, only
+   * those already due (between two calls of attaches).
+   */
+  private takeDue (overdue: boolean): Entry[] {
     const now = Date.now()
     const out: Entry[] = []
     for (const e of this.entries.values()) {
       if (e.due === Infinity) continue
-      if (e.due <= now + Math.floor(ttlOf(e) / 30)) {
+      if (e.due <= now + (overdue ? 0 : Math.floor(ttlOf(e) / 30))) {
         out.push(e)
         if (out.length === HEARTBEAT_BATCH) break
       }
@@ -207,28 +261,49 @@ export class Attachments {
     return out
   }
 
-  private async sendBeats (entries: Entry[]): Promise<void> {
+  private async sendBeats (due: Entry[]): Promise<void> {
     const started = Date.now()
+    // Those due for the registry go first: the script registers the first `registered` of a batch.
+    const register = (e: Entry): boolean => listed(e) && started - e.registeredAt >= ttlOf(e)
+    const entries = [...due.filter(register), ...due.filter((e) => !register(e))]
+    let registered = 0
+    while (registered < entries.length && register(entries[registered])) entries[registered++].registeredAt = started
     try {
-      await this.call('beat', entries.map((e) => this.describe(e, false)))
+      await this.call('beat', entries.map((e) => this.describe(e, false)), registered)
       for (const e of entries) if (e.due !== Infinity) e.due = started + Math.max(5, Math.floor(ttlOf(e) / 3))
     } catch (err) {
       // The shard is away: try again soon (the keys still have what is left of their TTL).
       debug('%s refresh of %d queue(s) failed: %s', this.shard.id, entries.length, (err as Error).message)
       const retry = Date.now() + 200
-      for (const e of entries) if (e.due !== Infinity) e.due = Math.max(e.due, retry)
+      for (const e of entries) {
+        if (e.due !== Infinity) e.due = Math.max(e.due, retry)
+        e.rolesSent = '?'
+        e.registeredAt = 0
+      }
       await new Promise((resolve) => setTimeout(resolve, 50).unref())
     }
   }
 
   private describe (e: Entry, detaching: boolean): HeartbeatEntry {
-    return { keys: e.keys, ttl: ttlOf(e), forget: detaching ? e.forget : undefined }
+    if (detaching) return { keys: e.keys, ttl: ttlOf(e), forget: e.forget }
+    const roles = rolesOf(e)
+    if (roles === e.rolesSent) return { keys: e.keys, ttl: ttlOf(e) }
+    e.rolesSent = roles
+    return { keys: e.keys, ttl: ttlOf(e), roles }
   }
 
-  private async call (op: HeartbeatOp, queues: HeartbeatEntry[]): Promise<number[]> {
+  /** One heartbeat call; the first `registered` queues also go to the registry. */
+  private async call (op: HeartbeatOp, queues: HeartbeatEntry[], registered: number): Promise<number[]> {
     const args = { client: this.clientId, op }
-    if (!this.perQueue) return await heartbeat(this.shard, { ...args, queues }, { idempotent: true })
-    const replies = await Promise.all(queues.map((q) => heartbeat(this.shard, { ...args, queues: [q] }, { idempotent: true })))
+    if (!this.perQueue) return await heartbeat(this.shard, { ...args, queues, registry: this.registry, registered }, { idempotent: true })
+    const toRegister = queues.slice(0, registered).map((q) => ({ ttl: q.ttl, member: (q.keys as QueueKeys).registryMember as string }))
+    const registering = this.registry === undefined || toRegister.length === 0
+      ? undefined
+      : register(this.shard, { registry: this.registry, entries: toRegister }, { idempotent: true })
+    const [replies] = await Promise.all([
+      Promise.all(queues.map((q) => heartbeat(this.shard, { ...args, queues: [q] }, { idempotent: true }))),
+      registering
+    ])
     return replies.map((r) => r[0])
   }
 
@@ -261,4 +336,14 @@ export class Attachments {
     for (const p of this.queue) p.resolve(false)
     this.queue = []
   }
+}
+
+/** Whether the registry lists this entry: queues and service request queues do, objects and the internal queues of services do not. */
+function listed (e: Entry): boolean {
+  return e.keys.kind === 'queue' && (e.keys as QueueKeys).registryMember !== undefined
+}
+
+function countRole (e: Entry, role: AttachRole, by: number): void {
+  if (role === 'reader') e.readers = Math.max(0, e.readers + by)
+  else if (role === 'writer') e.writers = Math.max(0, e.writers + by)
 }

@@ -9,6 +9,7 @@ import { KIND_DATA, encodeElements } from './element.js'
 import type { Wakeups } from './wakeups.js'
 import type { Overflow } from './queue-options.js'
 import { QueueBinding } from './queue-binding.js'
+import type { QueueCounters } from '../metrics/bus-metrics.js'
 
 const debug = createDebug('busmq:producer')
 
@@ -48,6 +49,8 @@ export interface ProducerTarget {
   readonly retain: number
   /** The queue's shard and (for bounded queues) its wake-ups, resolved. */
   open: (needWakeups: boolean) => Promise<{ shard: Shard, wakeups: Wakeups }>
+  /** The queue's metrics record. */
+  counters: () => QueueCounters
 }
 
 export interface ProducerSettings {
@@ -113,11 +116,18 @@ export class Producer {
     const t = this.target
     const bounded = t.maxLength > 0
     const waits = bounded && t.overflow === 'wait'
+    // Looked up per call (a batch), not held: a process with many one-off handles keeps only the
+    // records the bus keeps (metricsQueues).
+    const counts = t.counters()
     const { shard, wakeups } = await t.open(waits)
     const parts = batches(payloads, MAX_BATCH_COUNT, MAX_BATCH_BYTES).map((part) => encodeElements(part, kind))
     if (!bounded && (this.settings.replicas === 0 || parts.length === 1)) {
       // Unbounded: every batch is accepted whole, so they can all be in flight at once.
-      const seqs = await Promise.all(parts.map(async (part) => (await this.send(shard, part))[1]))
+      const seqs = await Promise.all(parts.map(async (part) => {
+        const [n, seq] = await this.send(shard, part, counts)
+        counts.pushed += n
+        return seq
+      }))
       return { firstId: seqs[0] - parts[0].length + 1, stored: payloads.length }
     }
     // Bounded (a batch may be accepted in part), or re-sent after a failover (a batch re-sent must not
@@ -128,7 +138,8 @@ export class Producer {
       let rest = part
       for (;;) {
         const since = waits ? wakeups.generation('r') : 0
-        const [n, seq] = await this.send(shard, rest)
+        const [n, seq] = await this.send(shard, rest, counts)
+        counts.pushed += n
         if (n > 0 && firstId === 0) firstId = seq - n + 1
         stored += n
         rest = rest.slice(n)
@@ -150,13 +161,14 @@ export class Producer {
   }
 
   /** One batch: the push script, then (with `replicas`) WAIT; resolves with [pushed, seq]. */
-  private async send (shard: Shard, elements: Buffer[]): Promise<[number, number]> {
+  private async send (shard: Shard, elements: Buffer[], counts: QueueCounters): Promise<[number, number]> {
     const batch = ++this.identity.batch
     const t = this.target
     // A stream re-sends for as long as a command may take: a failover, not a replica that never returns.
     const deadline = shard.commandTimeout > 0 ? Date.now() + shard.commandTimeout : Infinity
     for (;;) {
       const generation = shard.connectionGeneration
+      const started = performance.now()
       const [n, seq, incarnation] = await pushScript(shard, t.keys, {
         ttl: t.ttl,
         maxLength: t.maxLength,
@@ -167,6 +179,7 @@ export class Producer {
         incarnation: this.binding.incarnation,
         elements
       })
+      counts.pushDuration.observe((performance.now() - started) / 1000)
       if (n < 0) {
         // Throws unless the queue went with a shard's data (then pushes to it as it is now).
         await this.binding.gone(shard, `queue ${t.name} was deleted: this producer cannot push to it any more`)

@@ -12,6 +12,7 @@ import { DecodeError, InvalidOptionError, PeerDestroyedError, QueueDeletedError 
 import { closeByBus, isReplyError, sleep } from '../util.js'
 import { QueueBinding } from './queue-binding.js'
 import { pop, range, unpop } from '../scripts/index.js'
+import type { QueueCounters } from '../metrics/bus-metrics.js'
 
 const debug = createDebug('busmq:reader')
 
@@ -69,6 +70,8 @@ export abstract class QueueReader<C = any> extends Readable {
   protected readonly max: number
   protected readonly untilEmpty: boolean
   protected readonly untilEnd: boolean
+  /** The queue's metrics record (replay readers take nothing from the queue: none). */
+  protected readonly counts?: QueueCounters
   protected shard!: Shard
   protected wakeups!: Wakeups
   /** The queue this reader is bound to (its incarnation, from its first read). */
@@ -114,11 +117,12 @@ export abstract class QueueReader<C = any> extends Readable {
     this.max = max
     this.untilEmpty = options.untilEmpty ?? false
     this.untilEnd = options.untilEnd ?? false
+    this.counts = options.mode === 'replay' ? undefined : queue.counters()
     this.untrack = queue.bus.track(this)
   }
 
   _construct (callback: Callback): void {
-    this.queue.attach().then(async () => {
+    this.queue.attachAs('reader').then(async () => {
       this.attached = true
       const { shard, wakeups } = await this.queue.open()
       // Start from what this bus's earlier readers of the queue gave back.
@@ -297,6 +301,7 @@ export abstract class QueueReader<C = any> extends Readable {
     if (event === 'data') {
       if (this.destroyed) return false
       this.handed++
+      if (this.counts) this.counts.popped++
     }
     return super.emit(event, ...args)
   }
@@ -434,7 +439,7 @@ export abstract class QueueReader<C = any> extends Readable {
       }
       if (this.attached) {
         this.attached = false
-        await this.queue.detachDone(this.forgetOnDetach())
+        await this.queue.detachDone(this.forgetOnDetach(), 'reader')
           .catch((e: Error) => this.queue.bus.report(e, `${this.queue.name}: detach failed`))
       }
     }
@@ -553,6 +558,7 @@ export class QueueReadStream<C = any> extends QueueReader<C> {
     if (this.mode === 'consume') {
       // Taken from the queue already: keep it, for inspection, in the dead-letter queue.
       await this.queue.deadLetter().producer().push([el.payload])
+      this.counts!.deadLettered++
       err.message += '; moved to its dead-letter queue)'
       this.queue.bus.log.error(err.message)
     } else {

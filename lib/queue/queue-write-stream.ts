@@ -72,7 +72,7 @@ export class QueueWriteStream<T = any> extends Writable {
   }
 
   _construct (callback: Callback): void {
-    this.queue.attach().then(async () => {
+    this.queue.attachAs('writer').then(async () => {
       this.attached = true
       // A producer of a bounded queue may wait for room: its wake-ups stay subscribed while it is open.
       if (this.queue.maxLength > 0) this.endWakeups = (await this.queue.open()).wakeups.use()
@@ -119,7 +119,7 @@ export class QueueWriteStream<T = any> extends Writable {
     this.attached = false
     // This producer is done: its idempotency record in the queue can go. Until the detach lands, this
     // bus's next look at the queue (stats, say) waits for it.
-    const detached = this.queue.detachDone([`p${this.producer.id}`]).catch(() => {})
+    const detached = this.queue.detachDone([`p${this.producer.id}`], 'writer').catch(() => {})
     this.queue.bus.settle(this.queue.keys.base, detached)
     detached.then(() => callback(err))
   }

@@ -15,6 +15,8 @@ import { Producer, type ProducerIdentity } from './producer.js'
 import { Wakeups } from './wakeups.js'
 import type { DeadLetterRecord } from './reliable-message.js'
 import type { MessageInput } from './message.js'
+import type { AttachRole } from './attachments.js'
+import type { QueueCounters } from '../metrics/bus-metrics.js'
 
 const debug = createDebug('busmq:queue')
 
@@ -229,13 +231,18 @@ export class Queue<T = any> {
    * existed before (false: this attach created it).
    */
   async attach (options: { ttl?: number } = {}): Promise<boolean> {
+    return await this.attachAs(undefined, options)
+  }
+
+  /** @internal attach() by a reader or writer stream, so Redis can say how many of each are attached. */
+  async attachAs (role: AttachRole, options: { ttl?: number } = {}): Promise<boolean> {
     if (options.ttl !== undefined) (this as { ttl: number }).ttl = checkInt(options.ttl, 'ttl', 10)
     // Counted at once: a detach() made before this attach resolves undoes it.
     this.attachments++
     try {
       const shard = await this.shard()
       this.untrack ??= this.bus.track(this)
-      return await this.bus.attachments(shard).attach(this.keys, this.ttl)
+      return await this.bus.attachments(shard).attach(this.keys, this.ttl, role)
     } catch (err) {
       this.attachments--
       throw err
@@ -249,13 +256,19 @@ export class Queue<T = any> {
 
   /**
    * @internal `detach()` for a stream that is done: `forget` names info-hash fields (the idempotency
-   * records of its producer or of its give-backs) that nothing will need again.
+   * records of its producer or of its give-backs) that nothing will need again; `role`: what attached
+   * (attachAs).
    */
-  async detachDone (forget?: string[]): Promise<void> {
+  async detachDone (forget?: string[], role?: AttachRole): Promise<void> {
     if (this.attachments === 0) return
     this.attachments--
     const shard = await this.shard()
-    await this.bus.attachments(shard).detach(this.keys, this.ttl, forget)
+    await this.bus.attachments(shard).detach(this.keys, this.ttl, forget, role)
+  }
+
+  /** @internal This queue's metrics record; a stream looks it up once, when it is made. */
+  counters (): QueueCounters {
+    return this.bus.metricsRegistry.queue(this)
   }
 
   /** Messages waiting in the queue. */

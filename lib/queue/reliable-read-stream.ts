@@ -27,7 +27,7 @@ export class ReliableReadStream<T = any> extends QueueReader<ReliableMessage<T>>
   readonly prefetch: number
   /** Messages with ids up to this are acknowledged and skipped (a checkpoint to resume after). */
   readonly after: number
-  /** Ids held (delivered, not acked), in delivery order. */
+  /** Ids held (delivered, not acked), in delivery order, with when they arrived (performance.now()). */
   private readonly held = new Map<number, number>()
   private readonly pendingDeliveries = new Map<number, number>()
   private renewTimer?: NodeJS.Timeout
@@ -103,10 +103,11 @@ export class ReliableReadStream<T = any> extends QueueReader<ReliableMessage<T>>
       })
       this.reportExpired(reply[1] as number, reply[2] as number)
       const out: Element[] = []
+      const arrived = performance.now()
       const skipped: number[] = []
       for (let i = 3; i < reply.length; i += 3) {
         const el = parseElement(reply[i] as Buffer, reply[i + 1] as number)
-        this.held.set(el.id, el.id)
+        this.held.set(el.id, arrived)
         if (el.id <= this.after) {
           skipped.push(el.id)
           continue
@@ -138,6 +139,7 @@ export class ReliableReadStream<T = any> extends QueueReader<ReliableMessage<T>>
   protected override envelope (el: Element, data: unknown): ReliableMessage {
     const deliveries = this.pendingDeliveries.get(el.id) ?? 1
     this.pendingDeliveries.delete(el.id)
+    if (deliveries > 1) this.counts!.redelivered++
     const id = el.id
     const msg: ReliableMessage = {
       id,
@@ -169,7 +171,13 @@ export class ReliableReadStream<T = any> extends QueueReader<ReliableMessage<T>>
     this.ackBatch = []
     ack(this.shard, this.queue.keys, { consumer: this.consumerId, ids: batch.map((b) => b.id) })
       .then((res) => {
+        const now = performance.now()
         batch.forEach((b, i) => {
+          const arrived = this.held.get(b.id)
+          if (res[i] === 1 && arrived !== undefined) {
+            this.counts!.acked++
+            this.counts!.ackLatency.observe((now - arrived) / 1000)
+          }
           this.forget(b.id)
           b.resolve(res[i] === 1)
         })
@@ -182,6 +190,7 @@ export class ReliableReadStream<T = any> extends QueueReader<ReliableMessage<T>>
     const [, dead] = await requeue(this.shard, this.queue.keys, {
       consumer: this.consumerId, ttl: this.queue.ttl, maxDeliveries: this.maxDeliveries, mode, undo, ids
     })
+    this.counts!.deadLettered += dead
     for (const id of ids) this.forget(id)
     if (dead > 0 && mode !== 'decode') {
       this.queue.bus.log.warn(`${dead} message(s) of queue ${this.queue.name} moved to its dead-letter queue ` +

@@ -45,6 +45,10 @@ export class Shard extends EventEmitter implements ScriptTarget {
   connectionGeneration = 0
   /** ms after which a command fails with ERR_BUSMQ_SHARD_UNAVAILABLE (0: never). */
   readonly commandTimeout: number
+  /** Metrics: times the connection came back after it was lost, and commands that failed with ERR_BUSMQ_SHARD_UNAVAILABLE. */
+  reconnects = 0
+  commandTimeouts = 0
+  private everOnline = false
   private readonly health: ShardHealth
   private closing?: Promise<void>
   private nextReady?: Promise<void>
@@ -59,7 +63,8 @@ export class Shard extends EventEmitter implements ScriptTarget {
     this.health = new ShardHealth(this, options.prefix, (err) => this.emit('dataloss', err))
     this.client.on('ready', () => {
       if (this.online) return
-      this.online = true
+      if (this.everOnline) this.reconnects++
+      this.everOnline = this.online = true
       debug('%s online', id)
       this.emit('online')
       this.health.recheck()
@@ -124,8 +129,8 @@ export class Shard extends EventEmitter implements ScriptTarget {
         // auto-pipelined batch is finally written), and calls made without one (readers' pops) keep
         // waiting, so a reply that comes late is never thrown away.
         return await Promise.race([call, new Promise<never>((resolve, reject) => {
-          timer = setTimeout(() => reject(new ShardUnavailableError(`shard ${this.id} did not answer within ${timeout} ms ` +
-            '(the command may still be applied when it is back)')), Math.max(0, deadline - Date.now()))
+          timer = setTimeout(() => reject(this.timedOut(new ShardUnavailableError(`shard ${this.id} did not answer within ${timeout} ms ` +
+            '(the command may still be applied when it is back)'))), Math.max(0, deadline - Date.now()))
           timer.unref()
         })])
       } catch (err) {
@@ -135,13 +140,18 @@ export class Shard extends EventEmitter implements ScriptTarget {
         }
         if (classify(err) === 'not-sent') {
           if (this.closing) throw new BusClosedError(`the bus was closed (shard ${this.id})`, { cause: err })
-          throw new ShardUnavailableError(`shard ${this.id} is unavailable: nothing was sent within ${timeout} ms`, { cause: err })
+          throw this.timedOut(new ShardUnavailableError(`shard ${this.id} is unavailable: nothing was sent within ${timeout} ms`, { cause: err }))
         }
         throw wrapRedisError(err, this.id)
       } finally {
         clearTimeout(timer)
       }
     }
+  }
+
+  private timedOut (err: Error): Error {
+    this.commandTimeouts++
+    return err
   }
 
   /** Calls a registered script (lib/scripts/index.ts) under the rules of {@link run}. */

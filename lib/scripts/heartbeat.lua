@@ -6,10 +6,18 @@
           (busmq:o:{name}:h). The other keys of the queue or object share its prefix and hash tag (so they
           are in the same Cluster slot) and are derived from it here: passing the dozen keys of every
           queue of a batch would cost the client more than the refresh costs Redis.
-  ARGV[1] client id   ARGV[2] 'a' attach, 'b' refresh, 'd' detach
-  ARGV[2 + i] for entry i: a queue's ttl in ms, with 'd' followed by ';'-separated fields of the info
-          hash to drop (the idempotency records p<producer> and g<reader> of producers and readers that
-          are done); or, for an object, 'o' and its ttl in ms
+  KEYS[n] with ARGV[2] = '<op>r<count>': the shard's registry (busmq:registry, lib/keys.ts), in which
+          the first <count> entries of the batch (queues) get one ZADD together (member: the queue's
+          key from its kind on, `q:{name}`, `q:{name}:dl`, `svc:{name}`…, derived from the info key
+          as lib/keys.ts memberOf does), scored now + 2 x ttl: the client sends each queue there
+          about once per ttl, not on every refresh (see includes/registry.lua). Not on a Cluster, where
+          the registry is in another slot (register-1.lua writes it there).
+  ARGV[1] client id   ARGV[2] 'a' attach, 'b' refresh, 'd' detach, followed by 'r<count>' when KEYS[n]
+          is the registry
+  ARGV[2 + i] for entry i: a queue's ttl in ms; then '/' and the client's roles on it
+          (r<readers>w<writers>, stored as field k:<client id>) when they changed; with 'd', followed by
+          ';'-separated fields of the info hash to drop (the idempotency records p<producer> and
+          g<reader> of producers and readers that are done). For an object: 'o' and its ttl in ms.
   A queue attachment is the field a:<client id> of the info hash, valued with the server time at which it
   lapses, so a client that died stops counting after its TTL. Keys that exist get their TTL back, never a
   shorter one (the longest TTL in use wins; see touch.lua); the reliable-mode keys (f, l, o: only with d)
@@ -22,11 +30,31 @@
 ]]
 --@include now
 --@include touch
+--@include registry
 
 local now = nowMs()
 local client = 'a:' .. ARGV[1]
-local op = ARGV[2]
+local roles = 'k:' .. ARGV[1]
+local op = string.sub(ARGV[2], 1, 1)
+local count = #KEYS
+local registry = nil
+local registered = 0
+if string.sub(ARGV[2], 2, 2) == 'r' then
+  registry = KEYS[count]
+  registered = tonumber(string.sub(ARGV[2], 3))
+  count = count - 1
+end
+local entries = {}
+local n = 0
+local longest = 0
 local out = {}
+
+-- A queue's registry member: its info key from the kind (the segment before '{') to before ':i'.
+local function member(info)
+  local brace = string.find(info, '{', 1, true)
+  local colon = string.match(string.sub(info, 1, brace - 2), '.*():')
+  return string.sub(info, colon + 1, -3)
+end
 
 -- The queue's other keys, the reliable-mode ones only when they exist (d exists whenever f, l and o do),
 -- and a dead-letter queue's history.
@@ -49,23 +77,35 @@ local function queue(i, info, arg)
   elseif op == 'a' then
     out[i] = left == -2 and 0 or 1
     if left ~= -2 then
-      -- Attachments of clients that died without detaching: forget them.
+      -- Attachments of clients that died without detaching: forget them (and their roles).
       local cursor = '0'
       repeat
         local page = redis.call('HSCAN', info, cursor, 'MATCH', 'a:*', 'COUNT', 100)
         cursor = page[1]
         local fields = page[2]
         for j = 1, #fields, 2 do
-          if tonumber(fields[j + 1]) < now then redis.call('HDEL', info, fields[j]) end
+          if tonumber(fields[j + 1]) < now then redis.call('HDEL', info, fields[j], 'k:' .. string.sub(fields[j], 3)) end
         end
       until cursor == '0'
     end
   end
   if op == 'd' then
-    redis.call('HDEL', info, client)
+    redis.call('HDEL', info, client, roles)
     for field in string.gmatch(arg, ';([^;]+)') do redis.call('HDEL', info, field) end
-  else
+  elseif not string.find(arg, '/', 1, true) then
     redis.call('HSET', info, client, now + ttl)
+  else
+    local r = string.match(arg, '/(%w*)')
+    if r == '' then
+      redis.call('HSET', info, client, now + ttl)
+      redis.call('HDEL', info, roles)
+    else redis.call('HSET', info, client, now + ttl, roles, r) end
+  end
+  if i <= registered then
+    entries[n + 1] = now + 2 * ttl
+    entries[n + 2] = member(info)
+    n = n + 2
+    if ttl > longest then longest = ttl end
   end
   -- (left == -1: the hash was just created by the HSET above, with no TTL yet.)
   local keep = ttl
@@ -91,8 +131,9 @@ local function object(i, hash, arg)
   touch(string.sub(hash, 1, -3) .. ':c', keep)
 end
 
-for i, key in ipairs(KEYS) do
+for i = 1, count do
   local arg = ARGV[2 + i]
-  if string.sub(arg, 1, 1) == 'o' then object(i, key, arg) else queue(i, key, arg) end
+  if string.sub(arg, 1, 1) == 'o' then object(i, KEYS[i], arg) else queue(i, KEYS[i], arg) end
 end
+if registry then register(registry, now, entries, 2 * longest) end
 return out

@@ -31,7 +31,7 @@ export interface ScriptCallOptions {
 /** Every script: file name (without `.lua`) and number of keys (undefined: the caller passes it first). */
 export const SCRIPT_FILES = [
   'ack-4', 'delete-14', 'heartbeat', 'object-read-2', 'object-save-2', 'pop-2', 'presence-2', 'publish-1', 'push-2',
-  'range-2', 'renew-2', 'requeue-9', 'reserve-9', 'serve-1', 'unpop-2'
+  'range-2', 'redrive-5', 'register-1', 'renew-2', 'requeue-9', 'reserve-9', 'serve-1', 'unpop-2'
 ] as const
 
 export type ScriptFile = typeof SCRIPT_FILES[number]
@@ -206,22 +206,50 @@ export interface HeartbeatEntry {
   ttl: number
   /** detach: fields of the info hash to drop (idempotency records of producers and readers that are done). */
   forget?: string[]
+  /** This client's roles on the queue (`r<readers>w<writers>`), when they changed since the last call. */
+  roles?: string
 }
 
 /**
  * heartbeat.lua: attaches, refreshes or detaches `client` on many queues (and keeps persisted objects
- * alive) of one shard in one call. With 'attach', resolves with one flag per entry: 1 if it existed before.
+ * alive) of one shard in one call, and with `registry` (not on a Cluster) writes the first `registered`
+ * entries (queues) to the shard's registry in the same call. With 'attach', resolves with one flag per
+ * entry: 1 if it existed before.
  */
-export function heartbeat (target: ScriptTarget, a: { client: string, op: HeartbeatOp, queues: HeartbeatEntry[] },
-  options: ScriptCallOptions = {}): Promise<number[]> {
+export function heartbeat (target: ScriptTarget, a: {
+  client: string
+  op: HeartbeatOp
+  queues: HeartbeatEntry[]
+  registry?: string
+  registered?: number
+}, options: ScriptCallOptions = {}): Promise<number[]> {
   const keys = a.queues.map((q) => q.keys.head)
-  const args = a.queues.map((q) => q.keys.kind === 'object'
-    ? `o${q.ttl}`
-    : q.forget && q.forget.length > 0 ? `${q.ttl};${q.forget.join(';')}` : q.ttl)
+  const args = a.queues.map((q) => {
+    if (q.keys.kind === 'object') return `o${q.ttl}`
+    let arg = q.roles === undefined ? String(q.ttl) : `${q.ttl}/${q.roles}`
+    if (q.forget !== undefined && q.forget.length > 0) arg += `;${q.forget.join(';')}`
+    return arg
+  })
+  const op = a.registry === undefined ? a.op[0] : `${a.op[0]}r${a.registered ?? a.queues.length}`
+  if (a.registry !== undefined) keys.push(a.registry)
   if (keys.length === 1) {
-    return target.evalScript(parseFile('heartbeat').command + ONE_KEY_SUFFIX, [keys[0], a.client, a.op[0], ...args], options) as Promise<number[]>
+    return target.evalScript(parseFile('heartbeat').command + ONE_KEY_SUFFIX, [keys[0], a.client, op, ...args], options) as Promise<number[]>
   }
-  return call(target, 'heartbeat', [keys.length, ...keys, a.client, a.op[0], ...args], options)
+  return call(target, 'heartbeat', [keys.length, ...keys, a.client, op, ...args], options)
+}
+
+/** register-1.lua: the registry writes of one heartbeat batch on a Cluster; resolves with how many. */
+export function register (target: ScriptTarget, a: { registry: string, entries: Array<{ ttl: number, member: string }> },
+  options: ScriptCallOptions = {}): Promise<number> {
+  const args: Array<string | number> = []
+  for (const e of a.entries) args.push(e.ttl, e.member)
+  return call(target, 'register-1', [a.registry, ...args], options)
+}
+
+/** redrive-5.lua: moves up to `count` dead letters back to their queue; resolves with how many moved. */
+export function redrive (target: ScriptTarget, k: QueueKeys, a: { count: number, ttl: number }): Promise<number> {
+  const dl = k.deadLetter()
+  return call(target, 'redrive-5', [dl.messages, dl.info, dl.history, k.messages, k.info, a.count, a.ttl, k.wake])
 }
 
 /** presence-2.lua: announce (`beat`) or withdraw (`leave`) a channel peer; resolves with the other's id or null. */

@@ -1,0 +1,204 @@
+// The dashboard in a real browser (headless Chromium): a queue being pushed to appears with the depth that
+// was pushed and consumed, a killed shard shows as down and comes back, admin actions are refused without
+// the token, and a screenshot is saved (test-artifacts/dashboard.png).
+import { test, after } from 'node:test'
+import assert from 'node:assert/strict'
+import { createServer, type Server } from 'node:http'
+import { once } from 'node:events'
+import type { AddressInfo } from 'node:net'
+import { Bus, type BusMQError } from '../lib/index.js'
+import { useRedis } from './helpers/redis-server.js'
+import { uniqueName } from './helpers/bus.js'
+import { writeAll } from './helpers/queue.js'
+import { artifactPath, openBrowser, type Browser } from './helpers/browser.js'
+
+const redis = useRedis(2, { appendonly: true })
+const WAIT = 20_000
+
+let bus: Bus
+let server: Server
+let url: string
+let browser: Browser
+
+// Set up by the first test (root before hooks may run alongside useRedis's).
+let ready: Promise<void> | undefined
+function setup (): Promise<void> {
+  ready ??= start()
+  return ready
+}
+
+async function start (): Promise<void> {
+  // Shared by every test of this file (openBus() would close it after the first), closed by after().
+  bus = new Bus({ redis: redis.servers.map((s) => s.url), commandTimeout: 3000 })
+  await bus.connect()
+  bus.on('error', () => {})
+  server = createServer()
+  bus.dashboard({ server, interval: 250 })
+  server.listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/`
+  browser = await openBrowser()
+}
+
+after(async () => {
+  await browser?.close()
+  server?.closeAllConnections()
+  server?.close()
+  await bus?.close()
+})
+
+function cell (queue: string, key: string): string {
+  return `[data-section="queues"] tr[data-name="${queue}"] [data-key="${key}"]`
+}
+
+async function textOf (selector: string, expected: string): Promise<void> {
+  await browser.page.waitForFunction(([sel, want]) => document.querySelector(sel)?.textContent?.trim() === want,
+    [selector, expected], { timeout: WAIT })
+}
+
+test('a queue being pushed to appears; its depth follows what is pushed and consumed; readers and writers show', async () => {
+  await setup()
+  const { page } = browser
+  await page.goto(url)
+  await page.waitForSelector('[data-shard][data-up="true"]', { timeout: WAIT })
+  assert.equal(await page.locator('[data-shard][data-up="true"]').count(), 2)
+
+  const name = uniqueName('dash')
+  const q = bus.queue(name)
+  const writer = q.createWriteStream()
+  await new Promise<void>((resolve, reject) => writer.write('first', (err) => err ? reject(err) : resolve()))
+  await textOf(cell(name, 'depth'), '1')
+  await textOf(cell(name, 'writers'), '1')
+  for (let i = 0; i < 29; i++) writer.write(`m${i}`)
+  await textOf(cell(name, 'depth'), '30')
+
+  const reader = q.createReadStream({ max: 10 })
+  let n = 0
+  for await (const _ of reader) n++
+  assert.equal(n, 10)
+  await textOf(cell(name, 'depth'), '20')
+
+  // Filter by name: only matching rows.
+  await page.fill('#filter', name.slice(-12))
+  await page.waitForFunction((want) => {
+    const rows = [...document.querySelectorAll('[data-section="queues"] tbody tr[data-name]')]
+    return rows.length === 1 && rows[0].getAttribute('data-name') === want
+  }, name, { timeout: WAIT })
+
+  // The queue's page: its newest messages, with their ids (the 10 consumed are gone: ids 11-30).
+  await page.click(`[data-section="queues"] tr[data-name="${name}"] a`)
+  await page.waitForSelector('#messages tr[data-id="30"]', { timeout: WAIT })
+  assert.equal(await page.locator('#messages tr[data-id]').count(), 20)
+  assert.equal((await page.locator('#messages tr[data-id="30"] .payload').textContent())?.trim(), 'm28')
+  assert.equal(await page.locator('#messages tr[data-id="10"]').count(), 0)
+  await writeAll(writer, [])
+  await page.goto(url)
+})
+
+test('a killed shard shows as down within seconds, and up again after a restart', async () => {
+  await setup()
+  const { page } = browser
+  await page.goto(url)
+  const victim = redis.servers[1]
+  const id = `127.0.0.1:${victim.port}/0`
+  await page.waitForSelector(`[data-shard="${id}"][data-up="true"]`, { timeout: WAIT })
+  await victim.kill()
+  await page.waitForSelector(`[data-shard="${id}"][data-up="false"]`, { timeout: WAIT })
+  await page.waitForSelector(`[data-shard="127.0.0.1:${redis.servers[0].port}/0"][data-up="true"]`, { timeout: WAIT })
+  await victim.restart()
+  await page.waitForSelector(`[data-shard="${id}"][data-up="true"]`, { timeout: WAIT })
+})
+
+test('admin actions: refused without a token (403 when off, 401 when not sent or wrong); with it, dead letters go back', async () => {
+  await setup()
+  const { page } = browser
+  await page.goto(url)
+  const name = uniqueName('dash-admin')
+  const q = bus.queue(name)
+  await q.push('x')
+  // From the page, as its buttons do (same origin: a custom header is not sent across origins).
+  const post = async (base: string, action: string, token?: string): Promise<number> => {
+    if (!page.url().startsWith(base)) await page.goto(base)
+    return await page.evaluate(async ([u, t]) => {
+      const res = await fetch(u, { method: 'POST', headers: t === undefined ? {} : { 'x-busmq-admin-token': t } })
+      return res.status
+    }, [`${base}api/actions/${action}?name=${encodeURIComponent(name)}`, token] as const)
+  }
+
+  assert.equal(await post(url, 'delete'), 403)
+  assert.equal(await post(url, 'delete', 'guess'), 403)
+  assert.equal(await q.count(), 1, 'the queue is still there')
+
+  // A second dashboard of the same bus, with actions on.
+  const adminServer = createServer()
+  const handler = bus.dashboard({ server: adminServer, path: '/ops', adminToken: 's3cret' })
+  adminServer.listen(0, '127.0.0.1')
+  await once(adminServer, 'listening')
+  const adminUrl = `http://127.0.0.1:${(adminServer.address() as AddressInfo).port}/ops/`
+  try {
+    assert.equal(await post(adminUrl, 'delete'), 401)
+    assert.equal(await post(adminUrl, 'delete', 'wrong'), 401)
+    assert.equal(await q.count(), 1, 'the queue is still there')
+
+    const reader = q.createReadStream({ mode: 'reliable', max: 1 })
+    for await (const msg of reader) await msg.nack({ deadLetter: true })
+    assert.equal(await q.deadLetter().count(), 1)
+    assert.equal(await post(adminUrl, 'redrive', 's3cret'), 200)
+    assert.equal(await q.deadLetter().count(), 0)
+    assert.equal(await q.count(), 1, 'the dead letter is back in its queue')
+    // A writer bound to the queue learns that it was deleted, as after queue.delete().
+    const writer = q.createWriteStream()
+    await new Promise<void>((resolve, reject) => writer.write('y', (err) => err ? reject(err) : resolve()))
+    assert.equal(await q.count(), 2)
+    assert.equal(await post(adminUrl, 'delete', 's3cret'), 200)
+    assert.equal(await q.exists(), false)
+    writer.write('z')
+    const [err] = await once(writer, 'error') as [BusMQError]
+    assert.equal(err.code, 'ERR_BUSMQ_QUEUE_DELETED')
+    assert.equal(await q.exists(), false, 'the writer did not bring the queue back')
+  } finally {
+    await handler.close()
+    adminServer.closeAllConnections()
+    adminServer.close()
+  }
+})
+
+test('screenshot of a busy bus (saved to test-artifacts/dashboard.png)', async () => {
+  await setup()
+  const { page } = browser
+  const names = ['orders', 'emails', 'invoices', 'thumbnails', 'audit-log'].map((n) => `${n}-${uniqueName('').slice(-6)}`)
+  const writers = names.map((n) => bus.queue(n).createWriteStream())
+  const readers = names.slice(0, 3).map((n) => bus.queue(n).createReadStream())
+  for (const r of readers) r.on('data', () => {})
+  const reliable = bus.queue(names[2]).createReadStream({ mode: 'reliable', prefetch: 5 })
+  reliable.on('data', () => {})
+  const channel = bus.channel(`chat-${uniqueName('').slice(-6)}`)
+  const peer = bus.channel(channel.name, { listen: true })
+  const topic = bus.pubsub('prices').createReadStream()
+  topic.on('data', () => {})
+  let i = 0
+  const timer = setInterval(() => {
+    writers.forEach((w, k) => { for (let j = 0; j < (k + 1) * 7 + (i % 5) * 3; j++) w.write(JSON.stringify({ n: i, j })) })
+    i++
+  }, 100)
+  try {
+    await page.goto(url)
+    await page.waitForSelector(`tr[data-name="${names[4]}"]`, { timeout: WAIT })
+    await page.waitForSelector('[data-section="channels"] tr[data-name]', { timeout: WAIT })
+    await page.waitForTimeout(6000)
+    await page.screenshot({ path: artifactPath('dashboard.png'), fullPage: true })
+    await page.click(`tr[data-name="${names[4]}"] a`)
+    await page.waitForSelector('#messages tr[data-id]', { timeout: WAIT })
+    await page.waitForTimeout(2500)
+    await page.screenshot({ path: artifactPath('dashboard-queue.png'), fullPage: true })
+  } finally {
+    clearInterval(timer)
+    // Closed (and their give-backs landed) before the bus closes.
+    await Promise.all([...writers, ...readers, reliable, channel, peer, topic].map(async (s) => {
+      s.on('error', () => {})
+      const closed = once(s, 'close')
+      s.destroy()
+      await closed
+    }))
+  }
+})
