@@ -50,18 +50,19 @@ test('2,000 attached queues with a 4 s TTL: kept alive by batched heartbeats, a 
 test('two handles of one bus attached to one queue: the queue stays attached until both detach', async () => {
   const bus = await openBus(redis.servers)
   const name = uniqueName()
-  const a = bus.queue(name, { ttl: 300 })
-  const b = bus.queue(name, { ttl: 300 })
+  const a = bus.queue(name, { ttl: 1500 })
+  const b = bus.queue(name, { ttl: 1500 })
   assert.equal(await a.attach(), false, 'the first attach created the queue')
   assert.equal(await b.attach(), true, 'the second found it')
   await a.push('x')
   await a.detach()
-  // Time is the point: three TTLs of 300 ms, and b's attachment must keep the queue.
-  await new Promise((resolve) => setTimeout(resolve, 900))
+  // Time is the point: three TTLs, and b's attachment must keep the queue. (A TTL of 1.5 s leaves the
+  // heartbeat, every 500 ms, room for a loaded machine's stalls.)
+  await new Promise((resolve) => setTimeout(resolve, 4500))
   assert.equal(await b.count(), 1, 'still attached through b: nothing expired')
   assert.equal((await b.stats()).clients, 1)
   await b.detach()
-  assert.ok(await eventually(async () => !(await b.exists()), 5000), 'expired once both detached')
+  assert.ok(await eventually(async () => !(await b.exists()), 15_000), 'expired once both detached')
 })
 
 test('attaching and pushing subscribes nothing; a reader that waits subscribes, and unsubscribes when it closes', async () => {

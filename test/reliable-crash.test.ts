@@ -301,6 +301,8 @@ test('a message whose consumers keep dying goes to the dead-letter queue after m
     }
     // The next consumer's reserve finds the lease lapsed after the last delivery: dead-lettered.
     const last = run('reliable-holder', [url, name, 'hold', 1, LEASE, maxDeliveries])
+    // The bound runs from the consumer's start (a loaded machine may take seconds to start a process).
+    assert.ok(await last.waitLine((l) => l.includes('"ready"'), 30_000), 'the last consumer never started')
     const dl = q.deadLetter()
     assert.ok(await eventually(async () => (await dl.count()) === 1, REDELIVERY_BOUND))
     assert.deepEqual(jsonLines(last.lines, 'id'), [])
