@@ -1,13 +1,21 @@
 import createDebug from 'debug'
 import type { Shard } from '../router/shard.js'
 import type { KeepAliveKeys, QueueKeys } from '../keys.js'
-import { heartbeat, register, type HeartbeatEntry, type HeartbeatOp } from '../scripts/index.js'
+import { heartbeat, register, type HeartbeatEntry, type HeartbeatOp, type ScriptTarget } from '../scripts/index.js'
 import { BusClosedError } from '../errors.js'
+import { DueHeap } from './due-heap.js'
 
 const debug = createDebug('busmq:attach')
 
 /** Queues per heartbeat call: about a millisecond of Redis time, so other commands wait at most that. */
 export const HEARTBEAT_BATCH = 200
+
+/**
+ * Queues per heartbeat call while refreshes run late (the oldest due one is late by more than a sixth of
+ * its TTL: calls take longer than the TTLs allow, on a loaded machine or behind a burst of commands).
+ * Calls stay one at a time, so a larger batch is what keeps up; it costs Redis the same per queue.
+ */
+export const HEARTBEAT_MAX_BATCH = 2000
 
 interface Entry {
   keys: KeepAliveKeys
@@ -15,8 +23,10 @@ interface Entry {
   ttls: number[]
   /** The TTL of the last attachment to go: the queue expires that long after its detach. */
   lastTtl: number
-  /** When the next refresh is due (ms since the epoch). */
+  /** When the next refresh is due (ms since the epoch); set through `Attachments.setDue`. */
   due: number
+  /** Which of this entry's nodes in the due heap is current (the others are stale). */
+  seq: number
   /** The first attach, until Redis answered it. */
   attaching?: Promise<boolean>
   /** A detach waiting to be sent. */
@@ -55,7 +65,7 @@ function rolesOf (e: Entry): string {
  * (`object.keepAlive()`) are entries of the same kind (`KeepAliveKeys.kind` says which): refreshed in the
  * same calls, counted the same way, without an attachment field (the script only extends their TTL).
  *
- * However many queues are attached, one call refreshes up to {@link HEARTBEAT_BATCH} of them
+ * However many queues are attached, one call refreshes up to {@link HEARTBEAT_BATCH} of them ({@link HEARTBEAT_MAX_BATCH} while refreshes run late; due times are kept in a heap)
  * (heartbeat.lua), calls go out one at a time (never overlapping, so Redis serves other clients between
  * two batches), and attaches and detaches made in the same tick share calls too. On a Redis Cluster,
  * whose queues each have their own slot, a batch is sent as one call per queue, pipelined.
@@ -70,10 +80,14 @@ function rolesOf (e: Entry): string {
  */
 export class Attachments {
   private readonly shard: Shard
+  /** Where heartbeat calls go: the shard's side connection (see Shard.evalSideScript). */
+  private readonly target: ScriptTarget
   private readonly clientId: string
   private readonly perQueue: boolean
   private readonly registry?: string
   private readonly entries = new Map<string, Entry>()
+  /** The entries whose refresh is due some time, earliest first. */
+  private readonly dues = new DueHeap<Entry>()
   private queue: Pending[] = []
   private running = false
   private timer?: NodeJS.Timeout
@@ -82,6 +96,7 @@ export class Attachments {
 
   constructor (shard: Shard, clientId: string, options: { perQueueCalls?: boolean, registry?: string } = {}) {
     this.shard = shard
+    this.target = { evalScript: (command, args, options) => shard.evalSideScript(command, args, options) }
     this.clientId = clientId
     this.perQueue = options.perQueueCalls ?? false
     this.registry = options.registry
@@ -114,12 +129,12 @@ export class Attachments {
         pending.resolve(true)
       }
       // Refresh now: the detach may have been sent, or this attachment has a shorter TTL.
-      entry.due = Date.now()
+      this.setDue(entry, Date.now())
       this.kick()
       return Promise.resolve(true)
     }
     const fresh: Entry = {
-      keys, ttls: [ttl], lastTtl: ttl, due: Infinity, forget: [], readers: 0, writers: 0, rolesSent: '', registeredAt: 0
+      keys, ttls: [ttl], lastTtl: ttl, due: Infinity, seq: 0, forget: [], readers: 0, writers: 0, rolesSent: '', registeredAt: 0
     }
     countRole(fresh, role, 1)
     this.entries.set(keys.head, fresh)
@@ -142,13 +157,13 @@ export class Attachments {
     if (entry.ttls.length > 0) {
       if (role !== undefined && entry.due !== Infinity) {
         // Tell Redis of the roles left with the next call.
-        entry.due = Date.now()
+        this.setDue(entry, Date.now())
         this.kick()
       }
       return
     }
     entry.lastTtl = ttl
-    entry.due = Infinity
+    this.setDue(entry, Infinity)
     const done = this.enqueue(entry, 'detach')
     entry.detaching = this.queue[this.queue.length - 1]
     await done
@@ -173,8 +188,9 @@ export class Attachments {
       let opsLast = false
       for (;;) {
         if (this.closed) return
-        // Attaches and detaches first, but a refresh that is due goes between two of their calls: a
-        // stream of attaches (thousands of queues opened at once) never starves the queues attached.
+        // Attaches and detaches first, but refreshes already due take turns with them: a stream of
+        // attaches (thousands of queues opened at once) never starves the queues attached, nor the
+        // other way round; refreshes that run late go in larger calls (see takeDue).
         const due = opsLast ? this.takeDue(true) : []
         const ops = due.length === 0 ? this.takeOps() : undefined
         if (ops) {
@@ -227,7 +243,7 @@ export class Attachments {
           p.entry.forget = []
         } else if (p.entry.ttls.length > 0 && p.entry.detaching === undefined) {
           // (Detached again while this attach was on its way: the detach queued after it decides.)
-          p.entry.due = now + Math.max(5, Math.floor(ttlOf(p.entry) / 3))
+          this.setDue(p.entry, now + Math.max(5, Math.floor(ttlOf(p.entry) / 3)))
         }
         p.resolve(existed[i] === 1)
       })
@@ -251,14 +267,32 @@ export class Attachments {
   private takeDue (overdue: boolean): Entry[] {
     const now = Date.now()
     const out: Entry[] = []
-    for (const e of this.entries.values()) {
-      if (e.due === Infinity) continue
-      if (e.due <= now + (overdue ? 0 : Math.floor(ttlOf(e) / 30))) {
-        out.push(e)
-        if (out.length === HEARTBEAT_BATCH) break
-      }
+    const first = this.nextDue()
+    const late = first !== undefined && now - first.due > ttlOf(first.item) / 6
+    const limit = late ? HEARTBEAT_MAX_BATCH : HEARTBEAT_BATCH
+    for (let node = first; node !== undefined && out.length < limit; node = this.nextDue()) {
+      if (node.due > now + (overdue ? 0 : Math.floor(ttlOf(node.item) / 30))) break
+      this.dues.pop()
+      out.push(node.item)
     }
     return out
+  }
+
+  /** The earliest refresh due, after dropping the heap's stale nodes (entries refreshed, rescheduled or gone). */
+  private nextDue (): { item: Entry, due: number } | undefined {
+    for (let node = this.dues.peek(); node !== undefined; node = this.dues.peek()) {
+      const e = node.item
+      if (node.seq === e.seq && e.due !== Infinity && this.entries.get(e.keys.head) === e) return node
+      this.dues.pop()
+    }
+    return undefined
+  }
+
+  /** Sets when an entry's next refresh is due (Infinity: never, it is detaching). */
+  private setDue (e: Entry, due: number): void {
+    e.due = due
+    e.seq++
+    if (due !== Infinity) this.dues.push(e, due, e.seq)
   }
 
   private async sendBeats (due: Entry[]): Promise<void> {
@@ -269,14 +303,16 @@ export class Attachments {
     let registered = 0
     while (registered < entries.length && register(entries[registered])) entries[registered++].registeredAt = started
     try {
+      const late = started - Math.min(...entries.map((e) => e.due))
       await this.call('beat', entries.map((e) => this.describe(e, false)), registered)
-      for (const e of entries) if (e.due !== Infinity) e.due = started + Math.max(5, Math.floor(ttlOf(e) / 3))
+      debug('%s refreshed %d queue(s) in %d ms, %d ms late', this.shard.id, entries.length, Date.now() - started, late)
+      for (const e of entries) if (e.due !== Infinity) this.setDue(e, started + Math.max(5, Math.floor(ttlOf(e) / 3)))
     } catch (err) {
       // The shard is away: try again soon (the keys still have what is left of their TTL).
       debug('%s refresh of %d queue(s) failed: %s', this.shard.id, entries.length, (err as Error).message)
       const retry = Date.now() + 200
       for (const e of entries) {
-        if (e.due !== Infinity) e.due = Math.max(e.due, retry)
+        if (e.due !== Infinity) this.setDue(e, Math.max(e.due, retry))
         e.rolesSent = '?'
         e.registeredAt = 0
       }
@@ -295,7 +331,7 @@ export class Attachments {
   /** One heartbeat call; the first `registered` queues also go to the registry. */
   private async call (op: HeartbeatOp, queues: HeartbeatEntry[], registered: number): Promise<number[]> {
     const args = { client: this.clientId, op }
-    if (!this.perQueue) return await heartbeat(this.shard, { ...args, queues, registry: this.registry, registered }, { idempotent: true })
+    if (!this.perQueue) return await heartbeat(this.target, { ...args, queues, registry: this.registry, registered }, { idempotent: true })
     const toRegister = queues.slice(0, registered).map((q) => ({ ttl: q.ttl, member: (q.keys as QueueKeys).registryMember as string }))
     const registering = this.registry === undefined || toRegister.length === 0
       ? undefined
@@ -310,8 +346,7 @@ export class Attachments {
   /** Arms one timer for the earliest refresh due. */
   private schedule (): void {
     if (this.closed || this.running) return
-    let next = Infinity
-    for (const e of this.entries.values()) if (e.due < next) next = e.due
+    const next = this.nextDue()?.due ?? Infinity
     if (next === Infinity) {
       clearTimeout(this.timer)
       this.timer = undefined
@@ -333,6 +368,7 @@ export class Attachments {
   close (): void {
     this.closed = true
     clearTimeout(this.timer)
+    this.dues.clear()
     for (const p of this.queue) p.resolve(false)
     this.queue = []
   }

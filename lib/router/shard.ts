@@ -49,6 +49,9 @@ export class Shard extends EventEmitter implements ScriptTarget {
   reconnects = 0
   commandTimeouts = 0
   private everOnline = false
+  private readonly connector: ShardConnector
+  /** The side connection of heartbeats (see {@link evalSideScript}), made on first use. */
+  private side?: Client
   private readonly health: ShardHealth
   private closing?: Promise<void>
   private nextReady?: Promise<void>
@@ -57,6 +60,7 @@ export class Shard extends EventEmitter implements ScriptTarget {
     super()
     this.id = id
     this.commandTimeout = options.commandTimeout ?? 0
+    this.connector = connector
     this.client = connector.create()
     connector.prepare?.(this.client)
     this.subscriptions = new SubscriptionHub(id, connector.create)
@@ -159,6 +163,32 @@ export class Shard extends EventEmitter implements ScriptTarget {
     return this.run((c) => (c as unknown as Record<string, (...a: unknown[]) => Promise<unknown>>)[command](...args), options)
   }
 
+  /**
+   * Calls a script like {@link evalScript}, on a connection of its own when it is up: the attachments'
+   * heartbeat, which must not wait behind a burst of the application's commands (thousands of pushes
+   * queued on the command connection would hold a refresh for as long as they take, and queues would
+   * expire while attached). While the side connection is not ready (being made, reconnecting), and on a
+   * Cluster (whose client is a connection per node already), the command connection is used.
+   */
+  evalSideScript (command: string, args: Array<string | Buffer | number>, options: ScriptCallOptions = {}): Promise<unknown> {
+    return this.run((c) => {
+      const side = this.sideClient()
+      const on = side?.status === 'ready' ? side : c
+      return (on as unknown as Record<string, (...a: unknown[]) => Promise<unknown>>)[command](...args)
+    }, options)
+  }
+
+  private sideClient (): Client | undefined {
+    if (this.closing || (this.client as { isCluster?: boolean }).isCluster === true) return undefined
+    if (!this.side) {
+      const side = this.side = this.connector.create()
+      this.connector.prepare?.(side)
+      side.on('error', (err: Error) => debug('%s side connection: %s', this.id, err.message))
+      side.connect().catch(() => { /* reported through 'error' and retried by ioredis */ })
+    }
+    return this.side
+  }
+
   /** Resolves when the command connection is ready, or at the deadline (at most 200 ms later, to re-check). */
   private whenReady (deadline: number): Promise<void> {
     // One 'ready' listener however many commands wait (a failover can hold up hundreds).
@@ -198,7 +228,7 @@ export class Shard extends EventEmitter implements ScriptTarget {
     return this.closing !== undefined
   }
 
-  /** Closes both connections; safe to call more than once. */
+  /** Closes its connections; safe to call more than once. */
   close (): Promise<void> {
     this.closing ??= (async () => {
       const quit = async (c: Client | undefined): Promise<void> => {
@@ -213,7 +243,7 @@ export class Shard extends EventEmitter implements ScriptTarget {
         c.disconnect()
       }
       this.subscriptions.close()
-      await Promise.all([quit(this.subscriptions.client), quit(this.client)])
+      await Promise.all([quit(this.subscriptions.client), quit(this.client), quit(this.side)])
       // The connection's own 'close' may come later or not at all once it was disconnected: say it here.
       if (this.online) {
         this.online = false
