@@ -10,6 +10,7 @@ import { prometheusText } from '../metrics/prometheus.js'
 import { ADMIN_TOKEN_HEADER, DEFAULT_DASHBOARD_OPTIONS, type DashboardOptions } from './dashboard-options.js'
 import { Inspector, keysOf, type ShardView } from './inspector.js'
 import { channelsSection, QueuesSection, topicsSection } from './builtin-sections.js'
+import { ServicesSection } from './services-section.js'
 import type { DashboardSection, SectionQuery, SectionState } from './section.js'
 import { deleteQueue, redriveDeadLetters } from './admin.js'
 import { DEAD_LETTER_SUFFIX } from '../keys.js'
@@ -85,7 +86,8 @@ export class Dashboard {
     this.inspector = new Inspector(bus.settings.prefix)
     const shards = (): Shard[] => bus.router.all()
     this.queuesSection = new QueuesSection(this.inspector, shards, this.interval)
-    this.sections = [this.queuesSection, ...extra, channelsSection(this.inspector, shards), topicsSection(this.inspector, shards)]
+    this.sections = [this.queuesSection, new ServicesSection(this.inspector, shards, this.interval), ...extra,
+      channelsSection(this.inspector, shards), topicsSection(this.inspector, shards)]
     if (options.server !== undefined) this.mount(options.server)
   }
 

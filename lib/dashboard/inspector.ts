@@ -1,8 +1,9 @@
 import type { Cluster, Redis } from 'ioredis'
 import type { Shard } from '../router/shard.js'
 import {
-  ATTACHMENT_FIELD_PREFIX, DEAD_LETTER_SUFFIX, ROLES_FIELD_PREFIX, QueueKeys, parseRegistryMember, registryKey
+  ATTACHMENT_FIELD_PREFIX, DEAD_LETTER_SUFFIX, ROLES_FIELD_PREFIX, QueueKeys, ServiceKeys, parseRegistryMember, registryKey
 } from '../keys.js'
+import { handlingPercentiles, parseServers } from '../service/server-status.js'
 import { KIND_ABORT, KIND_END, parseElement } from '../queue/element.js'
 
 type Node = Redis | Cluster
@@ -41,6 +42,26 @@ export interface QueueView {
   ttl: number
   /** Attached clients: id, roles, ms until the attachment lapses. */
   attached: Array<{ client: string, readers: number, writers: number, lapsesIn: number }>
+}
+
+/** One service as the dashboard lists it. */
+export interface ServiceView {
+  name: string
+  shard: string
+  /** Servers announced (alive), and of those the ones taking reliable requests. */
+  servers: number
+  reliableServers: number
+  /** Requests the servers run, and the sum of their `concurrency`. */
+  running: number
+  concurrency: number
+  /** Requests waiting to be taken (plain and reliable), and of those the reliable ones. */
+  waiting: number
+  waitingReliable: number
+  /** Handling time (ms) of the requests the servers finished recently; absent when none did. */
+  p50?: number
+  p99?: number
+  /** ms until its keys expire if nobody uses them (-2: gone). */
+  ttl: number
 }
 
 /** One stored message, as the queue page shows it (read-only). */
@@ -214,6 +235,38 @@ export class Inspector {
         writers: attached.reduce((n, a) => n + a.writers, 0),
         ttl,
         attached
+      }
+    })
+  }
+
+  /** Details of some services of one shard (one pipelined round of six commands per service). */
+  async services (shard: Shard, names: string[]): Promise<ServiceView[]> {
+    if (names.length === 0) return []
+    const rows = await this.run(shard, async (c) => {
+      const t = await c.time()
+      const now = Number(t[0]) * 1000 + Math.floor(Number(t[1]) / 1000)
+      return await Promise.all(names.map(async (name) => {
+        const k = new ServiceKeys(this.prefix, name)
+        const [servers, waiting, waitingReliable, ttls] = await Promise.all([
+          c.hgetall(k.servers), c.llen(k.requests.messages), c.llen(k.reliableRequests.messages),
+          Promise.all(k.existence().map((key) => c.pttl(key)))
+        ])
+        return { name, servers, waiting, waitingReliable, ttl: Math.max(...ttls), now }
+      }))
+    })
+    return rows.map(({ name, servers, waiting, waitingReliable, ttl, now }) => {
+      const status = parseServers(servers, now)
+      return {
+        name,
+        shard: shard.id,
+        servers: status.servers,
+        reliableServers: status.reliableServers,
+        running: status.running,
+        concurrency: status.concurrency,
+        waiting: waiting + waitingReliable,
+        waitingReliable,
+        ...handlingPercentiles(status.handled),
+        ttl
       }
     })
   }
