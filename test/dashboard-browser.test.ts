@@ -159,6 +159,28 @@ test('a service shows its servers; running and waiting follow the requests held 
   await page.goto(url)
 })
 
+test('persisted objects are listed (version, fields, change log) when the page asks for the SCAN', async () => {
+  await setup()
+  const { page } = browser
+  await page.goto(url)
+  const name = uniqueName('dash-obj')
+  const obj = bus.object(name)
+  obj.set({ user: 'ann', step: 1 })
+  await obj.save()
+  obj.set({ step: 2 })
+  await obj.save()
+  // Not in the registry: the section says how to list them.
+  await page.waitForSelector('[data-section="objects"] h2 .note', { timeout: WAIT })
+  assert.equal(await page.locator(`[data-section="objects"] tr[data-name="${name}"]`).count(), 0)
+  await page.check('#scan')
+  const cellOf = (key: string): string => `[data-section="objects"] tr[data-name="${name}"] [data-key="${key}"]`
+  await textOf(cellOf('version'), '2')
+  await textOf(cellOf('fields'), '2')
+  await textOf(cellOf('changes'), '2')
+  await obj.delete()
+  await page.goto(url)
+})
+
 test('a killed shard shows as down within seconds, and up again after a restart', async () => {
   await setup()
   const { page } = browser
@@ -249,6 +271,14 @@ test('screenshot of a busy bus (saved to test-artifacts/dashboard.png)', async (
     return req.data
   }
   const servers = [resize.serve(work(8), { concurrency: 2 }), resize.serve(work(8), { concurrency: 2 }), geo.serve(work(1), { concurrency: 8 })]
+  const objects = [bus.object(`session:${suffix}`), bus.object(`config-${suffix}`)]
+  objects[0].set({ user: 'ann', cart: [1, 2, 3], step: 4 })
+  objects[1].set({ theme: 'dark' })
+  for (let v = 0; v < 3; v++) {
+    objects[0].set({ step: 4 + v })
+    objects[1].set({ theme: v % 2 === 0 ? 'dark' : 'light' })
+    await Promise.all(objects.map(async (o) => await o.save()))
+  }
   let i = 0
   const timer = setInterval(() => {
     writers.forEach((w, k) => { for (let j = 0; j < (k + 1) * 7 + (i % 5) * 3; j++) w.write(JSON.stringify({ n: i, j })) })
@@ -258,8 +288,10 @@ test('screenshot of a busy bus (saved to test-artifacts/dashboard.png)', async (
   }, 100)
   try {
     await page.goto(url)
+    await page.check('#scan')
     await page.waitForSelector(`tr[data-name="${names[4]}"]`, { timeout: WAIT })
     await page.waitForSelector('[data-section="channels"] tr[data-name]', { timeout: WAIT })
+    await page.waitForSelector(`[data-section="objects"] tr[data-name="${objects[0].name}"]`, { timeout: WAIT })
     await textMatching(serviceCell(resize.name, 'p99'), /ms|s$/)
     await page.waitForTimeout(6000)
     await page.screenshot({ path: artifactPath('dashboard.png'), fullPage: true })
@@ -270,6 +302,7 @@ test('screenshot of a busy bus (saved to test-artifacts/dashboard.png)', async (
   } finally {
     clearInterval(timer)
     await Promise.all(servers.map((s) => s.close({ grace: 0 })))
+    await Promise.all(objects.map(async (o) => await o.delete()))
     // Closed (and their give-backs landed) before the bus closes.
     await Promise.all([...writers, ...readers, reliable, channel, peer, topic].map(async (s) => {
       s.on('error', () => {})

@@ -10,7 +10,7 @@ const HISTORY_QUEUES = 5000
 const LARGE_REGISTRY = 10_000
 /** Keys a SCAN for idle queues examines per node, and how long its result is reused. */
 export const SCAN_BUDGET = 50_000
-const SCAN_REUSE = 10_000
+export const SCAN_REUSE = 10_000
 
 interface Listed { name: string, shard: Shard }
 

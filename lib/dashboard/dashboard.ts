@@ -11,6 +11,7 @@ import { ADMIN_TOKEN_HEADER, DEFAULT_DASHBOARD_OPTIONS, type DashboardOptions } 
 import { Inspector, keysOf, type ShardView } from './inspector.js'
 import { channelsSection, QueuesSection, topicsSection } from './builtin-sections.js'
 import { ServicesSection } from './services-section.js'
+import { ObjectsSection } from './objects-section.js'
 import type { DashboardSection, SectionQuery, SectionState } from './section.js'
 import { deleteQueue, redriveDeadLetters } from './admin.js'
 import { DEAD_LETTER_SUFFIX } from '../keys.js'
@@ -86,8 +87,8 @@ export class Dashboard {
     this.inspector = new Inspector(bus.settings.prefix)
     const shards = (): Shard[] => bus.router.all()
     this.queuesSection = new QueuesSection(this.inspector, shards, this.interval)
-    this.sections = [this.queuesSection, new ServicesSection(this.inspector, shards, this.interval), ...extra,
-      channelsSection(this.inspector, shards), topicsSection(this.inspector, shards)]
+    this.sections = [this.queuesSection, new ServicesSection(this.inspector, shards, this.interval),
+      new ObjectsSection(this.inspector, shards), ...extra, channelsSection(this.inspector, shards), topicsSection(this.inspector, shards)]
     if (options.server !== undefined) this.mount(options.server)
   }
 

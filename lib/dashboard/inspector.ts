@@ -1,7 +1,7 @@
 import type { Cluster, Redis } from 'ioredis'
 import type { Shard } from '../router/shard.js'
 import {
-  ATTACHMENT_FIELD_PREFIX, DEAD_LETTER_SUFFIX, ROLES_FIELD_PREFIX, QueueKeys, ServiceKeys, parseRegistryMember, registryKey
+  ATTACHMENT_FIELD_PREFIX, DEAD_LETTER_SUFFIX, ROLES_FIELD_PREFIX, ObjectKeys, QueueKeys, ServiceKeys, parseRegistryMember, registryKey
 } from '../keys.js'
 import { handlingPercentiles, parseServers } from '../service/server-status.js'
 import { KIND_ABORT, KIND_END, parseElement } from '../queue/element.js'
@@ -61,6 +61,19 @@ export interface ServiceView {
   p50?: number
   p99?: number
   /** ms until its keys expire if nobody uses them (-2: gone). */
+  ttl: number
+}
+
+/** One persisted object as the dashboard lists it. */
+export interface ObjectView {
+  name: string
+  shard: string
+  /** Saves so far. */
+  version: number
+  /** Its fields, and the entries of its change log. */
+  fields: number
+  changes: number
+  /** ms until it expires if nobody saves it or keeps it alive (-1: no expiry; -2: gone). */
   ttl: number
 }
 
@@ -198,6 +211,42 @@ export class Inspector {
       if (cursor !== '0') complete = false
     }
     return { names: [...names], complete }
+  }
+
+  /**
+   * Persisted objects found by a bounded SCAN of their hashes (objects are not in the registry): at most
+   * `budget` keys examined per node.
+   */
+  async scannedObjects (shard: Shard, budget: number): Promise<{ names: string[], complete: boolean }> {
+    const head = `${this.prefix}:o:{`
+    const names = new Set<string>()
+    let complete = true
+    for (const node of nodesOf(shard)) {
+      let cursor = '0'
+      let examined = 0
+      do {
+        const [next, keys] = await this.run(shard, () => (node as Redis).scan(cursor, 'MATCH', `${head}*}:h`, 'COUNT', 1000))
+        cursor = next
+        examined += 1000
+        for (const key of keys) names.add(key.slice(head.length, -3))
+      } while (cursor !== '0' && examined < budget)
+      if (cursor !== '0') complete = false
+    }
+    return { names: [...names], complete }
+  }
+
+  /** Details of some persisted objects of one shard (one pipelined round of four commands per object). */
+  async objects (shard: Shard, names: string[]): Promise<ObjectView[]> {
+    if (names.length === 0) return []
+    return await this.run(shard, async (c) => await Promise.all(names.map(async (name) => {
+      const k = new ObjectKeys(this.prefix, name)
+      const [[version, incarnation], length, changes, ttl] = await Promise.all([
+        c.hmget(k.hash, 'v', 'n'), c.hlen(k.hash), c.xlen(k.log), c.pttl(k.hash)
+      ])
+      // The hash holds its fields (f:<field>), and v and n.
+      const fields = length - (version === null ? 0 : 1) - (incarnation === null ? 0 : 1)
+      return { name, shard: shard.id, version: Number(version ?? 0), fields, changes, ttl }
+    })))
   }
 
   /** Details of some queues of one shard (one pipelined round of five commands per queue). */
