@@ -169,20 +169,23 @@ export class Inspector {
     }))
   }
 
-  /** Live registry members of a shard (their attachments have not lapsed): the queues, or the services. */
-  async registered (shard: Shard, kind: 'queue' | 'service' = 'queue'): Promise<string[]> {
+  /** Live registry members of a shard (their attachments have not lapsed): the queues and the services. */
+  async registry (shard: Shard): Promise<{ queues: string[], services: string[] }> {
     const key = registryKey(this.prefix)
     const members = await this.run(shard, async (c) => {
       const t = await c.time()
       const now = Number(t[0]) * 1000 + Math.floor(Number(t[1]) / 1000)
       return await c.zrangebyscore(key, now, '+inf')
     })
-    const names = new Set<string>()
+    const queues: string[] = []
+    const services = new Set<string>()
     for (const m of members) {
       const parsed = parseRegistryMember(m)
-      if (parsed?.kind === kind) names.add(parsed.name)
+      if (parsed?.kind === 'queue') queues.push(parsed.name)
+      // A service's plain and reliable request queues are one service.
+      else if (parsed?.kind === 'service') services.add(parsed.name)
     }
-    return [...names]
+    return { queues, services: [...services] }
   }
 
   /**

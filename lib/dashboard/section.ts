@@ -1,7 +1,7 @@
 /**
  * The dashboard's data model: the page shows a list of sections, each a table described by its columns,
- * and iterates over them without knowing what they are. Queues, services, channels and pub/sub topics
- * are sections; later subsystems (persisted objects) plug in the same way (`bus.addDashboardSection()`),
+ * and iterates over them without knowing what they are. Queues, services, persisted objects, channels
+ * and pub/sub topics are sections; later subsystems plug in the same way (`bus.addDashboardSection()`),
  * with their metrics added to /metrics through a metrics source (lib/metrics/bus-metrics.ts).
  */
 

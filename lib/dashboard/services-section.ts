@@ -1,12 +1,12 @@
 import type { Shard } from '../router/shard.js'
 import type { Inspector, ServiceView } from './inspector.js'
-import { byName, page, type DashboardColumn, type DashboardSection, type SectionQuery, type SectionRows } from './section.js'
-
-interface Listed { name: string, shard: Shard }
+import { page, type DashboardColumn, type DashboardSection, type SectionQuery, type SectionRows } from './section.js'
+import type { RegistryList } from './registry-list.js'
 
 /**
  * Services: those whose request queues are attached somewhere (a server reads them, a requester writes
- * them), from the registry of every shard, with details of the rows on screen only.
+ * them), from the registry of every shard (read once per refresh for queues and services together),
+ * with details of the rows on screen only.
  */
 export class ServicesSection implements DashboardSection {
   readonly id = 'services'
@@ -24,43 +24,16 @@ export class ServicesSection implements DashboardSection {
   ]
 
   private readonly inspector: Inspector
-  private readonly shards: () => Shard[]
-  private readonly interval: number
-  private listed: Listed[] = []
-  private listedAt = 0
-  private listing?: Promise<void>
-  private listNote?: string
+  private readonly registry: RegistryList
 
-  constructor (inspector: Inspector, shards: () => Shard[], interval: number) {
+  constructor (inspector: Inspector, registry: RegistryList) {
     this.inspector = inspector
-    this.shards = shards
-    this.interval = interval
-  }
-
-  /** The registry's live services of every shard that is up, in name order (shared by a refresh's pages). */
-  private async list (): Promise<void> {
-    if (Date.now() - this.listedAt < this.interval / 2) return
-    this.listing ??= (async () => {
-      const failed: string[] = []
-      const per = await Promise.all(this.shards().map(async (shard) => {
-        if (!shard.online) return []
-        try {
-          return (await this.inspector.registered(shard, 'service')).map((name) => ({ name, shard }))
-        } catch {
-          failed.push(shard.id)
-          return []
-        }
-      }))
-      this.listed = per.flat().sort((a, b) => byName(a.name, b.name))
-      this.listNote = failed.length > 0 ? `could not read the registry of ${failed.join(', ')}` : undefined
-      this.listedAt = Date.now()
-    })().finally(() => { this.listing = undefined })
-    await this.listing
+    this.registry = registry
   }
 
   async rows (q: SectionQuery): Promise<SectionRows> {
-    await this.list()
-    const { total, items } = page(this.listed, (l) => l.name, { ...q, offset: 0 })
+    await this.registry.refresh()
+    const { total, items } = page(this.registry.services, (l) => l.name, { ...q, offset: 0 })
     const byShard = new Map<Shard, string[]>()
     for (const l of items) {
       if (!byShard.has(l.shard)) byShard.set(l.shard, [])
@@ -73,6 +46,6 @@ export class ServicesSection implements DashboardSection {
       } catch { /* the shard went away: its rows show no details this time */ }
     }))
     const rows = items.map((l): Record<string, unknown> => ({ ...(views.get(`${l.shard.id}\n${l.name}`) ?? { name: l.name, shard: l.shard.id }) }))
-    return { total, rows, note: this.listNote }
+    return { total, rows, note: this.registry.note }
   }
 }

@@ -44,14 +44,14 @@ export interface ServiceStats {
   concurrency: number
   /** Requests waiting to be taken (plain and reliable). */
   waiting: number
+  /** Of those, the reliable ones (taken only by reliable servers). */
+  waitingReliable: number
   /**
    * Median and 99th percentile (ms) of how long the servers took to answer the requests they finished
    * recently (over their last one or two heartbeats, `ttl / 3` each); undefined when none finished.
    */
   p50?: number
   p99?: number
-  /** Of those, the reliable ones (taken only by reliable servers). */
-  waitingReliable: number
   /** ms until the service's keys expire if nobody uses them; -2 when none exists. */
   ttl: number
 }
