@@ -93,7 +93,7 @@ export interface BusOptions {
   meter?: MeterLike
   /**
    * Queues whose counters `bus.metrics()` keeps (the least recently opened are dropped beyond it, so a
-   * process that touches many queues keeps bounded memory).
+   * process that touches many queues keeps bounded memory); services likewise, as many.
    * @default 1000
    */
   metricsQueues?: number

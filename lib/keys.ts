@@ -185,7 +185,8 @@ export function shardMarkerKey (prefix: string): string {
  * Cluster slot) and never collide with a queue's (`busmq:q:…`):
  *   busmq:svc:{name}:…     the request queue (the layout of a queue: m, i, f, l, d, o, dl:…, wake)
  *   busmq:svc:{name}:r:…   the reliable request queue, taken only by servers started with `reliable`
- *   busmq:svc:{name}:s     hash   server id -> "<lapses at>:<running>:<concurrency>:<reliable 0|1>"
+ *   busmq:svc:{name}:s     hash   server id -> "<lapses at>:<running>:<concurrency>:<reliable 0|1>[:<handled>]"
+ *                                 (<handled>: requests finished recently per latency bucket, lib/service/server-status.ts)
  */
 export class ServiceKeys {
   readonly requests: QueueKeys

@@ -532,8 +532,9 @@ test('stat lists services: servers, running and waiting requests; --services --j
     assert.match(lines[0], /^QUEUE +LENGTH/)
     assert.match(lines[1], /^plain +1 /)
     assert.equal(lines[2], '')
-    assert.match(lines[3], /^SERVICE +SERVERS +RUNNING +CONCURRENCY +WAITING +TTL +SHARD$/)
-    assert.match(lines[4], /^thumbs +1 +2 +2 +3 +[\d.]+s +127\.0\.0\.1:\d+\/0$/)
+    assert.match(lines[3], /^SERVICE +SERVERS +RUNNING +CONCURRENCY +WAITING +P50 +P99 +TTL +SHARD$/)
+    // Nothing finished yet: no percentiles.
+    assert.match(lines[4], /^thumbs +1 +2 +2 +3 +- +- +[\d.]+s +127\.0\.0\.1:\d+\/0$/)
     const json = await runCli(['stat', '--services', '--json', '--prefix', prefix, 'thumbs', 'nope'], { env: env() })
     assert.equal(json.code, 1)
     const [found, missing] = JSON.parse(json.stdout.toString())
@@ -544,6 +545,14 @@ test('stat lists services: servers, running and waiting requests; --services --j
     assert.match(json.stderr, /^busmq: service nope does not exist on any shard \(.*\) \(ERR_BUSMQ_CLI_NO_SUCH_SERVICE\)\n$/)
     release()
     await Promise.all(pending)
+    // The 5 finished: their handling time's percentiles, as the server told them.
+    await eventually(async () => {
+      const s = await svc.stats()
+      return s.p50 !== undefined && s.running === 0 && s.waiting === 0
+    })
+    const after = await runCli(['stat', '--services', '--prefix', prefix], { env: env() })
+    ok(after)
+    assert.match(after.stdout.toString().trimEnd().split('\n')[1], /^thumbs +1 +0 +2 +0 +[\d.]+ms +[\d.]+ms +[\d.]+s +127\.0\.0\.1:\d+\/0$/)
     await server.close()
   } finally {
     await sbus.close()

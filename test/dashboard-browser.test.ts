@@ -1,6 +1,8 @@
 // The dashboard in a real browser (headless Chromium): a queue being pushed to appears with the depth that
-// was pushed and consumed, a killed shard shows as down and comes back, admin actions are refused without
-// the token, and a screenshot is saved (test-artifacts/dashboard.png).
+// was pushed and consumed, a service shows its servers and the requests they run and that wait, with
+// handling-time percentiles, a killed shard shows as down and comes back, admin actions are refused
+// without the token, and a screenshot is saved (test-artifacts/dashboard.png, the README's
+// docs/dashboard.png).
 import { test, after } from 'node:test'
 import assert from 'node:assert/strict'
 import { createServer, type Server } from 'node:http'
@@ -51,9 +53,20 @@ function cell (queue: string, key: string): string {
   return `[data-section="queues"] tr[data-name="${queue}"] [data-key="${key}"]`
 }
 
+function serviceCell (service: string, key: string): string {
+  return `[data-section="services"] tr[data-name="${service}"] [data-key="${key}"]`
+}
+
 async function textOf (selector: string, expected: string): Promise<void> {
   await browser.page.waitForFunction(([sel, want]) => document.querySelector(sel)?.textContent?.trim() === want,
     [selector, expected], { timeout: WAIT })
+}
+
+/** Waits until the text of `selector` matches `pattern`, and returns it. */
+async function textMatching (selector: string, pattern: RegExp): Promise<string> {
+  await browser.page.waitForFunction(([sel, source]) => new RegExp(source).test(document.querySelector(sel)?.textContent?.trim() ?? ''),
+    [selector, pattern.source], { timeout: WAIT })
+  return (await browser.page.locator(selector).textContent())?.trim() ?? ''
 }
 
 test('a queue being pushed to appears; its depth follows what is pushed and consumed; readers and writers show', async () => {
@@ -92,6 +105,79 @@ test('a queue being pushed to appears; its depth follows what is pushed and cons
   assert.equal((await page.locator('#messages tr[data-id="30"] .payload').textContent())?.trim(), 'm28')
   assert.equal(await page.locator('#messages tr[data-id="10"]').count(), 0)
   await writeAll(writer, [])
+  await page.goto(url)
+})
+
+test('a service shows its servers; running and waiting follow the requests held and released; p50/p99 show', async () => {
+  await setup()
+  const { page } = browser
+  await page.goto(url)
+  const name = uniqueName('dash-svc')
+  const svc = bus.service<number, number>(name, { objectMode: true, timeout: 60_000 })
+  let release!: () => void
+  const gate = new Promise<void>((resolve) => { release = resolve })
+  const handler = async (req: { data: number }): Promise<number> => {
+    await gate
+    return req.data * 2
+  }
+  const servers = [svc.serve(handler, { concurrency: 2 }), svc.serve(handler, { concurrency: 1 })]
+  try {
+    await textOf(serviceCell(name, 'servers'), '2')
+    await textOf(serviceCell(name, 'concurrency'), '3')
+    await textOf(serviceCell(name, 'running'), '0')
+    await textOf(serviceCell(name, 'waiting'), '0')
+    // Nothing finished yet: no percentiles.
+    assert.equal((await page.locator(serviceCell(name, 'p50')).textContent())?.trim(), '–')
+
+    // 5 requests: 3 run (held by the handler), 2 wait for a free server.
+    const replies = Promise.all([1, 2, 3, 4, 5].map((n) => svc.request(n)))
+    await textOf(serviceCell(name, 'running'), '3')
+    await textOf(serviceCell(name, 'waiting'), '2')
+    release()
+    assert.deepEqual(await replies, [2, 4, 6, 8, 10])
+    await textOf(serviceCell(name, 'running'), '0')
+    await textOf(serviceCell(name, 'waiting'), '0')
+    const p50 = await textMatching(serviceCell(name, 'p50'), /^[\d.]+ (ms|s)$/)
+    const p99 = await textMatching(serviceCell(name, 'p99'), /^[\d.]+ (ms|s)$/)
+    const seconds = (t: string): number => Number(t.split(' ')[0]) / (t.endsWith(' ms') ? 1000 : 1)
+    assert.ok(seconds(p50) <= seconds(p99), `p50 ${p50}, p99 ${p99}`)
+
+    // Filter by name: the services table too.
+    await page.fill('#filter', name.slice(-12))
+    await page.waitForFunction((want) => {
+      const rows = [...document.querySelectorAll('[data-section="services"] tbody tr[data-name]')]
+      return rows.length === 1 && rows[0].getAttribute('data-name') === want
+    }, name, { timeout: WAIT })
+    await page.fill('#filter', 'no-such-service-at-all')
+    await page.waitForSelector('[data-section="services"] tbody td.empty', { timeout: WAIT })
+  } finally {
+    await Promise.all(servers.map((s) => s.close()))
+  }
+  // Its servers left.
+  await page.fill('#filter', name.slice(-12))
+  await textOf(serviceCell(name, 'servers'), '0')
+  await page.goto(url)
+})
+
+test('persisted objects are listed (version, fields, change log) when the page asks for the SCAN', async () => {
+  await setup()
+  const { page } = browser
+  await page.goto(url)
+  const name = uniqueName('dash-obj')
+  const obj = bus.object(name)
+  obj.set({ user: 'ann', step: 1 })
+  await obj.save()
+  obj.set({ step: 2 })
+  await obj.save()
+  // Not in the registry: the section says how to list them.
+  await page.waitForSelector('[data-section="objects"] h2 .note', { timeout: WAIT })
+  assert.equal(await page.locator(`[data-section="objects"] tr[data-name="${name}"]`).count(), 0)
+  await page.check('#scan')
+  const cellOf = (key: string): string => `[data-section="objects"] tr[data-name="${name}"] [data-key="${key}"]`
+  await textOf(cellOf('version'), '2')
+  await textOf(cellOf('fields'), '2')
+  await textOf(cellOf('changes'), '2')
+  await obj.delete()
   await page.goto(url)
 })
 
@@ -176,15 +262,37 @@ test('screenshot of a busy bus (saved to test-artifacts/dashboard.png)', async (
   const peer = bus.channel(channel.name, { listen: true })
   const topic = bus.pubsub('prices').createReadStream()
   topic.on('data', () => {})
+  // Two services: one keeps up, one (2 servers of concurrency 2, ~20 ms a request) falls behind.
+  const suffix = uniqueName('').slice(-6)
+  const resize = bus.service<number>(`resize-image-${suffix}`, { objectMode: true })
+  const geo = bus.service<number>(`geo-lookup-${suffix}`, { objectMode: true })
+  const work = (base: number) => async (req: { data: number }): Promise<number> => {
+    await new Promise((resolve) => setTimeout(resolve, base + (req.data % 7) * base / 2))
+    return req.data
+  }
+  const servers = [resize.serve(work(8), { concurrency: 2 }), resize.serve(work(8), { concurrency: 2 }), geo.serve(work(1), { concurrency: 8 })]
+  const objects = [bus.object(`session:${suffix}`), bus.object(`config-${suffix}`)]
+  objects[0].set({ user: 'ann', cart: [1, 2, 3], step: 4 })
+  objects[1].set({ theme: 'dark' })
+  for (let v = 0; v < 3; v++) {
+    objects[0].set({ step: 4 + v })
+    objects[1].set({ theme: v % 2 === 0 ? 'dark' : 'light' })
+    await Promise.all(objects.map(async (o) => await o.save()))
+  }
   let i = 0
   const timer = setInterval(() => {
     writers.forEach((w, k) => { for (let j = 0; j < (k + 1) * 7 + (i % 5) * 3; j++) w.write(JSON.stringify({ n: i, j })) })
+    for (let j = 0; j < 22; j++) resize.send(i * 100 + j).catch(() => {})
+    for (let j = 0; j < 10; j++) geo.send(i * 100 + j).catch(() => {})
     i++
   }, 100)
   try {
     await page.goto(url)
+    await page.check('#scan')
     await page.waitForSelector(`tr[data-name="${names[4]}"]`, { timeout: WAIT })
     await page.waitForSelector('[data-section="channels"] tr[data-name]', { timeout: WAIT })
+    await page.waitForSelector(`[data-section="objects"] tr[data-name="${objects[0].name}"]`, { timeout: WAIT })
+    await textMatching(serviceCell(resize.name, 'p99'), /ms|s$/)
     await page.waitForTimeout(6000)
     await page.screenshot({ path: artifactPath('dashboard.png'), fullPage: true })
     await page.click(`tr[data-name="${names[4]}"] a`)
@@ -193,6 +301,8 @@ test('screenshot of a busy bus (saved to test-artifacts/dashboard.png)', async (
     await page.screenshot({ path: artifactPath('dashboard-queue.png'), fullPage: true })
   } finally {
     clearInterval(timer)
+    await Promise.all(servers.map((s) => s.close({ grace: 0 })))
+    await Promise.all(objects.map(async (o) => await o.delete()))
     // Closed (and their give-backs landed) before the bus closes.
     await Promise.all([...writers, ...readers, reliable, channel, peer, topic].map(async (s) => {
       s.on('error', () => {})

@@ -1,6 +1,6 @@
 // The dashboard of a bus on a Redis Cluster: the registry (one key, one slot) is written by its own
-// batched call, so queues of every slot are listed; each primary is a shard card; channels and topics
-// are found on every node; and nothing of it outlives the TTL.
+// batched call, so queues and services of every slot are listed; each primary is a shard card; persisted
+// objects (by SCAN), channels and topics are found on every node; and nothing of it outlives the TTL.
 import { test, after } from 'node:test'
 import assert from 'node:assert/strict'
 import { createServer } from 'node:http'
@@ -18,7 +18,7 @@ interface State {
   sections: Array<{ id: string, total: number, rows: Array<Record<string, any>> }>
 }
 
-test('queues of every slot, each primary, channels and topics; the registry expires', async () => {
+test('queues and services of every slot, each primary, objects, channels and topics; the registry expires', async () => {
   cluster = await startCluster(3)
   const prefix = uniqueName('dc')
   const TTL = 3000
@@ -33,6 +33,11 @@ test('queues of every slot, each primary, channels and topics; the registry expi
     await Promise.all([once(a, 'remote:connect'), once(b, 'remote:connect')])
     const sub = bus.pubsub('cprices').createReadStream()
     await once(sub, 'subscribed')
+    const services = Array.from({ length: 4 }, (_, i) => bus.service<number, number>(`csvc${i}-${uniqueName('').slice(-8)}`, { objectMode: true }))
+    const servers = services.map((svc) => svc.serve((req) => req.data + 1))
+    assert.deepEqual(await Promise.all(services.map((svc, i) => svc.request(i))), [1, 2, 3, 4])
+    const objects = Array.from({ length: 4 }, (_, i) => bus.object(`cobj${i}-${uniqueName('').slice(-8)}`, { ttl: TTL }))
+    await Promise.all(objects.map(async (o, i) => await o.set({ i }).save()))
 
     server.listen(0, '127.0.0.1')
     await once(server, 'listening')
@@ -48,6 +53,19 @@ test('queues of every slot, each primary, channels and topics; the registry expi
     assert.deepEqual(channels.rows.map((r) => [r.name, r.present]), [['cchat', ['local', 'remote']]])
     const topics = all.sections.find((s) => s.id === 'topics')!
     assert.deepEqual(topics.rows.map((r) => [r.name, r.subscribers]), [['cprices', 1]])
+    // Services of every slot, with what their servers told (the percentiles within ~200 ms of the request).
+    const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`
+    let svcRows: Array<Record<string, any>> = []
+    await eventually(async () => {
+      const st = await (await fetch(`${base}/api/state?filter=csvc`)).json() as State
+      svcRows = st.sections.find((s) => s.id === 'services')!.rows
+      return svcRows.length === 4 && svcRows.every((r) => r.p50 !== undefined)
+    }, 10_000, () => `4 services with p50 (got ${JSON.stringify(svcRows)})`)
+    assert.deepEqual(svcRows.map((r) => [r.name, r.servers, r.running, r.waiting]), services.map((svc) => [svc.name, 1, 0, 0]).sort())
+    const withObjects = await (await fetch(`${base}/api/state?filter=cobj&scan=1`)).json() as State
+    const objectRows = withObjects.sections.find((s) => s.id === 'objects')!.rows
+    assert.deepEqual(objectRows.map((r) => [r.name, r.version, r.fields]), objects.map((o) => [o.name, 1, 1]).sort())
+    await Promise.all(servers.map((s) => s.close()))
     sub.destroy()
     a.destroy()
     b.destroy()

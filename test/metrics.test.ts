@@ -9,7 +9,7 @@ import parsePrometheusTextFormat from 'parse-prometheus-text-format'
 import { MeterProvider, MetricReader, DataPointType } from '@opentelemetry/sdk-metrics'
 import { Bus } from '../lib/index.js'
 import { useRedis } from './helpers/redis-server.js'
-import { uniqueName } from './helpers/bus.js'
+import { eventually, uniqueName } from './helpers/bus.js'
 import { trackBuses, writeAll, range } from './helpers/queue.js'
 
 const redis = useRedis(1)
@@ -97,6 +97,115 @@ test('counters, depth and shard state in bus.metrics() and in /metrics of metric
   }
 })
 
+interface Job { n: number, fail?: boolean, hold?: boolean }
+
+/**
+ * What the test does to a service: a server of concurrency 2; 2 requests (timeout 3 s) held by the
+ * handler until they time out (K = 2); meanwhile 8 more wait (running 2, waiting 8), of which 2 fail
+ * (M = 2); the gate opens and the held ones finish late (their replies are dropped). N = 10 requests,
+ * 8 replies, 10 handled, 2 handler errors.
+ */
+async function serviceWorkload (bus: Bus, name: string, during?: () => Promise<void>): Promise<void> {
+  const svc = bus.service<Job, number>(name, { objectMode: true, timeout: 60_000 })
+  let release!: () => void
+  const gate = new Promise<void>((resolve) => { release = resolve })
+  let held = 0
+  const server = svc.serve(async (req) => {
+    if (req.data.hold === true) {
+      held++
+      await gate
+    }
+    if (req.data.fail === true) throw new Error(`job ${req.data.n} failed`)
+    return req.data.n
+  }, { concurrency: 2 })
+  const timeouts = [0, 1].map((n) => svc.request({ n, hold: true }, { timeout: 3000 }).then(() => 'replied', (err) => err.code))
+  await eventually(() => held === 2, 10_000, 'both held requests started')
+  const rest = [2, 3, 4, 5, 6, 7, 8, 9].map((n) => svc.request({ n, fail: n >= 8 }).then((v) => v, (err) => err.code))
+  await during?.()
+  assert.deepEqual(await Promise.all(timeouts), ['ERR_BUSMQ_REQUEST_TIMEOUT', 'ERR_BUSMQ_REQUEST_TIMEOUT'])
+  release()
+  assert.deepEqual(await Promise.all(rest), [2, 3, 4, 5, 6, 7, 'ERR_BUSMQ_REMOTE', 'ERR_BUSMQ_REMOTE'])
+  // The held requests are answered too (late: their replies are dropped).
+  await eventually(async () => (await bus.metrics()).services.find((s) => s.name === name)?.handled === 10)
+  await eventually(() => svc.droppedReplies === 2)
+  await server.close()
+}
+
+test('services: requests, replies, failures, timeouts, handled, servers, running and waiting in bus.metrics() and /metrics', async () => {
+  const bus = await open(redis.servers)
+  const name = uniqueName('metrics-svc')
+  const service = async (): Promise<any> => (await bus.metrics()).services.find((s) => s.name === name)
+  await serviceWorkload(bus, name, async () => {
+    // While 2 run and 8 wait: read from Redis, as every process's servers told it.
+    await eventually(async () => {
+      const s = await service()
+      return s?.servers === 1 && s.running === 2 && s.waiting === 8
+    }, 10_000, async () => `servers 1, running 2, waiting 8 (got ${JSON.stringify(await service())})`)
+  })
+  const s = await service()
+  assert.deepEqual({
+    requested: s.requested, replies: s.replies, failed: s.failed, timedOut: s.timedOut, handled: s.handled, handlerErrors: s.handlerErrors, expired: s.expired
+  }, { requested: 10, replies: 8, failed: 2, timedOut: 2, handled: 10, handlerErrors: 2, expired: 0 })
+  assert.equal(s.shard, bus.shardIds[0])
+  assert.equal(s.requestDuration.count, 8)
+  assert.equal(s.handlingDuration.count, 10)
+  assert.ok(s.handlingDuration.p50 > 0 && s.handlingDuration.p50 <= s.handlingDuration.p99, JSON.stringify(s.handlingDuration))
+  // Its request queue is a queue of this bus as well.
+  assert.equal((await bus.metrics()).queues.find((q) => q.name === `svc:${name}`)?.pushed, 10)
+
+  const server = createServer(bus.metricsHandler())
+  server.listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  try {
+    const families = await scrape(`http://127.0.0.1:${(server.address() as AddressInfo).port}/metrics`)
+    const value = (metric: string, labels: Record<string, string> = { service: name }): number => Number(sample(families, metric, labels)?.value)
+    assert.deepEqual({
+      requests: value('busmq_service_requests_total'),
+      replies: value('busmq_service_replies_total'),
+      failed: value('busmq_service_failed_total'),
+      timeouts: value('busmq_service_timeouts_total'),
+      handled: value('busmq_service_handled_total'),
+      handlerErrors: value('busmq_service_handler_errors_total'),
+      expired: value('busmq_service_expired_total')
+    }, { requests: 10, replies: 8, failed: 2, timeouts: 2, handled: 10, handlerErrors: 2, expired: 0 })
+    // The server closed: none left, nothing running or waiting.
+    const shard = { service: name, shard: bus.shardIds[0] }
+    assert.deepEqual([value('busmq_service_servers', shard), value('busmq_service_running', shard), value('busmq_service_waiting', shard)], [0, 0, 0])
+    assert.equal(families.find((f) => f.name === 'busmq_service_requests_total')?.type, 'COUNTER')
+    assert.equal(families.find((f) => f.name === 'busmq_service_waiting')?.type, 'GAUGE')
+    const handling = families.find((f) => f.name === 'busmq_service_handling_duration_seconds')
+    assert.equal(handling?.type, 'HISTOGRAM')
+    assert.equal(handling?.metrics.length, 1)
+    assert.equal(Number(handling?.metrics[0].buckets?.['+Inf']), 10)
+    const requests = families.find((f) => f.name === 'busmq_service_request_duration_seconds')?.metrics
+    assert.equal(Number(requests?.[0].buckets?.['+Inf']), 8)
+  } finally {
+    server.close()
+  }
+})
+
+test('service.stats() has the handling p50/p99 the servers told; none before any request finished', async () => {
+  const bus = await open(redis.servers)
+  const svc = bus.service<number, number>(uniqueName('stats-svc'), { objectMode: true })
+  let release!: () => void
+  const gate = new Promise<void>((resolve) => { release = resolve })
+  const server = svc.serve(async (req) => {
+    await gate
+    return req.data * 2
+  })
+  const first = svc.request(1)
+  await eventually(async () => (await svc.stats()).running === 1)
+  const before = await svc.stats()
+  assert.equal(before.p50, undefined)
+  assert.equal(before.p99, undefined)
+  release()
+  assert.deepEqual(await Promise.all([first, svc.request(2), svc.request(3)]), [2, 4, 6])
+  await eventually(async () => (await svc.stats()).p50 !== undefined)
+  const after = await svc.stats()
+  assert.ok(after.p50! > 0 && after.p50! <= after.p99!, JSON.stringify(after))
+  await server.close()
+})
+
 class TestReader extends MetricReader {
   protected override async onShutdown (): Promise<void> {}
   protected override async onForceFlush (): Promise<void> {}
@@ -121,6 +230,17 @@ test('an OpenTelemetry meter gets the same counters, and the latency histograms'
     const acks = all.find((m) => m.descriptor.name === 'busmq.queue.ack_latency_seconds')
     assert.equal(acks?.dataPointType, DataPointType.HISTOGRAM)
     assert.equal(point('busmq.queue.ack_latency_seconds')?.value.count, 4)
+
+    const service = uniqueName('otel-svc')
+    await serviceWorkload(bus, service)
+    const collected = (await reader.collect()).resourceMetrics.scopeMetrics.flatMap((s) => s.metrics)
+    const svcPoint = (metric: string): any => collected.find((m) => m.descriptor.name === metric)?.dataPoints
+      .find((p: any) => p.attributes.service === service)
+    assert.deepEqual(['requests', 'replies', 'failed', 'timeouts', 'handled', 'handler_errors', 'expired'].map((m) => svcPoint(`busmq.service.${m}`)?.value),
+      [10, 8, 2, 2, 10, 2, 0])
+    assert.equal(svcPoint('busmq.service.servers')?.value, 0)
+    assert.equal(svcPoint('busmq.service.handling_duration_seconds')?.value.count, 10)
+    assert.equal(svcPoint('busmq.service.request_duration_seconds')?.value.count, 8)
   } finally {
     await bus.close()
     await provider.shutdown()

@@ -25,12 +25,14 @@ a line on stderr says so and the exit code is 1 (the rows of the queues that exi
 Without names, a second table lists the services found (as --services does): for each, the servers
 announced (SERVERS; "(n reliable)" when some take reliable requests), the requests they run
 (RUNNING), the sum of their concurrency (CONCURRENCY), the requests waiting for a server (WAITING;
-"(n reliable)" for those only reliable servers take), TTL and shard.
+"(n reliable)" for those only reliable servers take), the median and 99th percentile of how long the
+servers took to answer the requests they finished lately (P50, P99; "-" when none did), TTL and shard.
 
 Options:
   --services      services instead of queues: the table above for the services named (or found);
                   with --json, an array of { name, exists, shard, servers, reliableServers, running,
-                  concurrency, waiting, waitingReliable, ttl }; a named service that does not exist is
+                  concurrency, waiting, waitingReliable, p50, p99, ttl } (p50, p99 in ms, absent when
+                  no request finished lately); a named service that does not exist is
                   reported like a missing queue (ERR_BUSMQ_CLI_NO_SUCH_SERVICE)
   --json          print a JSON array of objects { name, exists, shard, length, pushed, consumed,
                   inFlight, clients, ttl } (ttl in ms: -2 = no such queue, -1 = no expiry), one per
@@ -146,14 +148,18 @@ function aligned (header: string[], right: boolean[], cells: string[][]): string
   return [line(header), ...cells.map(line)].join('\n')
 }
 
-/** The services table: servers, running, concurrency, waiting (with their reliable shares), TTL, shard. */
+/**
+ * The services table: servers, running, concurrency, waiting (with their reliable shares), the handling
+ * time's p50 and p99 (ms, over the servers' last heartbeats; '-' when none finished lately), TTL, shard.
+ */
 export function formatServiceTable (rows: ServiceStats[]): string {
   const share = (total: number, reliable: number): string =>
     reliable > 0 ? `${formatCount(total)} (${formatCount(reliable)} reliable)` : formatCount(total)
-  return aligned(['SERVICE', 'SERVERS', 'RUNNING', 'CONCURRENCY', 'WAITING', 'TTL', 'SHARD'],
-    [false, true, true, true, true, true, false],
+  const ms = (v: number | undefined): string => v === undefined ? '-' : `${v}ms`
+  return aligned(['SERVICE', 'SERVERS', 'RUNNING', 'CONCURRENCY', 'WAITING', 'P50', 'P99', 'TTL', 'SHARD'],
+    [false, true, true, true, true, true, true, true, false],
     rows.map((s) => [s.name, share(s.servers, s.reliableServers), formatCount(s.running), formatCount(s.concurrency),
-      share(s.waiting, s.waitingReliable), formatTtl(s.ttl), s.shard]))
+      share(s.waiting, s.waitingReliable), ms(s.p50), ms(s.p99), formatTtl(s.ttl), s.shard]))
 }
 
 /** An aligned text table: numbers right-aligned, text left-aligned. */

@@ -1,18 +1,15 @@
 import type { Shard } from '../router/shard.js'
 import type { Inspector, QueueView } from './inspector.js'
 import { byName, page, type DashboardColumn, type DashboardSection, type SectionQuery, type SectionRows } from './section.js'
+import type { Listed, RegistryList } from './registry-list.js'
 
 /** Points of a sparkline (one per refresh). */
 const HISTORY = 60
 /** Queues whose rate history is kept (those on someone's screen lately). */
 const HISTORY_QUEUES = 5000
-/** A registry this large is listed every 5 s instead of on every refresh. */
-const LARGE_REGISTRY = 10_000
 /** Keys a SCAN for idle queues examines per node, and how long its result is reused. */
 export const SCAN_BUDGET = 50_000
-const SCAN_REUSE = 10_000
-
-interface Listed { name: string, shard: Shard }
+export const SCAN_REUSE = 10_000
 
 interface History { seq: number, consumed: number, at: number, push: number[], pop: number[] }
 
@@ -38,41 +35,17 @@ export class QueuesSection implements DashboardSection {
   private readonly inspector: Inspector
   private readonly shards: () => Shard[]
   private readonly interval: number
-  private listed: Listed[] = []
-  private listedAt = 0
-  private listing?: Promise<void>
-  private listNote?: string
+  private readonly registry: RegistryList
   private scanned: Listed[] = []
   private scannedAt = 0
   private scanNote = ''
   private readonly history = new Map<string, History>()
 
-  constructor (inspector: Inspector, shards: () => Shard[], interval: number) {
+  constructor (inspector: Inspector, shards: () => Shard[], interval: number, registry: RegistryList) {
     this.inspector = inspector
     this.shards = shards
     this.interval = interval
-  }
-
-  /** The registry's live queues of every shard that is up, in name order. */
-  private async list (): Promise<void> {
-    const reuse = this.listed.length > LARGE_REGISTRY ? 5000 : this.interval / 2
-    if (Date.now() - this.listedAt < reuse) return
-    this.listing ??= (async () => {
-      const failed: string[] = []
-      const per = await Promise.all(this.shards().map(async (shard) => {
-        if (!shard.online) return []
-        try {
-          return (await this.inspector.registered(shard)).map((name) => ({ name, shard }))
-        } catch {
-          failed.push(shard.id)
-          return []
-        }
-      }))
-      this.listed = per.flat().sort((a, b) => byName(a.name, b.name))
-      this.listNote = failed.length > 0 ? `could not read the registry of ${failed.join(', ')}` : undefined
-      this.listedAt = Date.now()
-    })().finally(() => { this.listing = undefined })
-    await this.listing
+    this.registry = registry
   }
 
   private async scan (): Promise<void> {
@@ -91,8 +64,8 @@ export class QueuesSection implements DashboardSection {
   }
 
   async rows (q: SectionQuery): Promise<SectionRows> {
-    await this.list()
-    let all = this.listed
+    await this.registry.refresh()
+    let all = this.registry.queues
     if (q.scan) {
       await this.scan()
       const seen = new Set(all.map((l) => `${l.shard.id}\n${l.name}`))
@@ -118,7 +91,7 @@ export class QueuesSection implements DashboardSection {
       const { attached: _, ...rest } = v
       return { ...rest, pushRate: h.push, popRate: h.pop }
     })
-    const notes = [this.listNote, q.scan ? this.scanNote : undefined].filter((n) => n !== undefined)
+    const notes = [this.registry.note, q.scan ? this.scanNote : undefined].filter((n) => n !== undefined)
     return { total, rows, note: notes.length > 0 ? notes.join('; ') : undefined }
   }
 

@@ -10,6 +10,9 @@ import { prometheusText } from '../metrics/prometheus.js'
 import { ADMIN_TOKEN_HEADER, DEFAULT_DASHBOARD_OPTIONS, type DashboardOptions } from './dashboard-options.js'
 import { Inspector, keysOf, type ShardView } from './inspector.js'
 import { channelsSection, QueuesSection, topicsSection } from './builtin-sections.js'
+import { ServicesSection } from './services-section.js'
+import { ObjectsSection } from './objects-section.js'
+import { RegistryList } from './registry-list.js'
 import type { DashboardSection, SectionQuery, SectionState } from './section.js'
 import { deleteQueue, redriveDeadLetters } from './admin.js'
 import { DEAD_LETTER_SUFFIX } from '../keys.js'
@@ -84,8 +87,10 @@ export class Dashboard {
     this.limit = checkInt(options.limit ?? DEFAULT_DASHBOARD_OPTIONS.limit, 'limit', 1, 10_000)
     this.inspector = new Inspector(bus.settings.prefix)
     const shards = (): Shard[] => bus.router.all()
-    this.queuesSection = new QueuesSection(this.inspector, shards, this.interval)
-    this.sections = [this.queuesSection, ...extra, channelsSection(this.inspector, shards), topicsSection(this.inspector, shards)]
+    const registry = new RegistryList(this.inspector, shards, this.interval)
+    this.queuesSection = new QueuesSection(this.inspector, shards, this.interval, registry)
+    this.sections = [this.queuesSection, new ServicesSection(this.inspector, registry),
+      new ObjectsSection(this.inspector, shards), ...extra, channelsSection(this.inspector, shards), topicsSection(this.inspector, shards)]
     if (options.server !== undefined) this.mount(options.server)
   }
 

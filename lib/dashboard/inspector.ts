@@ -1,8 +1,9 @@
 import type { Cluster, Redis } from 'ioredis'
 import type { Shard } from '../router/shard.js'
 import {
-  ATTACHMENT_FIELD_PREFIX, DEAD_LETTER_SUFFIX, ROLES_FIELD_PREFIX, QueueKeys, parseRegistryMember, registryKey
+  ATTACHMENT_FIELD_PREFIX, DEAD_LETTER_SUFFIX, ROLES_FIELD_PREFIX, ObjectKeys, QueueKeys, ServiceKeys, parseRegistryMember, registryKey
 } from '../keys.js'
+import { handlingPercentiles, parseServers } from '../service/server-status.js'
 import { KIND_ABORT, KIND_END, parseElement } from '../queue/element.js'
 
 type Node = Redis | Cluster
@@ -41,6 +42,39 @@ export interface QueueView {
   ttl: number
   /** Attached clients: id, roles, ms until the attachment lapses. */
   attached: Array<{ client: string, readers: number, writers: number, lapsesIn: number }>
+}
+
+/** One service as the dashboard lists it. */
+export interface ServiceView {
+  name: string
+  shard: string
+  /** Servers announced (alive), and of those the ones taking reliable requests. */
+  servers: number
+  reliableServers: number
+  /** Requests the servers run, and the sum of their `concurrency`. */
+  running: number
+  concurrency: number
+  /** Requests waiting to be taken (plain and reliable), and of those the reliable ones. */
+  waiting: number
+  waitingReliable: number
+  /** Handling time (ms) of the requests the servers finished recently; absent when none did. */
+  p50?: number
+  p99?: number
+  /** ms until its keys expire if nobody uses them (-2: gone). */
+  ttl: number
+}
+
+/** One persisted object as the dashboard lists it. */
+export interface ObjectView {
+  name: string
+  shard: string
+  /** Saves so far. */
+  version: number
+  /** Its fields, and the entries of its change log. */
+  fields: number
+  changes: number
+  /** ms until it expires if nobody saves it or keeps it alive (-1: no expiry; -2: gone). */
+  ttl: number
 }
 
 /** One stored message, as the queue page shows it (read-only). */
@@ -135,20 +169,23 @@ export class Inspector {
     }))
   }
 
-  /** Live registry members of a shard (their attachments have not lapsed): the queues, or the services. */
-  async registered (shard: Shard, kind: 'queue' | 'service' = 'queue'): Promise<string[]> {
+  /** Live registry members of a shard (their attachments have not lapsed): the queues and the services. */
+  async registry (shard: Shard): Promise<{ queues: string[], services: string[] }> {
     const key = registryKey(this.prefix)
     const members = await this.run(shard, async (c) => {
       const t = await c.time()
       const now = Number(t[0]) * 1000 + Math.floor(Number(t[1]) / 1000)
       return await c.zrangebyscore(key, now, '+inf')
     })
-    const names = new Set<string>()
+    const queues: string[] = []
+    const services = new Set<string>()
     for (const m of members) {
       const parsed = parseRegistryMember(m)
-      if (parsed?.kind === kind) names.add(parsed.name)
+      if (parsed?.kind === 'queue') queues.push(parsed.name)
+      // A service's plain and reliable request queues are one service.
+      else if (parsed?.kind === 'service') services.add(parsed.name)
     }
-    return [...names]
+    return { queues, services: [...services] }
   }
 
   /**
@@ -177,6 +214,42 @@ export class Inspector {
       if (cursor !== '0') complete = false
     }
     return { names: [...names], complete }
+  }
+
+  /**
+   * Persisted objects found by a bounded SCAN of their hashes (objects are not in the registry): at most
+   * `budget` keys examined per node.
+   */
+  async scannedObjects (shard: Shard, budget: number): Promise<{ names: string[], complete: boolean }> {
+    const head = `${this.prefix}:o:{`
+    const names = new Set<string>()
+    let complete = true
+    for (const node of nodesOf(shard)) {
+      let cursor = '0'
+      let examined = 0
+      do {
+        const [next, keys] = await this.run(shard, () => (node as Redis).scan(cursor, 'MATCH', `${head}*}:h`, 'COUNT', 1000))
+        cursor = next
+        examined += 1000
+        for (const key of keys) names.add(key.slice(head.length, -3))
+      } while (cursor !== '0' && examined < budget)
+      if (cursor !== '0') complete = false
+    }
+    return { names: [...names], complete }
+  }
+
+  /** Details of some persisted objects of one shard (one pipelined round of four commands per object). */
+  async objects (shard: Shard, names: string[]): Promise<ObjectView[]> {
+    if (names.length === 0) return []
+    return await this.run(shard, async (c) => await Promise.all(names.map(async (name) => {
+      const k = new ObjectKeys(this.prefix, name)
+      const [[version, incarnation], length, changes, ttl] = await Promise.all([
+        c.hmget(k.hash, 'v', 'n'), c.hlen(k.hash), c.xlen(k.log), c.pttl(k.hash)
+      ])
+      // The hash holds its fields (f:<field>), and v and n.
+      const fields = length - (version === null ? 0 : 1) - (incarnation === null ? 0 : 1)
+      return { name, shard: shard.id, version: Number(version ?? 0), fields, changes, ttl }
+    })))
   }
 
   /** Details of some queues of one shard (one pipelined round of five commands per queue). */
@@ -214,6 +287,38 @@ export class Inspector {
         writers: attached.reduce((n, a) => n + a.writers, 0),
         ttl,
         attached
+      }
+    })
+  }
+
+  /** Details of some services of one shard (one pipelined round of six commands per service). */
+  async services (shard: Shard, names: string[]): Promise<ServiceView[]> {
+    if (names.length === 0) return []
+    const rows = await this.run(shard, async (c) => {
+      const t = await c.time()
+      const now = Number(t[0]) * 1000 + Math.floor(Number(t[1]) / 1000)
+      return await Promise.all(names.map(async (name) => {
+        const k = new ServiceKeys(this.prefix, name)
+        const [servers, waiting, waitingReliable, ttls] = await Promise.all([
+          c.hgetall(k.servers), c.llen(k.requests.messages), c.llen(k.reliableRequests.messages),
+          Promise.all(k.existence().map((key) => c.pttl(key)))
+        ])
+        return { name, servers, waiting, waitingReliable, ttl: Math.max(...ttls), now }
+      }))
+    })
+    return rows.map(({ name, servers, waiting, waitingReliable, ttl, now }) => {
+      const status = parseServers(servers, now)
+      return {
+        name,
+        shard: shard.id,
+        servers: status.servers,
+        reliableServers: status.reliableServers,
+        running: status.running,
+        concurrency: status.concurrency,
+        waiting: waiting + waitingReliable,
+        waitingReliable,
+        ...handlingPercentiles(status.handled),
+        ttl
       }
     })
   }

@@ -1,8 +1,8 @@
 /**
  * The dashboard's data model: the page shows a list of sections, each a table described by its columns,
- * and iterates over them without knowing what they are. Queues, channels and pub/sub topics are
- * sections; services and persisted objects plug in the same way (`bus.addDashboardSection()`), with
- * their metrics added to /metrics through a metrics source (lib/metrics/bus-metrics.ts).
+ * and iterates over them without knowing what they are. Queues, services, persisted objects, channels
+ * and pub/sub topics are sections; later subsystems plug in the same way (`bus.addDashboardSection()`),
+ * with their metrics added to /metrics through a metrics source (lib/metrics/bus-metrics.ts).
  */
 
 /** How the page renders a column's values. */
@@ -13,7 +13,7 @@ export type ColumnKind =
   | 'name'
   /** A number, with thousands separators. */
   | 'count'
-  /** A duration in ms ("1.2 s"; -1 "none", -2 "gone"). */
+  /** A duration in ms ("0.42 ms", "1.2 s"; -1 "none", -2 "gone"; absent "–"). */
   | 'ms'
   /** A series of per-second rates, drawn as a sparkline with the latest value. */
   | 'spark'

@@ -2,6 +2,10 @@ import createDebug from 'debug'
 import type { QueueKeys } from '../keys.js'
 import type { Shard } from '../router/shard.js'
 import { LatencyHistogram, type HistogramSnapshot } from './latency-histogram.js'
+import {
+  SERVICE_COUNTERS, SERVICE_GAUGES, SERVICE_HISTOGRAMS, ServiceCounters, type MeasuredService, type ServiceMetrics
+} from './service-counters.js'
+import { parseServers } from '../service/server-status.js'
 
 const debug = createDebug('busmq:metrics')
 
@@ -72,6 +76,8 @@ export interface MetricsSnapshot {
   /** When it was taken (ms since the epoch). */
   at: number
   queues: QueueMetrics[]
+  /** The services this bus used as a requester or a server (up to `metricsQueues`). */
+  services: ServiceMetrics[]
   shards: ShardMetrics[]
 }
 
@@ -130,11 +136,13 @@ export const SHARD_FAMILIES = [
  */
 export class BusMetrics implements MetricsSource {
   private readonly records = new Map<string, QueueCounters>()
+  private readonly serviceRecords = new Map<string, ServiceCounters>()
   private readonly sources: MetricsSource[] = []
   private readonly maxQueues: number
   private readonly shards: () => Shard[]
   /** Called with each new record (wires its histograms to an OpenTelemetry meter). */
   onRecord?: (record: QueueCounters) => void
+  onServiceRecord?: (record: ServiceCounters) => void
 
   constructor (shards: () => Shard[], maxQueues = DEFAULT_METRICS_QUEUES) {
     this.shards = shards
@@ -154,6 +162,21 @@ export class BusMetrics implements MetricsSource {
     this.records.set(q.name, record)
     if (this.records.size > this.maxQueues) this.records.delete(this.records.keys().next().value!)
     this.onRecord?.(record)
+    return record
+  }
+
+  /** The record of a service; a handle calls it once, on first use. */
+  service (s: MeasuredService): ServiceCounters {
+    let record = this.serviceRecords.get(s.name)
+    if (record !== undefined) {
+      this.serviceRecords.delete(s.name)
+      this.serviceRecords.set(s.name, record)
+      return record
+    }
+    record = new ServiceCounters(s)
+    this.serviceRecords.set(s.name, record)
+    if (this.serviceRecords.size > this.maxQueues) this.serviceRecords.delete(this.serviceRecords.keys().next().value!)
+    this.onServiceRecord?.(record)
     return record
   }
 
@@ -194,10 +217,11 @@ export class BusMetrics implements MetricsSource {
         ackLatency: r.ackLatency.snapshot()
       }
     }))
+    const services = await Promise.all([...this.serviceRecords.values()].map((r) => serviceMetrics(r)))
     const shards = this.shards().map((s) => ({
       id: s.id, up: s.online, reconnects: s.reconnects, commandTimeouts: s.commandTimeouts
     }))
-    return { at: Date.now(), queues: queues.sort((a, b) => a.name < b.name ? -1 : a.name > b.name ? 1 : 0), shards }
+    return { at: Date.now(), queues: queues.sort(byName), services: services.sort(byName), shards }
   }
 
   /** Every family: the queues' and shards' (from one snapshot), then the other sources'. */
@@ -207,7 +231,49 @@ export class BusMetrics implements MetricsSource {
   }
 }
 
-/** A snapshot as metric families (labels: `queue`, and `shard` on what is read from Redis). */
+function byName (a: { name: string }, b: { name: string }): number {
+  return a.name < b.name ? -1 : a.name > b.name ? 1 : 0
+}
+
+/** A service's counters, with its servers, running and waiting requests read from Redis. */
+async function serviceMetrics (r: ServiceCounters): Promise<ServiceMetrics> {
+  let shard = '?'
+  let servers = 0
+  let running = 0
+  let waiting = 0
+  try {
+    const s = await r.service.shard()
+    shard = s.id
+    const k = r.service.keys
+    const [plain, reliable, hash, time] = await s.run((c) => Promise.all([
+      c.llen(k.requests.messages), c.llen(k.reliableRequests.messages), c.hgetall(k.servers), c.time()
+    ]), { timeout: Math.min(s.commandTimeout || 2000, 2000) })
+    const status = parseServers(hash, Number(time[0]) * 1000 + Math.floor(Number(time[1]) / 1000))
+    servers = status.servers
+    running = status.running
+    waiting = plain + reliable
+  } catch (err) {
+    debug('state of service %s: %s', r.service.name, (err as Error).message)
+  }
+  return {
+    name: r.service.name,
+    shard,
+    requested: r.requested,
+    replies: r.replies,
+    failed: r.failed,
+    timedOut: r.timedOut,
+    handled: r.handled,
+    handlerErrors: r.handlerErrors,
+    expired: r.expired,
+    servers,
+    running,
+    waiting,
+    requestDuration: r.requestDuration.snapshot(),
+    handlingDuration: r.handlingDuration.snapshot()
+  }
+}
+
+/** A snapshot as metric families (labels: `queue` or `service`, and `shard` on what is read from Redis). */
 export function familiesOf (snap: MetricsSnapshot): MetricFamily[] {
   const out: MetricFamily[] = []
   for (const [field, name, help] of QUEUE_COUNTERS) {
@@ -218,6 +284,15 @@ export function familiesOf (snap: MetricsSnapshot): MetricFamily[] {
   }
   for (const [field, name, help] of QUEUE_HISTOGRAMS) {
     out.push({ name, help, type: 'histogram', samples: snap.queues.map((q) => ({ labels: { queue: q.name }, histogram: q[field] })) })
+  }
+  for (const [field, name, help] of SERVICE_COUNTERS) {
+    out.push({ name, help, type: 'counter', samples: snap.services.map((s) => ({ labels: { service: s.name }, value: s[field] })) })
+  }
+  for (const [field, name, help] of SERVICE_GAUGES) {
+    out.push({ name, help, type: 'gauge', samples: snap.services.map((s) => ({ labels: { service: s.name, shard: s.shard }, value: s[field] })) })
+  }
+  for (const [field, name, help] of SERVICE_HISTOGRAMS) {
+    out.push({ name, help, type: 'histogram', samples: snap.services.map((s) => ({ labels: { service: s.name }, histogram: s[field] })) })
   }
   for (const [field, name, type, help] of SHARD_FAMILIES) {
     out.push({ name, help, type, samples: snap.shards.map((s) => ({ labels: { shard: s.id }, value: Number(s[field]) })) })

@@ -1,6 +1,36 @@
 /** Upper bounds (seconds) of the latency buckets, as Prometheus `le` labels; a last bucket takes the rest. */
 export const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10] as const
 
+/** Index of the bucket of an observation: the first bound it does not pass (the last bucket: past them all). */
+export function bucketOf (seconds: number): number {
+  let i = 0
+  while (i < LATENCY_BUCKETS.length && seconds > LATENCY_BUCKETS[i]) i++
+  return i
+}
+
+/**
+ * Estimated `q`-quantile (seconds) of per-bucket counts (not cumulative; one per bucket of
+ * LATENCY_BUCKETS, and one past them), linear within a bucket; 0 without observations.
+ */
+export function quantileOf (counts: readonly number[], q: number): number {
+  let total = 0
+  for (const n of counts) total += n
+  if (total === 0) return 0
+  const rank = q * total
+  let below = 0
+  for (let i = 0; i < counts.length; i++) {
+    const n = counts[i]
+    if (below + n >= rank && n > 0) {
+      const low = i === 0 ? 0 : LATENCY_BUCKETS[i - 1]
+      // Past the last bound there is no upper edge: say the bound.
+      if (i >= LATENCY_BUCKETS.length) return low
+      return low + (LATENCY_BUCKETS[i] - low) * ((rank - below) / n)
+    }
+    below += n
+  }
+  return LATENCY_BUCKETS[LATENCY_BUCKETS.length - 1]
+}
+
 /** A histogram as `bus.metrics()` reports it. */
 export interface HistogramSnapshot {
   /** Observations. */
@@ -27,8 +57,7 @@ export class LatencyHistogram {
   forward?: (seconds: number) => void
 
   observe (seconds: number): void {
-    let i = 0
-    while (i < LATENCY_BUCKETS.length && seconds > LATENCY_BUCKETS[i]) i++
+    const i = bucketOf(seconds)
     this.counts ??= new Array<number>(LATENCY_BUCKETS.length + 1).fill(0)
     this.counts[i]++
     this.total++
@@ -47,19 +76,6 @@ export class LatencyHistogram {
   }
 
   private quantile (q: number): number {
-    if (this.counts === undefined) return 0
-    const rank = q * this.total
-    let below = 0
-    for (let i = 0; i < this.counts.length; i++) {
-      const n = this.counts[i]
-      if (below + n >= rank && n > 0) {
-        const low = i === 0 ? 0 : LATENCY_BUCKETS[i - 1]
-        // Past the last bound there is no upper edge: say the bound.
-        if (i === LATENCY_BUCKETS.length) return low
-        return low + (LATENCY_BUCKETS[i] - low) * ((rank - below) / n)
-      }
-      below += n
-    }
-    return LATENCY_BUCKETS[LATENCY_BUCKETS.length - 1]
+    return this.counts === undefined ? 0 : quantileOf(this.counts, q)
   }
 }

@@ -307,7 +307,9 @@ export function serve (target: ScriptTarget, a: {
   running: number
   concurrency: number
   reliable: boolean
+  /** Requests finished recently per latency bucket (lib/service/server-status.ts); '' for none. */
+  handled?: string
 }): Promise<number> {
   return call(target, 'serve-1', [a.servers, a.server, a.op === 'beat' ? 'b' : 'd', a.ttl,
-    `${a.running}:${a.concurrency}:${a.reliable ? 1 : 0}`], { idempotent: true })
+    `${a.running}:${a.concurrency}:${a.reliable ? 1 : 0}${a.handled ? `:${a.handled}` : ''}`], { idempotent: true })
 }

@@ -1,12 +1,15 @@
 --[[
   A service server announces itself, and how busy it is, in the service's servers hash; or leaves it.
 
-  KEYS[1] servers hash (busmq:svc:{name}:s): server id -> "<lapses at ms>:<running>:<concurrency>:<reliable 0|1>"
+  KEYS[1] servers hash (busmq:svc:{name}:s): server id ->
+          "<lapses at ms>:<running>:<concurrency>:<reliable 0|1>[:<handled per latency bucket>]"
   ARGV[1] server id
   ARGV[2] 'b' announce or refresh, 'd' leave
   ARGV[3] ttl in ms: the entry lapses this long after the call, and the hash expires this long after the
           last call (a server refreshes every ttl / 3 and when its running count changes)
-  ARGV[4] "<running>:<concurrency>:<reliable 0|1>"
+  ARGV[4] "<running>:<concurrency>:<reliable 0|1>[:<handled per latency bucket>]", stored as is (the last
+          part: comma-separated counts of the requests the server finished recently, per bucket of
+          lib/metrics/latency-histogram.ts, trailing zeros left out; see lib/service/server-status.ts)
   Entries that lapsed (their server died without leaving) are removed.
   Returns the number of servers announced after the call.
 ]]

@@ -6,6 +6,7 @@ import type { QueueReadStream } from '../queue/queue-read-stream.js'
 import { replyQueueKeys } from '../keys.js'
 import { BusClosedError, RequestTimeoutError } from '../errors.js'
 import { REPLY_CLOSED, REPLY_ERROR, REPLY_VOID, decodeError, replyBody, replySeq } from './envelope.js'
+import type { ServiceCounters } from '../metrics/service-counters.js'
 
 const debug = createDebug('busmq:service')
 
@@ -15,6 +16,8 @@ export interface PendingReply {
   reject: (err: Error) => void
   /** Turns the reply's payload into the value (the service's codec). */
   decode: (payload: Buffer) => unknown
+  /** Its service's metrics: replies, failures, timeouts and the round trip are counted there. */
+  counts?: ServiceCounters
 }
 
 interface Waiting {
@@ -150,6 +153,7 @@ export class ReplyRouter {
     for (const [seq, w] of expiry.waiting) {
       if (w.deadline > now) break
       this.forget(seq, w)
+      if (w.p.counts) w.p.counts.timedOut++
       w.p.reject(new RequestTimeoutError(`no reply to ${w.what} within ${w.timeout} ms`))
     }
     this.arm(expiry)
@@ -181,7 +185,14 @@ export class ReplyRouter {
     const { p } = w
     const kind = raw[0]
     const body = replyBody(raw)
+    const counts = p.counts
+    if (counts) {
+      counts.replies++
+      // The request was made `timeout` ms before its deadline.
+      counts.requestDuration.observe((Date.now() - w.deadline + w.timeout) / 1000)
+    }
     if (kind === REPLY_ERROR || kind === REPLY_CLOSED) {
+      if (counts) counts.failed++
       p.reject(decodeError(body, kind === REPLY_CLOSED))
       return
     }

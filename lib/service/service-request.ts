@@ -38,6 +38,8 @@ export class ServiceRequest<Req = any, Res = any> {
   timer?: NodeJS.Timeout
   /** @internal A server stream dropped it unhanded (its deadline passed in the buffer). */
   skipped = false
+  /** @internal When its server took it (performance.now()), for the handling time. */
+  taken = 0
   /** @internal The streamed reply, once `replyStream()` made it. */
   stream?: Writable
   private readonly owner: RequestOwner

@@ -17,6 +17,8 @@ import { ServiceServerStream } from './service-server-stream.js'
 import { ServiceReplyReader } from './service-reply-reader.js'
 import { ServiceTransform } from './service-transform.js'
 import type { IntakeSettings } from './request-intake.js'
+import type { ServiceCounters } from '../metrics/service-counters.js'
+import { handlingPercentiles, parseServers } from './server-status.js'
 import {
   DEFAULT_SERVICE_OPTIONS, type RequestOptions, type RequestStreamOptions, type ServeOptions, type ServiceOptions,
   type ServiceTransformOptions
@@ -44,6 +46,12 @@ export interface ServiceStats {
   waiting: number
   /** Of those, the reliable ones (taken only by reliable servers). */
   waitingReliable: number
+  /**
+   * Median and 99th percentile (ms) of how long the servers took to answer the requests they finished
+   * recently (over their last one or two heartbeats, `ttl / 3` each); undefined when none finished.
+   */
+  p50?: number
+  p99?: number
   /** ms until the service's keys expire if nobody uses them; -2 when none exists. */
   ttl: number
 }
@@ -78,6 +86,7 @@ export class Service<Req = any, Res = any> {
   /** The producers of this handle's requests, to forget when the bus closes. */
   private readonly producers: Array<{ queue: Queue, id: string }> = []
   private untrack?: () => void
+  private counts?: ServiceCounters
 
   /** @internal Use `bus.service(name, options)`. */
   constructor (bus: Bus, name: string, options: ServiceOptions = {}) {
@@ -106,6 +115,12 @@ export class Service<Req = any, Res = any> {
       throw err
     })
     return this.shardP
+  }
+
+  /** @internal This service's metrics record (looked up on first use, then held). */
+  counters (): ServiceCounters {
+    this.counts ??= this.bus.metricsRegistry.service(this)
+    return this.counts
   }
 
   /** @internal The queue of plain or of reliable requests (raw envelopes). */
@@ -228,10 +243,14 @@ export class Service<Req = any, Res = any> {
     const envelope = encodeRequest({
       flags: FLAG_REPLY, deadline: started + offset + call.timeout, seq, window: 0, replyTo: router.id, payload
     })
+    const counts = this.counts ?? this.counters()
     return new Promise<Res>((resolve, reject) => {
-      router.expect(seq, { resolve: resolve as (v: unknown) => void, reject, decode: this.decodeValue }, call.timeout,
+      router.expect(seq, { resolve: resolve as (v: unknown) => void, reject, decode: this.decodeValue, counts }, call.timeout,
         started + call.timeout, this.what)
-      this.batcher(call.reliable).add(envelope, (err) => { if (err) router.fail(seq, err) })
+      this.batcher(call.reliable).add(envelope, (err) => {
+        if (err) router.fail(seq, err)
+        else counts.requested++
+      })
     })
   }
 
@@ -249,6 +268,7 @@ export class Service<Req = any, Res = any> {
     await this.batcher(reliable).store(encodeRequest({
       flags: 0, deadline: started + offset + timeout, seq: router.next(), window: 0, replyTo: router.id, payload
     }))
+    this.counters().requested++
   }
 
   /**
@@ -278,6 +298,7 @@ export class Service<Req = any, Res = any> {
         await this.batcher(reliable).store(encodeRequest({
           flags: FLAG_REPLY | FLAG_STREAM, deadline: started + offset + timeout, seq, window: 2 * hwm, replyTo: router.id, payload
         }))
+        this.counters().requested++
         debug('streamed request %s sent to %s', id, this.name)
       }
     })
@@ -312,26 +333,19 @@ export class Service<Req = any, Res = any> {
       c.time()
     ]))
     const now = Number(time[0]) * 1000 + Math.floor(Number(time[1]) / 1000)
-    const stats: ServiceStats = {
+    const status = parseServers(servers, now)
+    return {
       name: this.name,
       shard: shard.id,
-      servers: 0,
-      reliableServers: 0,
-      running: 0,
-      concurrency: 0,
+      servers: status.servers,
+      reliableServers: status.reliableServers,
+      running: status.running,
+      concurrency: status.concurrency,
       waiting: waiting + waitingReliable,
       waitingReliable,
+      ...handlingPercentiles(status.handled),
       ttl: Math.max(...ttls)
     }
-    for (const value of Object.values(servers)) {
-      const [lapse, running, concurrency, reliable] = value.split(':').map(Number)
-      if (!(lapse > now)) continue
-      stats.servers++
-      if (reliable === 1) stats.reliableServers++
-      stats.running += running
-      stats.concurrency += concurrency
-    }
-    return stats
   }
 }
 
