@@ -32,6 +32,8 @@ export class ClassicBus extends EventEmitter {
   private online = false
   /** @internal The last disconnect(), once its close is done. */
   closing?: Promise<void>
+  /** @internal What disconnect() detaches before closing (connected channels). */
+  readonly open = new Set<{ close: () => Promise<void> }>()
 
   /** Use `Bus.create(options)`. Throws `ERR_BUSMQ_CLASSIC_UNSUPPORTED` for `federate`, `ERR_BUSMQ_INVALID_OPTION` for a bad layout or URL. */
   constructor (options: ClassicBusOptions = {}) {
@@ -115,7 +117,9 @@ export class ClassicBus extends EventEmitter {
     if (!bus || bus.closed) return
     bus.removeAllListeners('online')
     bus.removeAllListeners('offline')
-    this.closing = bus.close().then(() => this.update())
+    const open = [...this.open]
+    this.open.clear()
+    this.closing = Promise.allSettled(open.map((o) => o.close())).then(() => bus.close()).then(() => this.update())
   }
 
   /** True while every shard is connected (after `online`, before `offline`). */

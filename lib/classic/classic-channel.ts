@@ -2,7 +2,7 @@ import { EventEmitter, once } from 'node:events'
 import type { Channel } from '../channel/channel.js'
 import type { Queue } from '../queue/queue.js'
 import type { ReliableMessage } from '../queue/reliable-message.js'
-import { ClassicUsageError } from '../errors.js'
+import { ClassicUsageError, PeerDestroyedError } from '../errors.js'
 import { validateName } from '../names.js'
 import type { ClassicBus } from './classic-bus.js'
 import { isClosedError, promisifyMethods, settle, toPayload, toText, type Callback } from './util.js'
@@ -59,9 +59,20 @@ export class ClassicChannel extends EventEmitter {
     })
     this.ch = ch
     this.out = native.queue(`${this.name}:${this.remote}`, ttl === undefined ? {} : { ttl })
-    ch.on('connect', () => this.emit('connect'))
-    ch.on('remote:connect', () => this.emit('remote:connect'))
-    ch.on('remote:disconnect', () => { if (!this.ending) this.emit('remote:disconnect') })
+    // 3.1 announces a peer with a message this side reads once connected: remote:connect never comes
+    // before connect (the native channel may see the peer's presence first).
+    let connected = false
+    let peerFirst = false
+    ch.on('connect', () => {
+      connected = true
+      this.emit('connect')
+      if (peerFirst && ch.remoteConnected) this.emit('remote:connect')
+    })
+    ch.on('remote:connect', () => {
+      if (connected) this.emit('remote:connect')
+      else peerFirst = true
+    })
+    ch.on('remote:disconnect', () => { if (connected && !this.ending) this.emit('remote:disconnect') })
     ch.on('data', (chunk: Buffer | ReliableMessage<Buffer>) => {
       if (this.ch !== ch) return
       if (Buffer.isBuffer(chunk)) {
@@ -77,7 +88,31 @@ export class ClassicChannel extends EventEmitter {
       this.ending = true
       this.leave(ch, false).then(() => this.emit('end'), () => {})
     })
-    ch.on('error', (err: Error) => { if (!isClosedError(err)) this.emit('error', err) })
+    ch.on('error', (err: Error) => {
+      if (isClosedError(err)) return
+      // The peer's bus closed under it (3.1 peers never learn that): it is gone; this side leaves.
+      if (err instanceof PeerDestroyedError) {
+        if (connected && !this.ending) this.emit('remote:disconnect')
+        this.forget(ch)
+        this.emit('disconnect')
+        return
+      }
+      this.emit('error', err)
+    })
+    this.bus.open.add(this)
+  }
+
+  private forget (ch: Channel): void {
+    if (this.ch !== ch) return
+    this.ch = undefined
+    this.out = undefined
+    this.held.clear()
+    this.bus.open.delete(this)
+  }
+
+  /** @internal `bus.disconnect()`: detaches (the conversation goes on with a later peer, as in 3.1). */
+  async close (): Promise<void> {
+    if (this.ch && !this.ending) await this.leave(this.ch, false)
   }
 
   /** Alias of `connect()`. */
@@ -143,11 +178,7 @@ export class ClassicChannel extends EventEmitter {
     } catch (err) {
       if (!isClosedError(err)) this.emit('error', err)
     }
-    if (this.ch === ch) {
-      this.ch = undefined
-      this.out = undefined
-      this.held.clear()
-    }
+    this.forget(ch)
     this.emit('disconnect')
   }
 
