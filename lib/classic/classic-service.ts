@@ -11,7 +11,7 @@ import { FOREVER, isClosedError, promisifyMethods } from './util.js'
 export interface ClassicReply {
   (err?: unknown, value?: unknown, partial?: boolean): void
   /** A Writable (objects): each chunk goes to the requester (`streamReply`), `end()` ends the reply. */
-  createWriteStream: () => NodeJS.WritableStream
+  createWriteStream: () => Writable
 }
 
 /** Options of `service.serve(options, cb)`. */
@@ -146,7 +146,7 @@ export class ClassicService extends EventEmitter {
       if (req.replyWanted && req.streamed && !done) {
         done = true
         stream ??= req.replyStream()
-        return stream as unknown as NodeJS.WritableStream
+        return stream as unknown as Writable
       }
       // No stream wanted: the first chunk is the reply (as 3.1 hands a plain request its first chunk).
       return new Writable({
@@ -204,12 +204,13 @@ export class ClassicService extends EventEmitter {
       if (this.session === session) callback(err, reply)
     }
     if (options?.streamReply !== true) {
+      // The answer first: a disconnect() waiting for it completes after it.
       this.svc.request(data, { timeout }).then((reply) => {
-        finish()
         answer(null, reply)
-      }, (err: Error) => {
         finish()
+      }, (err: Error) => {
         answer(err)
+        finish()
       })
       return
     }
@@ -232,11 +233,11 @@ export class ClassicService extends EventEmitter {
       }
     })
     pipeline(this.svc.requestStream(data, { timeout }), out, (err) => {
-      finish()
       if (err && !started) {
         started = true
         answer(err)
       }
+      finish()
     })
   }
 
