@@ -255,20 +255,17 @@ export class ClassicService extends EventEmitter {
       return
     }
     if (!this.connected || this.disconnecting) return
-    let timer: NodeJS.Timeout | undefined
+    const timers: { grace?: NodeJS.Timeout } = {}
     const done = (): void => {
-      clearTimeout(timer)
+      clearTimeout(timers.grace)
       this.disconnecting = undefined
       this.connected = false
       this.session++
       this.emit('disconnect')
     }
     this.disconnecting = done
-    if (this.pending === 0) {
-      process.nextTick(done)
-      return
-    }
-    timer = setTimeout(done, grace)
+    if (this.pending === 0) process.nextTick(done)
+    else timers.grace = setTimeout(done, grace)
   }
 
   /** Makes serve, connect and request return promises; returns the service. */
