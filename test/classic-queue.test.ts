@@ -304,3 +304,24 @@ test('interoperation: a native writer and a classic consumer see the same messag
   writer.end('three')
   assert.deepEqual(await got, [['one', ids[0]], ['{"two":2}', ids[1]], ['three', 3]])
 })
+
+test('many pushes in one tick, with another producer pushing meanwhile: each callback gets the id of its own message', async () => {
+  const classic = await classicBus(redis.servers)
+  const native = await openBus(redis.servers)
+  const name = uniqueName('q')
+  const q = classic.queue(name)
+  q.attach()
+  await nextEvent(q, 'attached')
+  const other = native.queue(name)
+  const ids = new Map<string, number>()
+  const all = Promise.all(Array.from({ length: 2500 }, async (_, i) => {
+    ids.set(`c${i}`, (await call<number | null>((cb) => q.push(`c${i}`, cb)))!)
+  }))
+  await Promise.all([all, ...Array.from({ length: 300 }, async (_, i) => await other.push(`n${i}`))])
+  const byId = new Map<number, string>()
+  for await (const { id, data } of other.createReadStream({ withIds: true, max: 2800 })) byId.set(id, data.toString())
+  assert.equal(ids.size, 2500)
+  for (const [message, id] of ids) assert.equal(byId.get(id), message, `the callback of ${message} got id ${id}`)
+  const classicIds = [...ids.values()]
+  assert.deepEqual(classicIds, [...classicIds].sort((a, b) => a - b), 'ids in push order')
+})
