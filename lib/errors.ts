@@ -24,6 +24,9 @@ export type BusMQErrorCode =
   | 'ERR_BUSMQ_REQUEST_TIMEOUT'
   | 'ERR_BUSMQ_REMOTE'
   | 'ERR_BUSMQ_SERVICE_CLOSED'
+  // busmq/classic (BusMQ 3.1's API): a call 3.1 refused with an 'error' event, and what it cannot do.
+  | 'ERR_BUSMQ_CLASSIC_USAGE'
+  | 'ERR_BUSMQ_CLASSIC_UNSUPPORTED'
   | 'ERR_BUSMQ_USAGE'
   | 'ERR_BUSMQ_CLI_AUTH'
   | 'ERR_BUSMQ_CLI_NO_SUCH_QUEUE'
@@ -262,5 +265,26 @@ export class ServiceClosedError extends BusMQError {
   constructor (message = 'the server closed before the request was handled', options?: { cause?: unknown }) {
     super(message, 'ERR_BUSMQ_SERVICE_CLOSED', options)
     this.name = 'ServiceClosedError'
+  }
+}
+
+/**
+ * busmq/classic: a call BusMQ 3.1 refuses with an `'error'` event (a second `connect()`, attaching twice,
+ * serving and connecting one service object); the message is 3.1's (`'already connected'`, …).
+ */
+export class ClassicUsageError extends BusMQError {
+  declare readonly code: 'ERR_BUSMQ_CLASSIC_USAGE'
+  constructor (message = 'not allowed in this state', options?: { cause?: unknown }) {
+    super(message, 'ERR_BUSMQ_CLASSIC_USAGE', options)
+    this.name = 'ClassicUsageError'
+  }
+}
+
+/** busmq/classic: a BusMQ 3.1 feature the classic layer does not provide (federation, for now). */
+export class ClassicUnsupportedError extends BusMQError {
+  declare readonly code: 'ERR_BUSMQ_CLASSIC_UNSUPPORTED'
+  constructor (message = 'not supported by busmq/classic', options?: { cause?: unknown }) {
+    super(message, 'ERR_BUSMQ_CLASSIC_UNSUPPORTED', options)
+    this.name = 'ClassicUnsupportedError'
   }
 }

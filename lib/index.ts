@@ -21,7 +21,7 @@ export {
   BusMQError, InvalidNameError, InvalidOptionError, ConnectTimeoutError, RedisVersionError, BusClosedError,
   ShardUnavailableError, MessageTooLargeError, EncodeError, DecodeError, RedisCommandError, ShardDataLossError,
   PeerDestroyedError, ReplicationError, QueueFullError, QueueDeletedError, ConflictError, RequestTimeoutError, RemoteError,
-  ServiceClosedError, isBusMQError
+  ServiceClosedError, ClassicUsageError, ClassicUnsupportedError, isBusMQError
 } from './errors.js'
 export type { BusMQErrorCode, RemoteErrorDetails } from './errors.js'
 export { ReliableReadStream } from './queue/reliable-read-stream.js'

@@ -170,3 +170,43 @@ main().catch((err) => { console.error(err); process.exitCode = 1 })
   // No warning either (require(esm) is not experimental any more on the Node versions in engines).
   assert.equal(cjs.stderr, '')
 })
+
+test('busmq/classic: import and require() give the same object (Bus.create), which works', { timeout: 120_000 }, async () => {
+  const pkg = JSON.parse(fs.readFileSync(path.join(app, 'node_modules', 'busmq', 'package.json'), 'utf8'))
+  assert.deepEqual(Object.keys(pkg.exports['./classic']), ['import', 'require'])
+  write('classic-esm.mjs', `import assert from 'node:assert/strict'
+import { createRequire } from 'node:module'
+import Bus from 'busmq/classic'
+// One object both ways (require(esm) under the CommonJS entry): no second copy of the classes.
+assert.equal(createRequire(import.meta.url)('busmq/classic'), Bus)
+const bus = Bus.create({ redis: process.env.BUSMQ_REDIS })
+bus.on('online', () => {
+  const q = bus.queue('package-classic-esm')
+  q.on('message', (message, id) => { console.log(id, message); bus.disconnect() })
+  q.attach()
+  q.push({ from: 'esm' })
+  q.consume()
+})
+bus.connect()
+`)
+  write('cjs/classic.js', `const Bus = require('busmq/classic')
+const bus = Bus.create({ driver: 'node-redis', redis: [process.env.BUSMQ_REDIS] })
+bus.on('online', function () {
+  const q = bus.queue('package-classic-cjs')
+  q.on('message', function (message, id) { console.log(id, message); bus.disconnect() })
+  q.attach()
+  q.push('from cjs')
+  q.consume()
+})
+bus.connect()
+`)
+  const env = { BUSMQ_REDIS: redis.servers[0].url }
+  const esm = await run(process.execPath, ['classic-esm.mjs'], app, 60_000, env)
+  ok('classic-esm.mjs', esm)
+  assert.equal(esm.stdout, '1 {"from":"esm"}\n')
+  assert.equal(esm.stderr, '')
+  const cjs = await run(process.execPath, ['cjs/classic.js'], app, 60_000, env)
+  ok('cjs/classic.js', cjs)
+  assert.equal(cjs.stdout, '1 from cjs\n')
+  assert.equal(cjs.stderr, '')
+})

@@ -15,11 +15,11 @@ type Callback = (err?: Error | null) => void
 export interface ServiceServerStream<Req = any, Res = any> {
   [Symbol.asyncIterator] (): AsyncIteratorObject<ServiceRequest<Req, Res>, any, any>
   on (event: 'data', listener: (req: ServiceRequest<Req, Res>) => void): this
-  on (event: 'close' | 'end' | 'pause' | 'readable' | 'resume', listener: () => void): this
+  on (event: 'close' | 'end' | 'pause' | 'readable' | 'ready' | 'resume', listener: () => void): this
   on (event: 'error', listener: (err: Error) => void): this
   on (event: string | symbol, listener: (...args: any[]) => void): this
   once (event: 'data', listener: (req: ServiceRequest<Req, Res>) => void): this
-  once (event: 'close' | 'end' | 'pause' | 'readable' | 'resume', listener: () => void): this
+  once (event: 'close' | 'end' | 'pause' | 'readable' | 'ready' | 'resume', listener: () => void): this
   once (event: 'error', listener: (err: Error) => void): this
   once (event: string | symbol, listener: (...args: any[]) => void): this
 }
@@ -33,7 +33,7 @@ export interface ServiceServerStream<Req = any, Res = any> {
  * `destroy()` (or leaving a `for await` loop) is `close({ grace: 0 })`: requests still in its buffer go
  * back to the queue; those handed on and not answered are answered `ERR_BUSMQ_SERVICE_CLOSED` (reliable:
  * redelivered). A request whose deadline passed while it waited in the buffer is dropped, never handed
- * on. It never ends by itself.
+ * on. It never ends by itself. It emits `'ready'` once it takes requests.
  */
 export class ServiceServerStream<Req = any, Res = any> extends Readable {
   readonly service: Service<Req, Res>
@@ -70,7 +70,11 @@ export class ServiceServerStream<Req = any, Res = any> extends Readable {
   }
 
   _construct (callback: Callback): void {
-    this.intake.start().then(() => callback(), (err: Error) => callback(this.destroyed ? null : err))
+    this.intake.start().then(() => {
+      callback()
+      // Like a queue reader's: it takes requests from now on.
+      if (!this.destroyed) process.nextTick(() => this.emit('ready'))
+    }, (err: Error) => callback(this.destroyed ? null : err))
   }
 
   override _read (): void {

@@ -20,7 +20,9 @@ const classes = [
   [busmq.RedisCommandError, 'ERR_BUSMQ_REDIS'],
   [busmq.ShardDataLossError, 'ERR_BUSMQ_SHARD_DATA_LOST'],
   [busmq.ReplicationError, 'ERR_BUSMQ_REPLICATION'],
-  [busmq.PeerDestroyedError, 'ERR_BUSMQ_PEER_DESTROYED']
+  [busmq.PeerDestroyedError, 'ERR_BUSMQ_PEER_DESTROYED'],
+  [busmq.ClassicUsageError, 'ERR_BUSMQ_CLASSIC_USAGE'],
+  [busmq.ClassicUnsupportedError, 'ERR_BUSMQ_CLASSIC_UNSUPPORTED']
 ] as const satisfies ReadonlyArray<readonly [new (message?: string, options?: { cause?: unknown }) => BusMQError, BusMQErrorCode]>
 
 // Compile-time: a class's `code` is its literal, not `string`.

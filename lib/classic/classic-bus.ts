@@ -1,0 +1,186 @@
+import { EventEmitter } from 'node:events'
+import { randomBytes } from 'node:crypto'
+import createDebug from 'debug'
+import { Bus } from '../bus.js'
+import type { Client } from '../router/shard.js'
+import { ClassicUnsupportedError, ClassicUsageError } from '../errors.js'
+import { validateName } from '../names.js'
+import { nativeOptions, type ClassicBusOptions, type ClassicLog } from './classic-options.js'
+import { ClassicLogger } from './classic-logger.js'
+import { ClassicQueue } from './classic-queue.js'
+import { ClassicChannel } from './classic-channel.js'
+import { ClassicPubsub } from './classic-pubsub.js'
+import { ClassicService } from './classic-service.js'
+import { persistify, type Persistable } from './persistable.js'
+import { promisifyMethods } from './util.js'
+
+const debug = createDebug('busmq:classic')
+
+/**
+ * BusMQ 3.1's bus (`Bus.create(options)`), over a native {@link Bus}. Events: `online` once every shard
+ * is connected (again after a connection was lost and came back), `offline` when one is lost and when
+ * `disconnect()` has closed the bus, `error` (err).
+ */
+export class ClassicBus extends EventEmitter {
+  /** This bus's id (`bus:<16 hex digits>`, as in 3.1). */
+  readonly id = `bus:${randomBytes(8).toString('hex')}`
+  readonly options: ClassicBusOptions
+  /** @internal Where the native bus logs. */
+  readonly logger = new ClassicLogger()
+  private nativeBus?: Bus
+  private connected = false
+  private online = false
+  /** @internal The last disconnect(), once its close is done. */
+  closing?: Promise<void>
+  /** @internal What disconnect() detaches before closing (connected channels). */
+  readonly open = new Set<{ close: () => Promise<void> }>()
+
+  /** Use `Bus.create(options)`. Throws `ERR_BUSMQ_CLASSIC_UNSUPPORTED` for `federate`, `ERR_BUSMQ_INVALID_OPTION` for a bad layout or URL. */
+  constructor (options: ClassicBusOptions = {}) {
+    super()
+    this.options = options
+    // Checked now (a bad option throws at create), used for each native bus connect() makes.
+    nativeOptions(options, this.logger)
+    if (options.logLevel !== undefined) this.logger.setLevel(options.logLevel)
+    if (options.logger !== undefined) this.withLog(options.logger)
+    if (options.driver !== undefined) debug('driver %s requested: busmq/classic always uses ioredis', options.driver)
+  }
+
+  /**
+   * The native bus underneath (made when first needed, and by the first `connect()` after a
+   * `disconnect()`): for code that migrates one call at a time to the native API on the same connections.
+   */
+  get native (): Bus {
+    // After disconnect() the closed bus stays (objects made before fail with ERR_BUSMQ_CLOSED) until connect().
+    if (!this.nativeBus) {
+      const bus = new Bus(nativeOptions(this.options, this.logger))
+      bus.on('online', () => this.update())
+      bus.on('offline', () => this.update())
+      bus.on('error', (err: Error) => {
+        if (this.listenerCount('error') > 0) this.emit('error', err)
+        else debug('bus error: %s', err.message)
+      })
+      this.nativeBus = bus
+    }
+    return this.nativeBus
+  }
+
+  /** Emits online / offline when the state changes (connected and every shard up, or not). */
+  private update (): void {
+    const now = this.connected && this.nativeBus !== undefined && this.nativeBus.online
+    if (now === this.online) return
+    this.online = now
+    this.emit(now ? 'online' : 'offline')
+  }
+
+  /** An error only listeners hear about (connection errors, misuse of the bus), as the native bus does. */
+  private report (err: Error): void {
+    if (this.listenerCount('error') > 0) this.emit('error', err)
+    else debug('error: %s', err.message)
+  }
+
+  /** Sets the logger (see `ClassicLog`); returns the bus. */
+  withLog (log: ClassicLog): this {
+    this.logger.target = log
+    return this
+  }
+
+  /** Logs debug messages too (`on`), or only errors; returns the bus. */
+  debug (on: boolean): this {
+    this.logger.setLevel(on ? 'debug' : 'error')
+    return this
+  }
+
+  /**
+   * Connects to Redis: `online` follows once every shard is connected. A second call before
+   * `disconnect()` emits `error` (`ERR_BUSMQ_CLASSIC_USAGE`, 'already connected').
+   */
+  connect (): void {
+    if (this.connected) {
+      this.report(new ClassicUsageError('already connected'))
+      return
+    }
+    this.connected = true
+    if (this.nativeBus?.closed === true) this.nativeBus = undefined
+    const bus = this.native
+    bus.connect().then(() => this.update(), (err: Error) => this.report(err))
+  }
+
+  /**
+   * Closes every connection (and every stream of this bus's queues, channels, pub/subs and services);
+   * `offline` follows when the bus was online. Objects made before it are done with; `connect()` again
+   * starts afresh.
+   */
+  disconnect (): void {
+    const bus = this.nativeBus
+    this.connected = false
+    if (!bus || bus.closed) return
+    bus.removeAllListeners('online')
+    bus.removeAllListeners('offline')
+    const open = [...this.open]
+    this.open.clear()
+    this.closing = Promise.allSettled(open.map((o) => o.close())).then(() => bus.close()).then(() => this.update())
+  }
+
+  /** True while every shard is connected (after `online`, before `offline`). */
+  isOnline (): boolean {
+    return this.online
+  }
+
+  /**
+   * The Redis connection (an ioredis client) that holds `key`, or that a new `key` would go to; without
+   * a key, the first shard's. Also returned when there is no key. Do not close it: the bus owns it.
+   */
+  connection (key?: string | ((client: Client) => void), cb?: (client: Client) => void): Client | undefined {
+    if (typeof key === 'function') {
+      cb = key
+      key = undefined
+    }
+    const router = this.native.router
+    if (!key) {
+      const client = router.all()[0].client
+      cb?.(client)
+      return client
+    }
+    const k = key
+    this.native.connect()
+      .then(() => router.locate(k, [k]))
+      .then((shard) => cb?.(shard.client), (err: Error) => this.report(err))
+    return undefined
+  }
+
+  /** A queue (attach it before use). Throws `ERR_BUSMQ_INVALID_NAME` for a name the native rules refuse. */
+  queue (name: string): ClassicQueue {
+    return new ClassicQueue(this, validateName(name, 'queue name'))
+  }
+
+  /** A channel between two roles (default `local` and `remote`). */
+  channel (name: string, local?: string, remote?: string): ClassicChannel {
+    return new ClassicChannel(this, validateName(name, 'channel name'), local, remote)
+  }
+
+  /** A publish/subscribe channel. */
+  pubsub (name: string): ClassicPubsub {
+    return new ClassicPubsub(this, validateName(name, 'pubsub name'))
+  }
+
+  /** A service endpoint (serve or connect it before use). */
+  service (name: string): ClassicService {
+    return new ClassicService(this, validateName(name, 'service name'))
+  }
+
+  /** Adds `save`, `load`, `persist`, `unpersist` to `object` and tracks `properties` for saving. */
+  persistify<T extends object> (name: string, object: T, properties: readonly string[]): Persistable<T> {
+    return persistify(this, validateName(name, 'object name'), object, properties)
+  }
+
+  /** Makes the named callback methods of `object` return promises; returns `object`. */
+  promisify<T extends object> (object: T, methods: readonly string[]): T {
+    return promisifyMethods(object, methods)
+  }
+
+  /** BusMQ 3.1's federation: not supported yet, throws `ERR_BUSMQ_CLASSIC_UNSUPPORTED`. */
+  federate (_object: unknown, _target: unknown): never {
+    throw new ClassicUnsupportedError('busmq/classic does not support federation (bus.federate) yet')
+  }
+}

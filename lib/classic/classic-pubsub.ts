@@ -1,0 +1,76 @@
+import { EventEmitter } from 'node:events'
+import type { PubSub } from '../pubsub/pubsub.js'
+import type { PubSubReadStream } from '../pubsub/pubsub-read-stream.js'
+import type { ClassicBus } from './classic-bus.js'
+import { isClosedError, promisifyMethods, settle, toPayload, toText, type Callback } from './util.js'
+
+/**
+ * BusMQ 3.1's publish/subscribe over a native {@link PubSub} (messages as strings). Events: `subscribed`,
+ * `message` (message), `unsubscribed`, `error` (err).
+ */
+export class ClassicPubsub extends EventEmitter {
+  readonly type = 'pubsub'
+  readonly name: string
+  readonly bus: ClassicBus
+  private topicOf?: PubSub<Buffer>
+  private reader?: PubSubReadStream<Buffer>
+  private subscribed = false
+
+  /** @internal Use `bus.pubsub(name)`. */
+  constructor (bus: ClassicBus, name: string) {
+    super()
+    this.bus = bus
+    this.name = name
+  }
+
+  private get topic (): PubSub<Buffer> {
+    this.topicOf ??= this.bus.native.pubsub(this.name)
+    return this.topicOf
+  }
+
+  /** Subscribes: `subscribed` once in place, then `message` (message) per message published. */
+  subscribe (): void {
+    if (this.subscribed) return
+    this.subscribed = true
+    const reader = this.topic.createReadStream()
+    this.reader = reader
+    reader.on('subscribed', () => this.emit('subscribed'))
+    reader.on('data', (data: Buffer) => { if (this.reader === reader) this.emit('message', toText(data)) })
+    reader.on('error', (err: Error) => { if (!isClosedError(err)) this.emit('error', err) })
+    reader.on('close', () => this.emit('unsubscribed'))
+  }
+
+  /** Alias of `subscribe()`. */
+  attach (): void {
+    this.subscribe()
+  }
+
+  /** Unsubscribes: `unsubscribed`. Publishing still works. */
+  unsubscribe (): void {
+    if (!this.subscribed) return
+    this.subscribed = false
+    const reader = this.reader
+    this.reader = undefined
+    reader?.destroy()
+  }
+
+  /** Alias of `unsubscribe()`. */
+  detach (): void {
+    this.unsubscribe()
+  }
+
+  /** True while subscribed. */
+  isSubscribed (): boolean {
+    return this.subscribed
+  }
+
+  /** Publishes a message (an object travels as JSON) to those subscribed now; `cb(err)`. */
+  publish (message: unknown, cb?: Callback<void>): void {
+    settle(this.topic.publish(toPayload(message)).then(() => undefined), cb, this)
+  }
+
+  /** Makes publish return a promise; returns the pubsub. */
+  promisify (): this {
+    return promisifyMethods(this, ['publish'])
+  }
+}

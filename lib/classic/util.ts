@@ -1,0 +1,46 @@
+import { promisify } from 'node:util'
+import type { EventEmitter } from 'node:events'
+
+/** A BusMQ 3.1 callback: an error (or null), then results. */
+export type Callback<T = unknown> = (err: Error | null, result?: T) => void
+
+/** BusMQ 3.1 messages are strings: objects travel as JSON, anything else as its string (Buffers as they are). */
+export function toPayload (message: unknown): string | Buffer {
+  if (Buffer.isBuffer(message)) return message
+  if (typeof message === 'object' && message !== null) return JSON.stringify(message)
+  return String(message)
+}
+
+/** What a classic reader hands its 'message' listeners: the message as a string. */
+export function toText (data: unknown): string {
+  return Buffer.isBuffer(data) ? data.toString('utf8') : String(data)
+}
+
+/** A bus.close() (classic `disconnect()`) ending streams: not an error to report. */
+export function isClosedError (err: unknown): boolean {
+  return (err as { code?: unknown })?.code === 'ERR_BUSMQ_CLOSED'
+}
+
+/**
+ * Settles a BusMQ 3.1 call: the callback gets `(null, result)` or the error; without a callback an error
+ * is emitted as 'error' (as 3.1 does).
+ */
+export function settle<T> (p: Promise<T>, cb: Callback<T> | undefined, emitter: EventEmitter): void {
+  p.then((result) => { cb?.(null, result) }, (err: Error) => {
+    if (cb) cb(err)
+    else if (!isClosedError(err)) emitter.emit('error', err)
+  })
+}
+
+/** BusMQ 3.1's `promisify(object, methods)`: each named method returns a promise instead of calling back. */
+export function promisifyMethods<T extends object> (object: T, methods: readonly string[]): T {
+  const o = object as Record<string, unknown>
+  for (const m of methods) {
+    if (typeof o[m] !== 'function') continue
+    o[m] = promisify((o[m] as (...args: any[]) => unknown).bind(object))
+  }
+  return object
+}
+
+/** setTimeout's longest delay: a grace period "until done". */
+export const FOREVER = 2_147_483_647
