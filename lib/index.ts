@@ -21,7 +21,7 @@ export {
   BusMQError, InvalidNameError, InvalidOptionError, ConnectTimeoutError, RedisVersionError, BusClosedError,
   ShardUnavailableError, MessageTooLargeError, EncodeError, DecodeError, RedisCommandError, ShardDataLossError,
   PeerDestroyedError, ReplicationError, QueueFullError, QueueDeletedError, ConflictError, RequestTimeoutError, RemoteError,
-  ServiceClosedError, isBusMQError
+  ServiceClosedError, UnauthorizedError, ForbiddenError, FederationError, isBusMQError
 } from './errors.js'
 export type { BusMQErrorCode, RemoteErrorDetails } from './errors.js'
 export { ReliableReadStream } from './queue/reliable-read-stream.js'
@@ -52,3 +52,8 @@ export type { MetricsSnapshot, QueueMetrics, ShardMetrics } from './metrics/bus-
 export type { HistogramSnapshot } from './metrics/latency-histogram.js'
 export { LATENCY_BUCKETS } from './metrics/latency-histogram.js'
 export type { MeterLike } from './metrics/otel.js'
+export type { Federation } from './federation/federation-server.js'
+export { DEFAULT_FEDERATE_OPTIONS, DEFAULT_FEDERATION_OPTIONS } from './federation/federation-options.js'
+export type { FederateOptions, FederationOptions, FederationOp, FederationClientInfo } from './federation/federation-options.js'
+export { RemoteWriteStream, RemoteReadStream, RemoteChannel } from './federation/remote-streams.js'
+export { RemoteQueue, RemotePubSub, RemoteService, RemoteObject } from './federation/remote-handles.js'
