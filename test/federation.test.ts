@@ -27,3 +27,94 @@ test('queue: 100,000 messages written through federation are read through federa
   for (let i = 0; i < N; i++) if (got[i] !== i) assert.fail(`message ${i} is ${got[i]}`)
   assert.equal(await server.bus.queue(name).count(), 0)
 })
+
+test('channel: a federated peer and a native peer echo, and a half-close reaches each side as end', async () => {
+  const server = await fedServer(redis.servers)
+  const client = await fedClient([server.url])
+  const name = uniqueName('fedch')
+  // The native peer echoes what it reads, then ends its side when the federated one has ended.
+  const native = server.bus.channel(name, { listen: true })
+  // (Not for await: leaving that loop destroys the channel, which its peer would see as an abort.)
+  let n = 0
+  native.on('data', (chunk) => {
+    native.write(chunk)
+    n++
+  })
+  const echoed = once(native, 'end').then(() => {
+    native.end()
+    return n
+  })
+  const remote = client.channel(name)
+  const remoteConnected = once(remote, 'remote:connect')
+  const got: string[] = []
+  remote.on('data', (c: Buffer) => got.push(c.toString()))
+  const ended = once(remote, 'end')
+  const sent = Array.from({ length: 500 }, (_, i) => `m${i}`)
+  for (const s of sent) remote.write(s)
+  remote.end()
+  assert.equal(await echoed, 500, 'the native side saw the federated end after every message')
+  await ended
+  assert.deepEqual(got, sent)
+  await remoteConnected
+})
+
+test('pub/sub: a federated subscriber receives what a native and a federated publisher publish', async () => {
+  const server = await fedServer(redis.servers)
+  const client = await fedClient([server.url])
+  const topic = uniqueName('fedtopic')
+  const sub = client.pubsub(topic, { objectMode: true }).createReadStream()
+  await once(sub, 'ready')
+  await eventually(async () => (await server.bus.pubsub(topic, { objectMode: true }).publish({ probe: true })) > 0)
+  const got: unknown[] = []
+  sub.on('data', (m) => { if (!(m as { probe?: boolean }).probe) got.push(m) })
+  await server.bus.pubsub(topic, { objectMode: true }).publish({ from: 'native' })
+  assert.equal(await client.pubsub(topic, { objectMode: true }).publish({ from: 'federated' }), 1)
+  const w = client.pubsub(topic, { objectMode: true }).createWriteStream()
+  w.end({ from: 'stream' })
+  await once(w, 'finish')
+  await eventually(() => got.length === 3)
+  assert.deepEqual(got, [{ from: 'native' }, { from: 'federated' }, { from: 'stream' }])
+  sub.destroy()
+})
+
+test('find(): local on the serving bus, the server URL on a federated bus, null when nobody has the queue', async () => {
+  const server = await fedServer(redis.servers)
+  const client = await fedClient([server.url])
+  const name = uniqueName('fedfind')
+  assert.equal(await client.queue(name).find(), null)
+  assert.equal(await server.bus.queue(name).find(), null)
+  await client.queue(name).push(Buffer.from('x'))
+  assert.equal(await client.queue(name).find(), server.url)
+  assert.equal(await server.bus.queue(name).find(), 'local')
+  assert.equal(await client.queue(name).count(), 1)
+})
+
+test('services and objects: a federated request is answered by a native server; an object saved through federation is seen natively and back', async () => {
+  const server = await fedServer(redis.servers)
+  const client = await fedClient([server.url])
+  const svc = uniqueName('fedsvc')
+  server.bus.service<{ n: number }, number>(svc, { objectMode: true }).serve((req) => req.data.n * 2)
+  const replies = await Promise.all([1, 2, 3].map((n) => client.service<{ n: number }, number>(svc, { objectMode: true }).request({ n }, { timeout: 10_000 })))
+  assert.deepEqual(replies, [2, 4, 6])
+  server.bus.service(`${svc}-fails`, { objectMode: true }).serve(() => { throw new Error('nope') })
+  await assert.rejects(client.service(`${svc}-fails`, { objectMode: true }).request({}, { timeout: 10_000 }), { code: 'ERR_BUSMQ_REMOTE' })
+
+  const name = uniqueName('fedobj')
+  const obj = client.object<{ a: number, b: string }>(name)
+  assert.equal(await obj.load(), null)
+  const changes = obj.createChangeStream()
+  await once(changes, 'ready')
+  const v1 = await obj.set({ a: 1, b: 'x' }).save()
+  assert.deepEqual(await server.bus.object(name).load(), { a: 1, b: 'x' })
+  const native = server.bus.object(name)
+  await native.load()
+  await native.set({ a: 2 }).save()
+  assert.deepEqual(await obj.load(), { a: 2, b: 'x' })
+  await assert.rejects(obj.set({ b: 'y' }).save({ ifVersion: v1 }), { code: 'ERR_BUSMQ_CONFLICT' })
+  const seen: unknown[] = []
+  for await (const c of changes) {
+    seen.push(c.fields)
+    if (seen.length === 2) break
+  }
+  assert.deepEqual(seen, [{ a: 1, b: 'x' }, { a: 2 }])
+})
