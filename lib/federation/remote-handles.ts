@@ -75,7 +75,7 @@ export class RemoteQueue<T = any> implements RemoteTarget {
       untilEmpty: options.untilEmpty,
       untilEnd: options.untilEnd,
       ttl: this.options.ttl
-    }, decoder(options.objectMode ?? this.objectMode, codec, options.withIds === true), hwm)
+    }, decoder(options.objectMode ?? this.objectMode, codec, options.withIds === true), hwm, options.mode === 'replay' ? 'replay' : 'consume')
   }
 
   /** Pushes one message; resolves with its id once stored (sent again after a reconnection, stored once). */

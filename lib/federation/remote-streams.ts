@@ -109,14 +109,32 @@ export class RemoteReadStream<T = any> extends Readable {
   private readonly link: Link
   private readonly chunkOf: ChunkOf
 
+  /** Consume-once: ids lately received. A server that lost this stream gave back what it had sent, and
+   * some of it may have arrived: what arrives again is dropped (ids are unique in a queue). */
+  private readonly seen?: Set<number>
+  private readonly max: number
+  private count = 0
+
   /** @internal */
-  constructor (target: { name: string, client: FederationClient }, op: string, options: Record<string, unknown>, chunkOf: ChunkOf, highWaterMark = 256) {
+  constructor (target: { name: string, client: FederationClient }, op: string, options: Record<string, unknown>, chunkOf: ChunkOf,
+    highWaterMark = 256, resume: 'consume' | 'replay' | 'none' = 'none') {
     super({ objectMode: true, highWaterMark })
     this.name = target.name
     this.chunkOf = chunkOf
+    if (resume === 'consume') this.seen = new Set()
+    this.max = typeof options.max === 'number' ? options.max : Infinity
     const owner: LinkOwner = {
       onData: (messages) => {
         for (const m of messages) {
+          if (this.seen) {
+            if (this.seen.has(m.id)) continue
+            this.seen.add(m.id)
+            if (this.seen.size > 65_536) this.seen.delete(this.seen.values().next().value!)
+          }
+          // Opened afresh (the server lost it), the stream goes on from here.
+          this.count++
+          if (this.max !== Infinity) options.max = this.max - this.count
+          if (resume === 'replay') options.from = m.id + 1
           let chunk: unknown
           try {
             chunk = this.chunkOf(m)

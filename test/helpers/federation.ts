@@ -4,6 +4,7 @@
 import { createServer, type Server } from 'node:http'
 import { once } from 'node:events'
 import type { AddressInfo } from 'node:net'
+import type { Duplex } from 'node:stream'
 import { afterEach, beforeEach } from 'node:test'
 import { Bus, type BusOptions, type FederateOptions, type Federation, type FederationOptions } from '../../lib/index.js'
 
@@ -19,6 +20,8 @@ export interface FedServer {
   stop: () => Promise<void>
   /** Starts them again on the same port. */
   start: () => Promise<void>
+  /** Destroys the server side of every federation socket now (as a crashed proxy would). */
+  dropSockets: () => number
 }
 
 const opened: Array<Array<{ close: () => Promise<void> }>> = []
@@ -39,6 +42,7 @@ export async function fedServer (redis: Array<{ url: string }>, options: Partial
   await bus.connect()
   const path = options.path ?? '/bus'
   let port = 0
+  const sockets = new Set<Duplex>()
   const s: FedServer = {
     bus,
     http: undefined as unknown as Server,
@@ -54,6 +58,15 @@ export async function fedServer (redis: Array<{ url: string }>, options: Partial
       s.port = port
       s.url = `ws://127.0.0.1:${port}${path}`
       s.fed = bus.federate({ server: http, path, secret: SECRET, ...options })
+      http.on('upgrade', (req, socket) => {
+        sockets.add(socket)
+        socket.once('close', () => sockets.delete(socket))
+      })
+    },
+    dropSockets: () => {
+      const n = sockets.size
+      for (const socket of sockets) socket.destroy()
+      return n
     },
     stop: async () => {
       await s.fed.close()

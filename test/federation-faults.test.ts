@@ -1,0 +1,98 @@
+// Federation under faults: sockets terminated mid-stream on either side under load, and a federation
+// server stopped for 5 s. Streams resume; nothing is lost or stored twice.
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { pipeline } from 'node:stream/promises'
+import { Readable } from 'node:stream'
+import type { Bus } from '../lib/index.js'
+import { useRedis } from './helpers/redis-server.js'
+import { uniqueName, eventually, nextEvent } from './helpers/bus.js'
+import { fedServer, fedClient, type FedServer } from './helpers/federation.js'
+
+const redis = useRedis(1)
+
+/**
+ * Writes `n` numbered messages through `writer`'s federation and reads them through `reader`'s, calling
+ * `fault` each time `faultEvery` more messages were read; returns what the reader got.
+ */
+async function underLoad (writer: Bus, reader: Bus, name: string, n: number, faultEvery: number, fault: (k: number) => Promise<void> | void): Promise<number[]> {
+  const got: number[] = []
+  const r = reader.queue(name, { objectMode: true }).createReadStream({ max: n })
+  let next = faultEvery
+  let faults = 0
+  const reading = (async () => {
+    for await (const m of r) {
+      got.push(m as number)
+      if (got.length >= next) {
+        next += faultEvery
+        await fault(++faults)
+      }
+    }
+  })()
+  const w = writer.queue(name, { objectMode: true }).createWriteStream()
+  await pipeline(Readable.from((function * () { for (let i = 0; i < n; i++) yield i })()), w)
+  await reading
+  return got
+}
+
+function assertExactlyOnce (got: number[], n: number): void {
+  const counts = new Map<number, number>()
+  for (const m of got) counts.set(m, (counts.get(m) ?? 0) + 1)
+  const dup = [...counts].filter(([, c]) => c > 1).map(([m]) => m)
+  const missing = Array.from({ length: n }, (_, i) => i).filter((i) => !counts.has(i))
+  assert.deepEqual({ dup: dup.slice(0, 10), missing: missing.slice(0, 10) }, { dup: [], missing: [] })
+  assert.equal(got.length, n)
+}
+
+async function stored (server: FedServer, name: string): Promise<number> {
+  return await server.bus.queue(name).count()
+}
+
+test('server side: the federation sockets are destroyed 5 times mid-stream under load; every message arrives once, in order', async () => {
+  const server = await fedServer(redis.servers)
+  const client = await fedClient([server.url], { poolSize: 2, reconnectDelay: 10 })
+  const name = uniqueName('fedfault')
+  const N = 30_000
+  let drops = 0
+  const got = await underLoad(client, client, name, N, 5000, () => { drops += server.dropSockets() > 0 ? 1 : 0 })
+  assert.ok(drops >= 5, `sockets were dropped ${drops} times`)
+  assertExactlyOnce(got, N)
+  assert.deepEqual(got, [...got].sort((a, b) => a - b), 'in order')
+  assert.equal(await stored(server, name), 0)
+})
+
+test('client side: the client terminates its sockets mid-stream under load, writer and reader on separate buses; nothing lost or duplicated', async () => {
+  const server = await fedServer(redis.servers)
+  const writer = await fedClient([server.url], { reconnectDelay: 10 })
+  const reader = await fedClient([server.url], { reconnectDelay: 10, poolSize: 2 })
+  const name = uniqueName('fedfault')
+  const N = 30_000
+  const got = await underLoad(writer, reader, name, N, 4000, (k) => {
+    // Alternately the reader's and the writer's sockets, as a network would cut them.
+    (k % 2 === 0 ? writer : reader).remote!.client.dropConnections()
+  })
+  assertExactlyOnce(got, N)
+  assert.equal(await stored(server, name), 0)
+})
+
+test('the federation server stops for 5 s: the client emits reconnecting then reconnected, and its streams go on with nothing lost or duplicated', async () => {
+  const server = await fedServer(redis.servers)
+  const client = await fedClient([server.url], { reconnectDelay: 50, maxReconnectDelay: 500 })
+  const events: string[] = []
+  client.on('reconnecting', () => events.push('reconnecting'))
+  client.on('reconnected', () => events.push('reconnected'))
+  const name = uniqueName('fedstop')
+  const N = 20_000
+  const got = await underLoad(client, client, name, N, 10_000, async () => {
+    const reconnecting = nextEvent(client, 'reconnecting')
+    await server.stop()
+    await reconnecting
+    await new Promise((resolve) => setTimeout(resolve, 5000)) // the outage itself
+    const reconnected = nextEvent(client, 'reconnected')
+    await server.start()
+    await reconnected
+  })
+  assertExactlyOnce(got, N)
+  assert.deepEqual(events.slice(0, 2), ['reconnecting', 'reconnected'])
+  await eventually(async () => (await stored(server, name)) === 0)
+})
