@@ -71,6 +71,11 @@ export class FederationClient {
     return best
   }
 
+  /** Throws the reason the client closed (unauthorized, gave up, closed), if it did. */
+  assertOpen (): void {
+    if (this.closedWith) throw this.closedWith
+  }
+
   /** A stream link, not yet open. */
   link (op: string, name: string, options: Record<string, unknown>, owner: LinkOwner, window?: { bytes: number, messages: number }): Link {
     if (this.closedWith) throw this.closedWith

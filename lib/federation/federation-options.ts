@@ -73,9 +73,9 @@ export interface FederateOptions {
    */
   idleTimeout?: number
   /**
-   * Bytes the server holds for one connection: what its clients' write streams may send before they
-   * are acknowledged (split among its streams), and what it queues on the socket before it stops
-   * reading from Redis for that connection.
+   * Bytes the server buffers for a connection: it queues at most a quarter of it on the socket before
+   * its streams stop reading from Redis, and each write stream may have a sixteenth of it (between
+   * 64 KiB and 4 MiB) sent and not yet stored.
    * @default 64 MiB
    */
   maxBufferedBytes?: number

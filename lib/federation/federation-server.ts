@@ -106,8 +106,7 @@ export class FederationServer implements Federation {
 
   /** @internal Bytes of write batches one stream may have unacknowledged. */
   get writeWindow (): number {
-    const share = Math.floor(this.options.maxBufferedBytes / this.options.maxStreams)
-    return Math.max(64 * 1024, Math.min(1024 * 1024, share))
+    return Math.max(64 * 1024, Math.min(4 * 1024 * 1024, Math.floor(this.options.maxBufferedBytes / 16)))
   }
 
   private refuse (socket: Duplex, status: number, text: string): void {

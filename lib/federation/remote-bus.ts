@@ -16,9 +16,15 @@ import type { ObjectOptions } from '../object/object-options.js'
 export class RemoteBus implements RemoteContext {
   readonly client: FederationClient
 
-  constructor (options: FederationOptions, id: string, readonly maxMessageSize: number, readonly assertOpen: () => void,
+  constructor (options: FederationOptions, id: string, readonly maxMessageSize: number, private readonly busOpen: () => void,
     emit: (event: FederationEvent, ...args: unknown[]) => void, sockets: SocketFactory) {
     this.client = new FederationClient(options, id, sockets, emit)
+  }
+
+  /** Throws when the bus closed, or the client gave up or was refused. */
+  assertOpen (): void {
+    this.busOpen()
+    this.client.assertOpen()
   }
 
   queue (name: string, options?: QueueOptions): RemoteQueue {

@@ -91,7 +91,7 @@ export class RemoteWriteStream<T = any> extends Writable {
   }
 
   override _destroy (err: Error | null, callback: (error: Error | null) => void): void {
-    this.link.reset()
+    this.link?.reset()
     callback(err)
   }
 }
@@ -164,7 +164,7 @@ export class RemoteReadStream<T = any> extends Readable {
 
   override _destroy (err: Error | null, callback: (error: Error | null) => void): void {
     // What this reader holds and did not hand on goes back to the queue (the server gives it back).
-    this.link.reset(this.readableLength)
+    this.link?.reset(this.readableLength)
     callback(err)
   }
 }
@@ -269,7 +269,7 @@ export class RemoteChannel<T = any> extends Duplex {
   }
 
   override _destroy (err: Error | null, callback: (error: Error | null) => void): void {
-    this.link.reset(this.readableLength)
+    this.link?.reset(this.readableLength)
     callback(err)
   }
 }
