@@ -86,7 +86,7 @@ export class FederationClient {
   producerId (): string {
     const r = new Uint8Array(9)
     globalThis.crypto.getRandomValues(r)
-    return `${Buffer.from(r).toString('base64url')}${(++this.producerCount).toString(36)}`
+    return `${Buffer.from(r).toString('hex')}${(++this.producerCount).toString(36)}`
   }
 
   /** A one-off call; `retry` for idempotent ones (sent again after a reconnection). */

@@ -24,7 +24,7 @@ let sessions = 0
 function sessionToken (): string {
   const r = new Uint8Array(12)
   globalThis.crypto.getRandomValues(r)
-  return `${Buffer.from(r).toString('base64url')}.${(++sessions).toString(36)}`
+  return `${Buffer.from(r).toString('hex')}.${(++sessions).toString(36)}`
 }
 
 /**

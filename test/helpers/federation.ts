@@ -1,7 +1,7 @@
 // A federation server for tests: a bus with Redis serving federation on a fresh http server on a free
 // port, and federation-only client buses (no Redis at all) connected to it. Everything is closed after
 // the test that opened it.
-import { createServer, type Server } from 'node:http'
+import { createServer, type RequestListener, type Server } from 'node:http'
 import { once } from 'node:events'
 import type { AddressInfo } from 'node:net'
 import type { Duplex } from 'node:stream'
@@ -36,7 +36,8 @@ function track (r: { close: () => Promise<void> }): void {
 }
 
 /** A bus on `redis` serving federation on a new http server. */
-export async function fedServer (redis: Array<{ url: string }>, options: Partial<FederateOptions> = {}, busOptions: BusOptions = {}): Promise<FedServer> {
+export async function fedServer (redis: Array<{ url: string }>, options: Partial<FederateOptions> = {}, busOptions: BusOptions = {},
+  handler: RequestListener = (req, res) => { res.statusCode = 404; res.end() }): Promise<FedServer> {
   const bus = new Bus({ redis: redis.map((s) => s.url), ...busOptions })
   bus.on('error', () => {})
   await bus.connect()
@@ -50,7 +51,7 @@ export async function fedServer (redis: Array<{ url: string }>, options: Partial
     url: '',
     port: 0,
     start: async () => {
-      const http = createServer((req, res) => { res.statusCode = 404; res.end() })
+      const http = createServer(handler)
       http.listen(port, '127.0.0.1')
       await once(http, 'listening')
       port = (http.address() as AddressInfo).port
