@@ -61,7 +61,7 @@ export class Link {
     readonly name: string,
     readonly options: Record<string, unknown>,
     readonly owner: LinkOwner,
-    readonly window: { bytes: number, messages: number } = { bytes: 1024 * 1024, messages: 2000 }
+    readonly window: { bytes: number, messages: number } = { bytes: 4 * 1024 * 1024, messages: 2000 }
   ) {}
 
   /** Resolves once the server opened the stream. */

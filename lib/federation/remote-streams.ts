@@ -96,6 +96,9 @@ export class RemoteWriteStream<T = any> extends Writable {
   }
 }
 
+/** Ids a consume-once reader remembers: far more than the server may have sent and not had confirmed. */
+const SEEN = 16_384
+
 /** How a remote reader turns a message into a chunk. */
 export type ChunkOf = (m: WireMessage) => unknown
 
@@ -112,6 +115,8 @@ export class RemoteReadStream<T = any> extends Readable {
   /** Consume-once: ids lately received. A server that lost this stream gave back what it had sent, and
    * some of it may have arrived: what arrives again is dropped (ids are unique in a queue). */
   private readonly seen?: Set<number>
+  private readonly seenRing: number[] = []
+  private seenCount = 0
   private readonly max: number
   private count = 0
 
@@ -129,7 +134,10 @@ export class RemoteReadStream<T = any> extends Readable {
           if (this.seen) {
             if (this.seen.has(m.id)) continue
             this.seen.add(m.id)
-            if (this.seen.size > 65_536) this.seen.delete(this.seen.values().next().value!)
+            // The oldest id goes by its slot in a ring (taking a Set's first value scans its holes).
+            const slot = this.seenCount++ % SEEN
+            if (this.seenCount > SEEN) this.seen.delete(this.seenRing[slot])
+            this.seenRing[slot] = m.id
           }
           // Opened afresh (the server lost it), the stream goes on from here.
           this.count++
@@ -148,7 +156,7 @@ export class RemoteReadStream<T = any> extends Readable {
       onEnd: () => this.push(null),
       onFail: (err) => this.destroy(err)
     }
-    this.link = target.client.link(op, target.name, options, owner, { bytes: 1024 * 1024, messages: Math.max(2000, 2 * highWaterMark) })
+    this.link = target.client.link(op, target.name, options, owner, { bytes: 4 * 1024 * 1024, messages: Math.max(2000, 2 * highWaterMark) })
   }
 
   _construct (callback: Callback): void {
