@@ -150,12 +150,24 @@ export interface WireMessage {
 
 /** A batch: a tag (the write batch number, or 0) and messages, each `id (f64) | length (u32) | bytes`. */
 export function encodeBatch (tag: number, messages: readonly WireMessage[]): Buffer {
-  let size = BATCH_HEADER
+  return writeBatch(tag, messages, 0)
+}
+
+/** A DATA frame of a batch, made with one copy of the payloads. */
+export function dataFrame (stream: number, tag: number, messages: readonly WireMessage[]): Buffer {
+  const out = writeBatch(tag, messages, HEADER_SIZE)
+  out[0] = FrameType.DATA
+  out.writeUInt32BE(stream, 1)
+  return out
+}
+
+function writeBatch (tag: number, messages: readonly WireMessage[], offset: number): Buffer {
+  let size = offset + BATCH_HEADER
   for (const m of messages) size += MESSAGE_OVERHEAD + m.payload.length
   const out = Buffer.allocUnsafe(size)
-  out.writeDoubleBE(tag, 0)
-  out.writeUInt32BE(messages.length, 8)
-  let at = BATCH_HEADER
+  out.writeDoubleBE(tag, offset)
+  out.writeUInt32BE(messages.length, offset + 8)
+  let at = offset + BATCH_HEADER
   for (const m of messages) {
     out.writeDoubleBE(m.id, at)
     out.writeUInt32BE(m.payload.length, at + 8)

@@ -1,6 +1,6 @@
 import { Buffer } from 'buffer'
 import type { ClientConnection } from './client-connection.js'
-import { FrameType, cost, creditPayload, encodeBatch, encodeFrame, jsonFrame, MESSAGE_OVERHEAD, type WireMessage } from './frame.js'
+import { FrameType, cost, creditPayload, dataFrame, encodeFrame, jsonFrame, MESSAGE_OVERHEAD, type WireMessage } from './frame.js'
 import { FederationError } from '../errors.js'
 
 /** The ACK tag that says the server finished the stream's writing side (see server-stream.ts). */
@@ -42,7 +42,7 @@ export class Link {
   private failure?: Error
   /** Write side: batches sent (or waiting for the connection) and not yet acknowledged. */
   private nextTag = 1
-  private readonly unacked: Array<{ tag: number, batch: Buffer, bytes: number }> = []
+  private readonly unacked: Array<{ tag: number, frame: Buffer, bytes: number }> = []
   private unackedBytes = 0
   private creditWaiters: Array<() => void> = []
   private endSent = false
@@ -101,7 +101,11 @@ export class Link {
     // Credit granted on the old connection is void; the server starts from the window again.
     this.unreportedBytes = 0
     this.unreportedMessages = 0
-    for (const u of this.unacked) this.conn.sendFrame(encodeFrame(FrameType.DATA, this.id, u.batch))
+    for (const u of this.unacked) {
+      // Sent again on this connection's stream id.
+      u.frame.writeUInt32BE(this.id, 1)
+      this.conn.sendFrame(u.frame)
+    }
     if (this.endSent && !this.finished) this.conn.sendFrame(encodeFrame(FrameType.END, this.id))
     for (const w of this.openWaiters.splice(0)) w.resolve()
     this.wakeWriters()
@@ -130,10 +134,10 @@ export class Link {
       }
       if (this.failure) throw this.failure
       const tag = this.nextTag++
-      const batch = encodeBatch(tag, payloads.slice(i, j).map((payload) => ({ id: 0, payload })))
-      this.unacked.push({ tag, batch, bytes: batch.length })
-      this.unackedBytes += batch.length
-      this.conn.sendFrame(encodeFrame(FrameType.DATA, this.id, batch))
+      const frame = dataFrame(this.id, tag, payloads.slice(i, j).map((payload) => ({ id: 0, payload })))
+      this.unacked.push({ tag, frame, bytes: frame.length })
+      this.unackedBytes += frame.length
+      this.conn.sendFrame(frame)
       i = j
     }
   }

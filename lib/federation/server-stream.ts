@@ -5,7 +5,7 @@ import type { Producer, ProducerIdentity } from '../queue/producer.js'
 import type { QueueReader } from '../queue/queue-read-stream.js'
 import { KIND_END } from '../queue/element.js'
 import { MAX_BATCH_COUNT, MAX_BATCH_BYTES } from '../queue/producer.js'
-import { FrameType, cost, creditPayload, encodeBatch, jsonFrame, encodeFrame, numberPayload, type WireMessage } from './frame.js'
+import { FrameType, cost, creditPayload, dataFrame, jsonFrame, encodeFrame, numberPayload, type WireMessage } from './frame.js'
 
 const debug = createDebug('busmq:federation')
 
@@ -23,8 +23,10 @@ export interface Sink {
   accept: (payloads: Buffer[]) => Promise<void>
   /** The client ended its side: flush, end, resolve once done. */
   finish: () => Promise<void>
-  /** The stream is gone (client reset, or given up): `resumable` false drops any resume record. */
+  /** The stream is gone (client reset, or given up). */
   destroy: (err?: Error) => void
+  /** Batches may be accepted before the previous one is stored. */
+  readonly pipelined?: boolean
 }
 
 /** A connection as a server stream sees it. */
@@ -84,6 +86,7 @@ export class QueueSink implements Sink {
 
 /** A sink onto a Writable (a channel, a pub/sub publisher): a batch is stored when its last write called back. */
 export class WritableSink implements Sink {
+  readonly pipelined = true
   private failure?: Error
   constructor (private readonly stream: Writable) {
     stream.on('error', (err: Error) => { this.failure = err })
@@ -181,7 +184,7 @@ export class ServerStream {
     const again = this.unconfirmed
     if (again.length > 0) {
       for (const m of again) this.take(cost(m.payload))
-      for (let i = 0; i < again.length; i += FRAME_MESSAGES) host.send(encodeFrame(FrameType.DATA, id, encodeBatch(0, again.slice(i, i + FRAME_MESSAGES))))
+      for (let i = 0; i < again.length; i += FRAME_MESSAGES) host.send(dataFrame(id, 0, again.slice(i, i + FRAME_MESSAGES)))
     }
     if (this.endSent) host.send(encodeFrame(FrameType.END, id))
     this.pump()
@@ -222,7 +225,7 @@ export class ServerStream {
       if (batch.length === 0) break
       this.sent += batch.length
       for (const m of batch) this.unconfirmed.push(m)
-      host.send(encodeFrame(FrameType.DATA, this.id, encodeBatch(0, batch)))
+      host.send(dataFrame(this.id, 0, batch))
     }
     if (this.sourceEnded && !this.endSent && this.source.readableLength === 0) {
       this.endSent = true
@@ -252,10 +255,14 @@ export class ServerStream {
     }
     this.lastTag = tag
     this.pendingBytes += bytes
+    // A Writable keeps the order of its writes and calls back in order: batches go in at once, acks
+    // follow in order. A queue's producer numbers its pushes: one batch at a time.
+    const early = sink.pipelined === true && !this.closed ? sink.accept(payloads) : undefined
+    early?.catch(() => {})
     this.chain = this.chain.then(async () => {
       if (this.closed) return
       if (sink instanceof QueueSink) sink.batch = tag
-      await sink.accept(payloads)
+      await (early ?? sink.accept(payloads))
       this.pendingBytes -= bytes
       this.host?.send(encodeFrame(FrameType.ACK, this.id, numberPayload(tag)))
     }).catch((err: Error) => this.fail(err))
