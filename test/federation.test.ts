@@ -118,3 +118,23 @@ test('services and objects: a federated request is answered by a native server; 
   }
   assert.deepEqual(seen, [{ a: 1, b: 'x' }, { a: 2 }])
 })
+
+test('a federated bus serves a service: native and federated requesters get its replies; a throw is ERR_BUSMQ_REMOTE; close() stops it', async () => {
+  const server = await fedServer(redis.servers)
+  const client = await fedClient([server.url])
+  const requester = await fedClient([server.url])
+  const svc = uniqueName('fedserve')
+  const served = client.service<{ n: number }, number>(svc, { objectMode: true }).serve(async (req) => {
+    if (req.data.n < 0) throw new Error('negative')
+    return req.data.n + 1
+  })
+  await once(served, 'ready')
+  const native = server.bus.service<{ n: number }, number>(svc, { objectMode: true })
+  assert.deepEqual(await Promise.all([1, 2, 3].map((n) => native.request({ n }, { timeout: 10_000 }))), [2, 3, 4])
+  const remote = requester.service<{ n: number }, number>(svc, { objectMode: true })
+  assert.deepEqual(await Promise.all(Array.from({ length: 100 }, (_, n) => remote.request({ n }, { timeout: 10_000 }))),
+    Array.from({ length: 100 }, (_, n) => n + 1))
+  await assert.rejects(native.request({ n: -1 }, { timeout: 10_000 }), (err: any) => err.code === 'ERR_BUSMQ_REMOTE' && /negative/.test(err.message))
+  await served.close()
+  await assert.rejects(native.request({ n: 1 }, { timeout: 500 }), { code: 'ERR_BUSMQ_REQUEST_TIMEOUT' })
+})

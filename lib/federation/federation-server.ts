@@ -8,11 +8,12 @@ import { checkInt } from '../names.js'
 import { FederationError, ForbiddenError, InvalidOptionError } from '../errors.js'
 import {
   FrameType, ProtocolError, decodeFrame, encodeFrame, jsonFrame, parseJson, decodeBatch, readCredit, encodeCall,
-  decodeCall, NONCE_SIZE, MAC_SIZE, type Frame
+  decodeCall, NONCE_SIZE, MAC_SIZE, type Frame, type WireMessage
 } from './frame.js'
 import { randomNonce, clientProof, serverProof } from './auth.js'
 import { ServerStream, QueueSink, WritableSink, type StreamHost } from './server-stream.js'
 import { runCall, PASSTHROUGH_CODEC } from './server-calls.js'
+import { ServeBridge } from './serve-bridge.js'
 import type { ObjectChange } from '../object/object-options.js'
 import {
   DEFAULT_FEDERATE_OPTIONS, type FederateOptions, type FederationClientInfo, type FederationOp
@@ -430,6 +431,11 @@ class ServerConnection implements StreamHost {
       case 'pubsub.write': {
         await this.server.allowed('publish', name, this.client)
         return new ServerStream(session, op, undefined, new WritableSink(bus.pubsub(name).createWriteStream()))
+      }
+      case 'service.serve': {
+        await this.server.allowed('serve', name, this.client)
+        const bridge = new ServeBridge(bus, name, o)
+        return new ServerStream(session, op, bridge.requests, bridge, { toPayload: (c: WireMessage) => c })
       }
       case 'object.changes': {
         await this.server.allowed('object', name, this.client)

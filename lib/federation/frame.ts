@@ -251,3 +251,8 @@ export function numberPayload (n: number): Buffer {
 export function cost (payload: Uint8Array): number {
   return payload.length + MESSAGE_OVERHEAD
 }
+
+/** A reply from a federated service handler: `request number (f64) | status (u8) | payload`. */
+export const REPLY_VALUE = 0
+export const REPLY_EMPTY = 1
+export const REPLY_ERROR = 2

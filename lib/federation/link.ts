@@ -202,7 +202,7 @@ export class Link {
   }
 
   private get writes (): boolean {
-    return this.op === 'queue.write' || this.op === 'pubsub.write' || this.op === 'channel'
+    return this.op === 'queue.write' || this.op === 'pubsub.write' || this.op === 'channel' || this.op === 'service.serve'
   }
 
   /** @internal The stream failed (RESET from the server, the client gave up). */

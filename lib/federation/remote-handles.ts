@@ -3,7 +3,10 @@ import { checkCodec, decodeMessage, jsonCodec, type Codec, type CodecOptions } f
 import type { QueueOptions, ReadStreamOptions, WriteStreamOptions } from '../queue/queue-options.js'
 import type { ChannelOptions } from '../channel/channel-options.js'
 import type { ObjectChange, ObjectOptions, SaveOptions, ChangeStreamOptions } from '../object/object-options.js'
-import type { RequestOptions, ServiceOptions } from '../service/service-options.js'
+import type { RequestOptions, ServeOptions, ServiceOptions } from '../service/service-options.js'
+import { EventEmitter } from 'events'
+import type { Link, LinkOwner } from './link.js'
+import { REPLY_EMPTY, REPLY_ERROR, REPLY_VALUE } from './frame.js'
 import { FederationError, InvalidOptionError } from '../errors.js'
 import type { FederationClient } from './federation-client.js'
 import { RemoteChannel, RemoteReadStream, RemoteWriteStream, decoder, encodeFor, type RemoteTarget } from './remote-streams.js'
@@ -166,8 +169,67 @@ export class RemoteService<Req = any, Res = any> {
     return decodeMessage(payloads[0], this.objectMode, this.codec) as Res
   }
 
-  serve (): never {
-    return unsupported('serving a service')
+  /**
+   * Serves the service from this federated bus: the federation server runs a server (with these
+   * options: `concurrency`, `reliable`, `lease`, `maxDeliveries`, `exposeStack`) that hands each request
+   * to `handler` here and answers with what it returns (a value; streamed replies need a bus with Redis).
+   * A handler that throws answers with `ERR_BUSMQ_REMOTE` at the requester. `close()` stops serving.
+   */
+  serve (handler: (req: { id: string, data: Req, deadline: number }) => Res | undefined | Promise<Res | undefined>, options: ServeOptions = {}): RemoteServiceServer {
+    this.ctx.assertOpen()
+    if (typeof handler !== 'function') throw new InvalidOptionError('serve needs a handler function')
+    return new RemoteServiceServer(this.ctx, this.name, handler, options, this.objectMode, this.codec)
+  }
+}
+
+/** What `serve()` returns on a federated bus. Emits `error` when a reply cannot be sent. */
+export class RemoteServiceServer extends EventEmitter {
+  private readonly link: Link
+  private closing?: Promise<void>
+
+  constructor (ctx: RemoteContext, readonly name: string, handler: (req: { id: string, data: any, deadline: number }) => unknown,
+    options: ServeOptions, objectMode: boolean, codec: Codec) {
+    super()
+    const reply = (n: number, status: number, body: Buffer): void => {
+      const head = Buffer.allocUnsafe(9)
+      head.writeDoubleBE(n, 0)
+      head[8] = status
+      this.link.write([Buffer.concat([head, body])]).catch((err: Error) => { if (this.listenerCount('error') > 0) this.emit('error', err) })
+      this.link.grant(true)
+    }
+    const owner: LinkOwner = {
+      onData: (messages) => {
+        for (const m of messages) {
+          const n = m.id
+          Promise.resolve().then(() => handler({
+            id: String(n), deadline: m.payload.readDoubleBE(0), data: decodeMessage(m.payload.subarray(8), objectMode, codec)
+          })).then((value) => {
+            if (value === undefined) reply(n, REPLY_EMPTY, Buffer.alloc(0))
+            else reply(n, REPLY_VALUE, encodeFor(ctx, value, objectMode, codec))
+          }, (err: Error & { code?: unknown }) => {
+            reply(n, REPLY_ERROR, Buffer.from(JSON.stringify({
+              name: err?.name ?? 'Error', message: err?.message ?? String(err), code: typeof err?.code === 'string' ? err.code : undefined
+            })))
+          })
+        }
+      },
+      onEnd: () => {},
+      onFail: (err) => { if (this.listenerCount('error') > 0) this.emit('error', err) }
+    }
+    this.link = ctx.client.link('service.serve', name, {
+      concurrency: options.concurrency,
+      reliable: options.reliable,
+      lease: options.lease,
+      maxDeliveries: options.maxDeliveries,
+      exposeStack: options.exposeStack
+    }, owner, { bytes: 4 * 1024 * 1024, messages: 1024 })
+    this.link.open().then(() => this.emit('ready'), (err: Error) => { if (this.listenerCount('error') > 0) this.emit('error', err) })
+  }
+
+  /** Stops serving: the server on the federation server closes (requests it did not start go to other servers). */
+  close (): Promise<void> {
+    this.closing ??= this.link.finish().catch(() => {})
+    return this.closing
   }
 }
 
