@@ -7,7 +7,13 @@ import { Readable } from 'node:stream'
 import type { Bus } from '../lib/index.js'
 import { useRedis } from './helpers/redis-server.js'
 import { uniqueName, eventually, nextEvent } from './helpers/bus.js'
-import { fedServer, fedClient, type FedServer } from './helpers/federation.js'
+import { fedServer, fedClient, SECRET, type FedServer } from './helpers/federation.js'
+import { fixture } from './helpers/fixture.js'
+import { once } from 'node:events'
+import { randomBytes } from 'node:crypto'
+import { WebSocket } from 'ws'
+import { FrameType, encodeFrame, decodeFrame } from '../lib/federation/frame.js'
+import { clientProof } from '../lib/federation/auth.js'
 
 const redis = useRedis(1)
 
@@ -95,4 +101,33 @@ test('the federation server stops for 5 s: the client emits reconnecting then re
   assertExactlyOnce(got, N)
   assert.deepEqual(events.slice(0, 2), ['reconnecting', 'reconnected'])
   await eventually(async () => (await stored(server, name)) === 0)
+})
+
+test('dead sockets are detected in bounded time: a frozen server (SIGSTOP) by the client\'s pings, a silent client by the server\'s idleTimeout', async (t) => {
+  // A federation server in a process of its own, frozen with SIGSTOP: its socket stays open, silent.
+  const child = fixture(t, 'federation-server.js', [redis.servers[0].url, SECRET])
+  const { port } = await child.line((l) => typeof l.port === 'number')
+  const client = await fedClient([`ws://127.0.0.1:${port}/bus`], { pingInterval: 100, reconnectDelay: 50, maxReconnectDelay: 200 })
+  const reconnecting = nextEvent(client, 'reconnecting')
+  child.child.kill('SIGSTOP')
+  try {
+    await reconnecting // within 3 pings (300 ms) plus a tick: the test times out otherwise
+  } finally {
+    child.child.kill('SIGCONT')
+  }
+  await nextEvent(client, 'reconnected')
+  assert.equal(await client.queue(uniqueName('alive')).push(Buffer.from('x')), 1)
+
+  // A client that authenticated, then went silent (it does not even answer pings).
+  const server = await fedServer(redis.servers, { idleTimeout: 300 })
+  const ws = new WebSocket(server.url, { autoPong: false })
+  ws.on('error', () => {})
+  const challenge = await new Promise<Buffer>((resolve) => ws.once('message', resolve))
+  const nonce = decodeFrame(challenge).payload
+  const clientNonce = randomBytes(32)
+  ws.send(encodeFrame(FrameType.AUTH, 0, Buffer.concat([clientNonce, await clientProof(SECRET, nonce, clientNonce), Buffer.from('{}')])))
+  await new Promise((resolve) => ws.once('message', resolve))
+  const [code] = await once(ws, 'close')
+  assert.equal(code, 1006, 'the server dropped the silent connection')
+  await eventually(() => server.fed.connections === 0)
 })
