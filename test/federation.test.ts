@@ -4,7 +4,7 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { once } from 'node:events'
 import { pipeline } from 'node:stream/promises'
-import { Readable } from 'node:stream'
+import { Readable, Transform } from 'node:stream'
 import { useRedis } from './helpers/redis-server.js'
 import { uniqueName, eventually } from './helpers/bus.js'
 import { fedServer, fedClient } from './helpers/federation.js'
@@ -137,4 +137,37 @@ test('a federated bus serves a service: native and federated requesters get its 
   await assert.rejects(native.request({ n: -1 }, { timeout: 10_000 }), (err: any) => err.code === 'ERR_BUSMQ_REMOTE' && /negative/.test(err.message))
   await served.close()
   await assert.rejects(native.request({ n: 1 }, { timeout: 500 }), { code: 'ERR_BUSMQ_REQUEST_TIMEOUT' })
+})
+
+test('reliable readers over federation: acked through an ack stream; what a destroyed reader held is delivered again', async () => {
+  const server = await fedServer(redis.servers)
+  const client = await fedClient([server.url])
+  const name = uniqueName('fedrel')
+  const native = server.bus.queue(name, { objectMode: true })
+  for (let i = 0; i < 50; i++) await native.push({ i })
+  const q = client.queue(name, { objectMode: true })
+  const seen: number[] = []
+  await pipeline(q.createReadStream({ mode: 'reliable', max: 30 }), new Transform({
+    objectMode: true,
+    transform (msg, _enc, cb) {
+      seen.push(msg.data.i)
+      assert.equal(msg.redelivered, false)
+      cb(null, msg)
+    }
+  }), q.createAckStream())
+  assert.deepEqual(seen, Array.from({ length: 30 }, (_, i) => i))
+  // A reader that takes the rest, acks none, and is destroyed: they go back, delivered again.
+  const holder = q.createReadStream({ mode: 'reliable', lease: 60_000 })
+  const held: number[] = []
+  await new Promise<void>((resolve) => holder.on('data', (m) => { held.push(m.data.i); if (held.length === 20) resolve() }))
+  holder.destroy()
+  const again: Array<{ i: number, deliveries: number }> = []
+  for await (const m of q.createReadStream({ mode: 'reliable', max: 20 })) {
+    again.push({ i: m.data.i, deliveries: m.deliveries })
+    assert.equal(await m.ack(), true)
+  }
+  assert.deepEqual(again.map((m) => m.i).sort((a, b) => a - b), Array.from({ length: 20 }, (_, i) => 30 + i))
+  assert.ok(again.every((m) => m.deliveries === 2), 'each was delivered a second time')
+  const stats = await native.stats()
+  assert.deepEqual([stats.length, stats.inFlight], [0, 0])
 })

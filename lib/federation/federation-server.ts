@@ -5,7 +5,8 @@ import createDebug from 'debug'
 import { WebSocketServer, type WebSocket } from 'ws'
 import type { Bus } from '../bus.js'
 import { checkInt } from '../names.js'
-import { FederationError, ForbiddenError, InvalidOptionError } from '../errors.js'
+import { ForbiddenError, InvalidOptionError } from '../errors.js'
+import type { ReliableMessage } from '../queue/reliable-message.js'
 import {
   FrameType, ProtocolError, decodeFrame, encodeFrame, jsonFrame, parseJson, decodeBatch, readCredit, encodeCall,
   decodeCall, NONCE_SIZE, MAC_SIZE, type Frame, type WireMessage
@@ -409,8 +410,32 @@ class ServerConnection implements StreamHost {
       }
       case 'queue.read': {
         await this.server.allowed('read', name, this.client)
-        if (o.mode === 'reliable') throw new FederationError('reliable readers are not available over federation yet')
         const q = bus.queue(name, { ttl: o.ttl })
+        if (o.mode === 'reliable') {
+          // Leases are the server's; the client acks each message by id (the reliable.ack call).
+          const held = new Map<number, ReliableMessage>()
+          const reader = q.createReadStream({
+            mode: 'reliable',
+            lease: o.lease,
+            maxDeliveries: o.maxDeliveries,
+            prefetch: o.prefetch,
+            after: o.after,
+            max: o.max ?? undefined,
+            untilEmpty: o.untilEmpty,
+            untilEnd: o.untilEnd,
+            highWaterMark: o.highWaterMark
+          })
+          const stream = new ServerStream(session, op, reader, undefined, {
+            toPayload: (m: ReliableMessage<Buffer>) => {
+              held.set(m.id, m)
+              const head = Buffer.allocUnsafe(4)
+              head.writeUInt32BE(m.deliveries, 0)
+              return { id: m.id, payload: Buffer.concat([head, m.data]) }
+            }
+          })
+          stream.held = held
+          return stream
+        }
         const reader = q.createReadStream({
           mode: o.mode, from: o.from, max: o.max ?? undefined, untilEmpty: o.untilEmpty, untilEnd: o.untilEnd, withIds: true, highWaterMark: 1000
         })

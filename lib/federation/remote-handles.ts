@@ -5,6 +5,7 @@ import type { ChannelOptions } from '../channel/channel-options.js'
 import type { ObjectChange, ObjectOptions, SaveOptions, ChangeStreamOptions } from '../object/object-options.js'
 import type { RequestOptions, ServeOptions, ServiceOptions } from '../service/service-options.js'
 import { EventEmitter } from 'events'
+import { AckStream } from '../queue/ack-stream.js'
 import type { Link, LinkOwner } from './link.js'
 import { REPLY_EMPTY, REPLY_ERROR, REPLY_VALUE } from './frame.js'
 import { FederationError, InvalidOptionError } from '../errors.js'
@@ -67,10 +68,38 @@ export class RemoteQueue<T = any> implements RemoteTarget {
   /** A Readable consumer over federation (consume-once or replay; see `ReadStreamOptions`). */
   createReadStream (options: ReadStreamOptions = {}): RemoteReadStream<T> {
     this.ctx.assertOpen()
-    if (options.mode === 'reliable') unsupported('a reliable reader')
     const codec = checkCodec(options.codec) ?? this.codec
     const hwm = options.highWaterMark ?? 256
     if (!Number.isSafeInteger(hwm) || hwm < 1) throw new InvalidOptionError('highWaterMark must be a positive integer')
+    if (options.mode === 'reliable') {
+      const objectMode = options.objectMode ?? this.objectMode
+      const client = this.client
+      const name = this.name
+      const settle = async (link: Link, id: number, mode: string): Promise<boolean> =>
+        (await client.call('reliable.ack', name, { session: link.session, id, mode })).result
+      return new RemoteReadStream<T>(this, 'queue.read', {
+        mode: 'reliable',
+        lease: options.lease,
+        maxDeliveries: options.maxDeliveries,
+        prefetch: options.prefetch,
+        after: options.after,
+        max: options.max === Infinity ? undefined : options.max,
+        untilEmpty: options.untilEmpty,
+        untilEnd: options.untilEnd,
+        ttl: this.options.ttl,
+        highWaterMark: hwm
+      }, (m, link) => {
+        const deliveries = m.payload.readUInt32BE(0)
+        return {
+          id: m.id,
+          data: decodeMessage(m.payload.subarray(4), objectMode, codec),
+          deliveries,
+          redelivered: deliveries > 1,
+          ack: async () => await settle(link, m.id, 'ack'),
+          nack: async (o: { deadLetter?: boolean } = {}) => { await settle(link, m.id, o.deadLetter === true ? 'dead' : 'nack') }
+        }
+      }, hwm)
+    }
     return new RemoteReadStream<T>(this, 'queue.read', {
       mode: options.mode,
       from: options.from,
@@ -79,6 +108,11 @@ export class RemoteQueue<T = any> implements RemoteTarget {
       untilEnd: options.untilEnd,
       ttl: this.options.ttl
     }, decoder(options.objectMode ?? this.objectMode, codec, options.withIds === true), hwm, options.mode === 'replay' ? 'replay' : 'consume')
+  }
+
+  /** A Writable that acks the reliable messages written to it (as `Queue.createAckStream()`). */
+  createAckStream (): AckStream {
+    return new AckStream()
   }
 
   /** Pushes one message; resolves with its id once stored (sent again after a reconnection, stored once). */

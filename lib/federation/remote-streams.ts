@@ -99,8 +99,8 @@ export class RemoteWriteStream<T = any> extends Writable {
 /** Ids a consume-once reader remembers: far more than the server may have sent and not had confirmed. */
 const SEEN = 16_384
 
-/** How a remote reader turns a message into a chunk. */
-export type ChunkOf = (m: WireMessage) => unknown
+/** How a remote reader turns a message into a chunk (`link`: the stream's, for reliable acks). */
+export type ChunkOf = (m: WireMessage, link: Link) => unknown
 
 /**
  * A Readable of messages carried over federation (a queue's consumer, a subscriber, an object's change
@@ -145,7 +145,7 @@ export class RemoteReadStream<T = any> extends Readable {
           if (resume === 'replay') options.from = m.id + 1
           let chunk: unknown
           try {
-            chunk = this.chunkOf(m)
+            chunk = this.chunkOf(m, this.link)
           } catch (err) {
             this.destroy(err as Error)
             return
@@ -229,7 +229,7 @@ export class RemoteChannel<T = any> extends Duplex {
         for (const m of messages) {
           let chunk: unknown
           try {
-            chunk = decode(m)
+            chunk = decode(m, this.link)
           } catch (err) {
             this.destroy(err as Error)
             return

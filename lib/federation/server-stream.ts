@@ -4,6 +4,7 @@ import type { Queue } from '../queue/queue.js'
 import type { Producer, ProducerIdentity } from '../queue/producer.js'
 import type { QueueReader } from '../queue/queue-read-stream.js'
 import { KIND_END } from '../queue/element.js'
+import type { ReliableMessage } from '../queue/reliable-message.js'
 import { MAX_BATCH_COUNT, MAX_BATCH_BYTES } from '../queue/producer.js'
 import { FrameType, cost, creditPayload, dataFrame, jsonFrame, encodeFrame, numberPayload, type WireMessage } from './frame.js'
 
@@ -135,6 +136,8 @@ export class ServerStream {
   id = 0
   /** Called once, when the stream closes (the server forgets its session). */
   onClosed?: () => void
+  /** A reliable reader's messages sent to the client and not yet acked or nacked, by id. */
+  held?: Map<number, ReliableMessage>
   private credit = { bytes: 0, messages: 0 }
   /** Messages sent and not yet confirmed by the client's credit (resent on resume). */
   private unconfirmed: WireMessage[] = []
@@ -287,8 +290,21 @@ export class ServerStream {
   private maybeDone (): void {
     const sourceDone = !this.source || this.endSent
     const sinkDone = !this.sink || this.sinkFinished
+    if (!sourceDone || !sinkDone) return
+    // A reliable reader lives on until the client has acked or nacked what it holds (its leases).
+    if (this.held && this.held.size > 0) {
+      this.doneWhenSettled = true
+      return
+    }
     // Everything was sent (END went after the last message): nothing is given back.
-    if (sourceDone && sinkDone) this.destroy(undefined, 0, this.sent)
+    this.destroy(undefined, 0, this.sent)
+  }
+
+  private doneWhenSettled = false
+
+  /** A reliable message was acked or nacked. */
+  settled (): void {
+    if (this.doneWhenSettled && this.held?.size === 0) this.destroy(undefined, 0, this.sent)
   }
 
   private fail (err: Error): void {
