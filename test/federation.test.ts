@@ -171,3 +171,18 @@ test('reliable readers over federation: acked through an ack stream; what a dest
   const stats = await native.stats()
   assert.deepEqual([stats.length, stats.inFlight], [0, 0])
 })
+
+test('closing a federation-only bus closes its open streams (no error for those nobody listens to) and refuses new ones', async () => {
+  const server = await fedServer(redis.servers)
+  const client = await fedClient([server.url])
+  const name = uniqueName('fedclose')
+  const reader = client.queue(name).createReadStream()
+  const sub = client.pubsub(name).createReadStream()
+  const iterated = (async () => { for await (const _ of client.queue(`${name}-2`).createReadStream()) assert.fail('nothing was pushed') })()
+  await Promise.all([once(reader, 'ready'), once(sub, 'ready')])
+  await client.close()
+  await assert.rejects(iterated, { code: 'ERR_BUSMQ_CLOSED' })
+  await eventually(() => reader.destroyed && sub.destroyed)
+  assert.throws(() => client.queue(name), { code: 'ERR_BUSMQ_CLOSED' })
+  await eventually(async () => (await server.bus.queue(name).stats()).clients === 0)
+})

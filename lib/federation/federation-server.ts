@@ -207,7 +207,8 @@ class ServerConnection implements StreamHost {
       if (!isBinary) return this.violate('text frame')
       this.receive(data as Buffer)
     })
-    ws.on('close', () => this.closed())
+    // 1000: the client closed on purpose (bus.close()); its streams will not come back.
+    ws.on('close', (code) => this.closed(code === 1000))
     ws.on('error', (err) => debug('socket error: %s', err.message))
     ws.on('pong', () => { this.lastSeen = Date.now() })
     const idle = server.options.idleTimeout
@@ -496,10 +497,10 @@ class ServerConnection implements StreamHost {
     }).finally(() => this.calls.delete(id))
   }
 
-  private closed (): void {
+  private closed (final = false): void {
     this.state = 'closed'
     clearInterval(this.timer)
-    const closing = this.server.isClosing
+    const closing = final || this.server.isClosing
     for (const s of this.streams.values()) {
       if (closing) s.destroy()
       else s.detach(this.server.options.resumeTimeout)

@@ -1,7 +1,7 @@
 import { Buffer } from 'buffer'
 import { Readable, Writable, Duplex } from 'readable-stream'
 import { checkCodec, decodeMessage, encodeMessage, jsonCodec, type Codec } from '../queue/codec.js'
-import { EncodeError, MessageTooLargeError, DecodeError } from '../errors.js'
+import { BusClosedError, EncodeError, MessageTooLargeError, DecodeError } from '../errors.js'
 import type { FederationClient } from './federation-client.js'
 import type { Link, LinkOwner } from './link.js'
 import type { WireMessage } from './frame.js'
@@ -15,6 +15,15 @@ export interface RemoteTarget {
   readonly objectMode: boolean
   readonly codec: Codec
   readonly maxMessageSize: number
+}
+
+/**
+ * Destroys a stream its link failed: with the error, except when the bus closed and nobody listens for
+ * errors (a local stream closed by `bus.close()` does not crash the process either).
+ */
+function failQuietlyOnClose (stream: { destroy: (err?: Error) => unknown, listenerCount: (e: string) => number }, err: Error): void {
+  if (err instanceof BusClosedError && stream.listenerCount('error') === 0) stream.destroy()
+  else stream.destroy(err)
 }
 
 /** Encodes one value as a native stream would (mode, codec, size). */
@@ -68,7 +77,7 @@ export class RemoteWriteStream<T = any> extends Writable {
     const owner: LinkOwner = {
       onData: () => {},
       onEnd: () => {},
-      onFail: (err) => this.destroy(err)
+      onFail: (err) => failQuietlyOnClose(this, err)
     }
     this.link = target.client.link(op, target.name, options, owner)
   }
@@ -154,7 +163,7 @@ export class RemoteReadStream<T = any> extends Readable {
         }
       },
       onEnd: () => this.push(null),
-      onFail: (err) => this.destroy(err)
+      onFail: (err) => failQuietlyOnClose(this, err)
     }
     this.link = target.client.link(op, target.name, options, owner, { bytes: 4 * 1024 * 1024, messages: Math.max(2000, 2 * highWaterMark) })
   }
@@ -238,7 +247,7 @@ export class RemoteChannel<T = any> extends Duplex {
         }
       },
       onEnd: () => this.push(null),
-      onFail: (err) => this.destroy(err),
+      onFail: (err) => failQuietlyOnClose(this, err),
       onEvent: (e) => {
         if (e.event === 'remote:connect') this.remoteConnected = true
         if (e.event === 'remote:disconnect') this.remoteConnected = false
