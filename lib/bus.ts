@@ -84,7 +84,8 @@ export function shardIdOf (url: string): string {
  * them, and factories for queues, channels and pub/sub topics.
  *
  * Events: `online` (shardId) when a shard's connection is ready, `offline` (shardId) when one is lost,
- * `error` (err) for connection errors (reconnection is automatic), `dataloss` (shardId, err).
+ * `error` (err) for connection errors (reconnection is automatic), `dataloss` (shardId, err); with
+ * `federation`: `reconnecting` (url), `reconnected` (url), `unauthorized` (url, err), `close` (err).
  */
 export class Bus extends EventEmitter {
   /** Resolved settings (prefix, ttl, maxMessageSize, pollInterval, id, …). */
