@@ -131,3 +131,25 @@ test('dead sockets are detected in bounded time: a frozen server (SIGSTOP) by th
   assert.equal(code, 1006, 'the server dropped the silent connection')
   await eventually(() => server.fed.connections === 0)
 })
+
+test('a channel resumes after its sockets are cut: a federated peer and a native echo peer, every message once, in order', async () => {
+  const server = await fedServer(redis.servers)
+  const client = await fedClient([server.url], { reconnectDelay: 10 })
+  const name = uniqueName('fedchfault')
+  const native = server.bus.channel(name, { listen: true, objectMode: true })
+  native.on('data', (m) => native.write(m))
+  native.on('end', () => native.end())
+  const remote = client.channel(name, { objectMode: true })
+  const got: number[] = []
+  const N = 5000
+  const ended = new Promise<void>((resolve) => remote.on('end', resolve))
+  remote.on('data', (m: number) => {
+    got.push(m)
+    if (got.length === 1500 || got.length === 3500) server.dropSockets()
+  })
+  for (let i = 0; i < N; i++) if (!remote.write(i)) await once(remote, 'drain')
+  remote.end()
+  await ended
+  assertExactlyOnce(got, N)
+  assert.deepEqual(got, [...got].sort((a, b) => a - b), 'in order')
+})
