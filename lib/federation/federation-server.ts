@@ -383,6 +383,7 @@ class ServerConnection implements StreamHost {
       if (this.state === 'closed' || this.server.isClosing) return stream.destroy()
       this.streams.set(id, stream)
       this.server.sessions.set(session, stream)
+      stream.linger = this.server.options.resumeTimeout
       stream.onClosed = () => { if (this.server.sessions.get(session) === stream) this.server.sessions.delete(session) }
       stream.attach(this, id, window, 0, { writeWindow: this.server.writeWindow })
     }, (err: Error) => {

@@ -175,7 +175,7 @@ export class ServerStream {
 
   /** Attaches to a connection as stream `id`; `window` is the client's credit, `received` what it has. */
   attach (host: StreamHost, id: number, window: { bytes: number, messages: number }, received: number, details: Record<string, unknown>): void {
-    clearTimeout(this.expiry)
+    if (!this.lingering) clearTimeout(this.expiry)
     this.host = host
     this.id = id
     this.credit = { ...window }
@@ -196,7 +196,7 @@ export class ServerStream {
   /** The connection dropped: wait for the client to come back. */
   detach (resumeTimeout: number): void {
     this.host = undefined
-    if (this.closed) return
+    if (this.closed || this.lingering) return
     this.expiry = setTimeout(() => this.destroy(undefined, 0), resumeTimeout)
     this.expiry.unref?.()
   }
@@ -277,7 +277,8 @@ export class ServerStream {
     if (!sink) return
     this.chain = this.chain.then(async () => {
       if (this.closed) return
-      await sink.finish()
+      // Sent again by a client that did not get the answer (its connection dropped): answered again.
+      if (!this.sinkFinished) await sink.finish()
       this.host?.send(encodeFrame(FrameType.ACK, this.id, numberPayload(FINISHED_TAG)))
       this.sinkFinished = true
       this.maybeDone()
@@ -296,9 +297,24 @@ export class ServerStream {
       this.doneWhenSettled = true
       return
     }
-    // Everything was sent (END went after the last message): nothing is given back.
-    this.destroy(undefined, 0, this.sent)
+    // Everything was sent (END went after the last message): nothing is given back. A writer's stream
+    // stays a while (closed locally, its session kept): a client whose connection dropped before the
+    // last acknowledgements arrived sends its batches again, and they must not be stored twice.
+    if (this.sink && this.linger > 0 && !this.lingering) {
+      this.lingering = true
+      // It no longer counts against its connection's streams; its session finds it if the client asks.
+      this.host?.forget(this)
+      this.host = undefined
+      this.expiry = setTimeout(() => this.destroy(undefined, 0, this.sent), this.linger)
+      this.expiry.unref?.()
+      return
+    }
+    if (!this.lingering) this.destroy(undefined, 0, this.sent)
   }
+
+  /** ms a finished writer's session is kept (the server's resumeTimeout). */
+  linger = 0
+  private lingering = false
 
   private doneWhenSettled = false
 
