@@ -12,6 +12,7 @@ import { originalAdapter, originalLatencyAdapter } from './contenders/busmq-orig
 import { beeAdapter, beeLatencyAdapter, bullAdapter, bullLatencyAdapter, WORKER_CONCURRENCY } from './contenders/job-queues.js'
 import { runRequestRate, serviceLatencyAdapter } from './services.js'
 import { busmqServiceAdapter, originalServiceAdapter } from './contenders/services.js'
+import { withFederation } from './federation.js'
 
 export const RAW = 'raw ioredis'
 export const OURS = 'busmq (this)'
@@ -86,6 +87,19 @@ export const JOBS: JobSpec[] = [
     contender: OURS,
     workload: (c) => `channel, 64 KiB chunks, ${Math.round(c.channelBytes / 1048576)} MiB one way`,
     run: (ctx) => channel(ctx, 64 * KIB)
+  },
+  {
+    id: 'busmq-fed-bytes-32',
+    contender: OURS,
+    workload: () => '1 queue, 32 B, bytes, both peers federated',
+    run: (ctx) => withFederation(ctx, async (open) =>
+      runQueueRounds(ctx, await streamAdapter(ctx.url, 'bytes', 32, open), { n: ctx.config.n, ordered: true }))
+  },
+  {
+    id: 'busmq-fed-channel',
+    contender: OURS,
+    workload: (c) => `channel, 64 KiB chunks, ${Math.round(c.channelBytes / 1048576)} MiB one way, both peers federated`,
+    run: (ctx) => withFederation(ctx, async (open) => await channel(ctx, 64 * KIB, open))
   },
   {
     id: 'busmq-latency-1k-push',

@@ -174,6 +174,17 @@ export function report (results: JobResult[], config: BenchConfig, machine: Reco
   const ch = find('busmq-channel')
   line(ok(ch) && ch.mbps ? median(ch.mbps) >= 100 : undefined, 'channel ≥ 100 MB/s (64 KiB chunks)',
     ok(ch) && ch.mbps ? `${median(ch.mbps).toFixed(0)} MB/s` : ch ? '(FAILED)' : '(not run)')
+  {
+    const fed = find('busmq-fed-bytes-32')
+    for (const key of ['push', 'drain', 'concurrent'] as const) {
+      const [x, d] = ratio(fed, ours32, key)
+      line(x === undefined ? undefined : x >= 0.5, `federated queue ≥ 0.5× direct (32 B, ${key})`, x === undefined ? d : `${d} = ${x.toFixed(2)}×`)
+    }
+    const fedCh = find('busmq-fed-channel')
+    const both = ok(fedCh) && ok(ch) && fedCh.mbps && ch.mbps
+    line(both ? median(fedCh.mbps!) / median(ch.mbps!) >= 0.5 : undefined, 'federated channel ≥ 0.5× direct (64 KiB chunks)',
+      both ? `${median(fedCh.mbps!).toFixed(0)} / ${median(ch.mbps!).toFixed(0)} MB/s = ${(median(fedCh.mbps!) / median(ch.mbps!)).toFixed(2)}×` : fedCh ? '(FAILED)' : '(not run)')
+  }
   for (const via of ['push', 'write']) {
     const lat = find(`busmq-latency-1k-${via}`)
     line(ok(lat) && lat.latency ? lat.latency.p99 <= 2 : undefined, `p99 push → receive ≤ 2 ms at 1k msgs/s (${via === 'push' ? 'q.push' : 'ws.write'})`,

@@ -1,6 +1,7 @@
 import type { RedisOptions, ClusterOptions } from 'ioredis'
 import type { Logger } from './logger.js'
 import type { MeterLike } from './metrics/otel.js'
+import type { FederationOptions } from './federation/federation-options.js'
 
 /** A host and port, or a `host:port` string. */
 export type HostPort = string | { host: string, port: number }
@@ -28,6 +29,13 @@ export interface BusOptions {
   cluster?: HostPort[]
   /** Sentinel layout: one shard per monitored master name. */
   sentinel?: SentinelLayout
+  /**
+   * Federation: WebSocket URLs of federation servers (`bus.federate()` on a bus with Redis) and their
+   * secret. Without `redis`, `cluster` or `sentinel`, the bus reaches no Redis at all: every queue,
+   * channel, pub/sub topic, service request and object goes through those servers. With one, streams
+   * stay local and `queue.find()` also asks the servers. See "Federation" in the README.
+   */
+  federation?: FederationOptions
   /**
    * Namespace of every key and pub/sub channel the bus uses (1-64 characters of `[A-Za-z0-9_-.:@/=]`).
    * @default 'busmq'

@@ -30,6 +30,10 @@ import { instrumentMeter } from './metrics/otel.js'
 import { Dashboard, type DashboardHandler } from './dashboard/dashboard.js'
 import type { DashboardOptions } from './dashboard/dashboard-options.js'
 import type { DashboardSection } from './dashboard/section.js'
+import { RemoteBus } from './federation/remote-bus.js'
+import { nodeSockets } from './federation/node-sockets.js'
+import { FederationServer, type Federation } from './federation/federation-server.js'
+import type { FederateOptions } from './federation/federation-options.js'
 
 const debug = createDebug('busmq:bus')
 
@@ -80,7 +84,8 @@ export function shardIdOf (url: string): string {
  * them, and factories for queues, channels and pub/sub topics.
  *
  * Events: `online` (shardId) when a shard's connection is ready, `offline` (shardId) when one is lost,
- * `error` (err) for connection errors (reconnection is automatic), `dataloss` (shardId, err).
+ * `error` (err) for connection errors (reconnection is automatic), `dataloss` (shardId, err); with
+ * `federation`: `reconnecting` (url), `reconnected` (url), `unauthorized` (url, err), `close` (err).
  */
 export class Bus extends EventEmitter {
   /** Resolved settings (prefix, ttl, maxMessageSize, pollInterval, id, …). */
@@ -105,6 +110,13 @@ export class Bus extends EventEmitter {
   private readonly oneOffIdentities = new Map<string, ProducerIdentity>()
   /** Give-backs of this bus's readers still on their way, by queue. */
   private readonly settling = new Map<string, Set<Promise<void>>>()
+  /**
+   * @internal Federation: with `federation` and no Redis layout, every handle is a remote one (lib/federation/);
+   * with both, `queue.find()` also asks the federation servers.
+   */
+  readonly remote?: RemoteBus
+  /** @internal True when the bus has no Redis: everything goes through `remote`. */
+  readonly federationOnly: boolean
 
   constructor (options: BusOptions = {}) {
     super()
@@ -112,6 +124,7 @@ export class Bus extends EventEmitter {
     this.log = new BusLog(checkLogger(options.logger))
     const layouts = [options.redis, options.cluster, options.sentinel].filter((x) => x !== undefined).length
     if (layouts > 1) throw new InvalidOptionError('give only one of the options redis, cluster and sentinel')
+    this.federationOnly = options.federation !== undefined && layouts === 0
     this.settings = {
       prefix: validatePrefix(options.prefix ?? DEFAULT_BUS_OPTIONS.prefix),
       ttl: checkInt(options.ttl ?? DEFAULT_BUS_OPTIONS.ttl, 'ttl', 10),
@@ -134,8 +147,15 @@ export class Bus extends EventEmitter {
       }
       instrumentMeter(options.meter, this.metricsRegistry)
     }
+    if (options.federation !== undefined) {
+      this.remote = new RemoteBus(options.federation, this.settings.id, this.settings.maxMessageSize, () => this.assertOpen(),
+        (event, ...args) => this.emit(event, ...args),
+        nodeSockets(options.federation?.socketOptions))
+    }
     const base = this.redisOptions()
-    if (options.cluster) {
+    if (this.federationOnly) {
+      this.layout = 'direct'
+    } else if (options.cluster) {
       this.layout = 'cluster'
       if (!Array.isArray(options.cluster) || options.cluster.length === 0) {
         throw new InvalidOptionError('cluster must be a non-empty list of seed nodes')
@@ -291,6 +311,13 @@ export class Bus extends EventEmitter {
   connect (): Promise<void> {
     // Streams opened before close() may still connect while it closes them; after it, nothing may.
     if (this.shutDown) return Promise.reject(new BusClosedError())
+    if (this.federationOnly) {
+      this.connecting ??= this.remote!.client.connect().catch((err) => {
+        this.connecting = undefined
+        throw err
+      })
+      return this.connecting
+    }
     this.connecting ??= (async () => {
       const timeout = this.options.connectTimeout ?? DEFAULT_BUS_OPTIONS.connectTimeout
       let timer: NodeJS.Timeout | undefined
@@ -346,6 +373,7 @@ export class Bus extends EventEmitter {
   queue<T = any> (name: string, options?: QueueOptions): Queue<T>
   queue (name: string, options: QueueOptions = {}): Queue {
     this.assertOpen()
+    if (this.federationOnly) return this.remote!.queue(name, options) as unknown as Queue
     return new Queue(this, validateName(name, 'queue name'), options)
   }
 
@@ -360,6 +388,7 @@ export class Bus extends EventEmitter {
   channel<T = any> (name: string, options?: ChannelOptions): Channel<T>
   channel (name: string, options: ChannelOptions = {}): Channel {
     this.assertOpen()
+    if (this.federationOnly) return this.remote!.channel(name, options) as unknown as Channel
     return new Channel(this, validateName(name, 'channel name'), options)
   }
 
@@ -369,6 +398,7 @@ export class Bus extends EventEmitter {
   pubsub<T = any> (name: string, options?: CodecOptions): PubSub<T>
   pubsub (name: string, options: CodecOptions = {}): PubSub {
     this.assertOpen()
+    if (this.federationOnly) return this.remote!.pubsub(name, options) as unknown as PubSub
     return new PubSub(this, validateName(name, 'pubsub name'), options)
   }
 
@@ -378,6 +408,7 @@ export class Bus extends EventEmitter {
    */
   object<T extends Record<string, any> = Record<string, any>> (name: string, options: ObjectOptions = {}): PersistedObject<T> {
     this.assertOpen()
+    if (this.federationOnly) return this.remote!.object(name, options) as unknown as PersistedObject<T>
     return new PersistedObject<T>(this, validateName(name, 'object name'), options)
   }
 
@@ -391,6 +422,7 @@ export class Bus extends EventEmitter {
   service<Req = any, Res = any> (name: string, options?: ServiceOptions): Service<Req, Res>
   service (name: string, options: ServiceOptions = {}): Service {
     this.assertOpen()
+    if (this.federationOnly) return this.remote!.service(name, options) as unknown as Service
     return new Service(this, validateName(name, 'service name'), options)
   }
 
@@ -428,6 +460,26 @@ export class Bus extends EventEmitter {
       await d.close()
     }
     return handler
+  }
+
+  /**
+   * Serves federation on `options.server` under `options.path`: clients (`new Bus({ federation })`,
+   * browsers) use this bus's queues, channels, pub/sub, services and objects over WebSockets. See
+   * "Federation" in the README. `bus.close()` closes it.
+   */
+  federate (options: FederateOptions): Federation {
+    this.assertOpen()
+    if (this.federationOnly) throw new InvalidOptionError('a bus with only federation cannot serve federation')
+    const server = new FederationServer(this, options)
+    const untrack = this.track({ close: async () => await server.close() })
+    return {
+      path: server.path,
+      get connections () { return server.connections },
+      close: async () => {
+        untrack()
+        await server.close()
+      }
+    }
   }
 
   /** @internal A later subsystem (services, objects) adds its table to the dashboard and its metrics to /metrics. */
@@ -493,6 +545,7 @@ export class Bus extends EventEmitter {
   close (): Promise<void> {
     this.closing ??= (async () => {
       await Promise.allSettled([...this.resources].map((r) => r.close()))
+      this.remote?.client.close(new BusClosedError())
       this.shutDown = true
       for (const a of this.attachmentsByShard.values()) a.close()
       await Promise.allSettled(this.router.all().map((s) => s.close()))

@@ -27,6 +27,9 @@ export type BusMQErrorCode =
   // busmq/classic (BusMQ 3.1's API): a call 3.1 refused with an 'error' event, and what it cannot do.
   | 'ERR_BUSMQ_CLASSIC_USAGE'
   | 'ERR_BUSMQ_CLASSIC_UNSUPPORTED'
+  | 'ERR_BUSMQ_UNAUTHORIZED'
+  | 'ERR_BUSMQ_FORBIDDEN'
+  | 'ERR_BUSMQ_FEDERATION'
   | 'ERR_BUSMQ_USAGE'
   | 'ERR_BUSMQ_CLI_AUTH'
   | 'ERR_BUSMQ_CLI_NO_SUCH_QUEUE'
@@ -286,5 +289,35 @@ export class ClassicUnsupportedError extends BusMQError {
   constructor (message = 'not supported by busmq/classic', options?: { cause?: unknown }) {
     super(message, 'ERR_BUSMQ_CLASSIC_UNSUPPORTED', options)
     this.name = 'ClassicUnsupportedError'
+  }
+}
+
+/** A federation server refused this client's credentials (wrong secret, or its `authorize` hook said no). */
+export class UnauthorizedError extends BusMQError {
+  declare readonly code: 'ERR_BUSMQ_UNAUTHORIZED'
+  constructor (message = 'the federation server refused the credentials', options?: { cause?: unknown }) {
+    super(message, 'ERR_BUSMQ_UNAUTHORIZED', options)
+    this.name = 'UnauthorizedError'
+  }
+}
+
+/** A federation server's `allow` hook refused this operation on this name; nothing was created. */
+export class ForbiddenError extends BusMQError {
+  declare readonly code: 'ERR_BUSMQ_FORBIDDEN'
+  constructor (message = 'the federation server does not allow this operation', options?: { cause?: unknown }) {
+    super(message, 'ERR_BUSMQ_FORBIDDEN', options)
+    this.name = 'ForbiddenError'
+  }
+}
+
+/**
+ * A federated stream or call failed for want of its federation server: the client gave up reconnecting,
+ * the server broke the protocol or closed the stream, or a limit of the server was reached.
+ */
+export class FederationError extends BusMQError {
+  declare readonly code: 'ERR_BUSMQ_FEDERATION'
+  constructor (message = 'the federation connection failed', options?: { cause?: unknown }) {
+    super(message, 'ERR_BUSMQ_FEDERATION', options)
+    this.name = 'FederationError'
   }
 }

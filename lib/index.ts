@@ -21,7 +21,7 @@ export {
   BusMQError, InvalidNameError, InvalidOptionError, ConnectTimeoutError, RedisVersionError, BusClosedError,
   ShardUnavailableError, MessageTooLargeError, EncodeError, DecodeError, RedisCommandError, ShardDataLossError,
   PeerDestroyedError, ReplicationError, QueueFullError, QueueDeletedError, ConflictError, RequestTimeoutError, RemoteError,
-  ServiceClosedError, ClassicUsageError, ClassicUnsupportedError, isBusMQError
+  ServiceClosedError, ClassicUsageError, ClassicUnsupportedError, UnauthorizedError, ForbiddenError, FederationError, isBusMQError
 } from './errors.js'
 export type { BusMQErrorCode, RemoteErrorDetails } from './errors.js'
 export { ReliableReadStream } from './queue/reliable-read-stream.js'
@@ -53,3 +53,8 @@ export type { ServiceMetrics } from './metrics/service-counters.js'
 export type { HistogramSnapshot } from './metrics/latency-histogram.js'
 export { LATENCY_BUCKETS } from './metrics/latency-histogram.js'
 export type { MeterLike } from './metrics/otel.js'
+export type { Federation } from './federation/federation-server.js'
+export { DEFAULT_FEDERATE_OPTIONS, DEFAULT_FEDERATION_OPTIONS } from './federation/federation-options.js'
+export type { FederateOptions, FederationOptions, FederationOp, FederationClientInfo } from './federation/federation-options.js'
+export { RemoteWriteStream, RemoteReadStream, RemoteChannel } from './federation/remote-streams.js'
+export { RemoteQueue, RemotePubSub, RemoteService, RemoteObject } from './federation/remote-handles.js'

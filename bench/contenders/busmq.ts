@@ -57,10 +57,10 @@ async function openBus (url: string, options: Record<string, unknown> = {}): Pro
 }
 
 /** One queue: a write stream, then (or at the same time) a read stream. */
-export async function streamAdapter (url: string, mode: DataMode, size: number): Promise<QueueAdapter> {
+export async function streamAdapter (url: string, mode: DataMode, size: number, open: () => Promise<Bus> = async () => await openBus(url)): Promise<QueueAdapter> {
   // Producer and consumer on separate buses (separate connections), as in separate processes.
-  const producer = await openBus(url)
-  const consumer = await openBus(url)
+  const producer = await open()
+  const consumer = await open()
   const objectMode = mode === 'object'
   const { make, seqOf } = makers(mode, size)
 
@@ -134,7 +134,7 @@ export async function reliable (ctx: JobContext, size: number): Promise<void> {
 }
 
 /** A channel's throughput, one direction, 64 KiB chunks; checks order, length and bytes of every chunk. */
-export async function channel (ctx: JobContext, chunkSize: number): Promise<void> {
+export async function channel (ctx: JobContext, chunkSize: number, open: () => Promise<Bus> = async () => await openBus(ctx.url)): Promise<void> {
   const { config, result } = ctx
   const chunks = Math.max(1, Math.floor(config.channelBytes / chunkSize))
   const bytes = chunks * chunkSize
@@ -143,8 +143,8 @@ export async function channel (ctx: JobContext, chunkSize: number): Promise<void
   result.mbps = []
   result.nodeBusy = []
   result.redisBusy = []
-  const a = await openBus(ctx.url)
-  const b = await openBus(ctx.url)
+  const a = await open()
+  const b = await open()
   try {
     for (let round = 0; round < config.rounds; round++) {
       const name = `bench-channel-${round}`

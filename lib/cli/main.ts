@@ -10,13 +10,14 @@ import { stat } from './stat.js'
 import { request } from './request.js'
 import { dev } from './dev.js'
 import { dashboard } from './dashboard.js'
+import { federate } from './federate.js'
 
 /** Exit codes: a command ran to its end (also after Ctrl-C/SIGTERM, which end cleanly), failed, or was misused. */
 export const EXIT_OK = 0
 export const EXIT_ERROR = 1
 export const EXIT_USAGE = 2
 
-const COMMANDS: Command[] = [push, pull, request, tunnel, stat, dashboard, dev]
+const COMMANDS: Command[] = [push, pull, request, tunnel, stat, dashboard, federate, dev]
 /** Common options that take a value, so that `busmq --redis URL push q` finds the command. */
 const VALUE_OPTIONS = new Set(['--redis', '--prefix', '--timeout'])
 

@@ -281,6 +281,15 @@ export class Queue<T = any> {
     return (await (await this.observe()).run((c) => c.exists(...this.keys.existence()))) > 0
   }
 
+  /**
+   * Where the queue is: `'local'` when it exists on this bus's Redis, else the URL of the first federation
+   * server (the bus's `federation.urls`) whose bus has it, else null.
+   */
+  async find (): Promise<string | null> {
+    if (await this.exists()) return 'local'
+    return this.bus.remote ? await this.bus.remote.client.find(this.name) : null
+  }
+
   /** Deletes every waiting and in-flight message; counters and attachments stay. */
   async flush (): Promise<void> {
     const k = this.keys

@@ -1,0 +1,294 @@
+import { Buffer } from 'buffer'
+import { Readable, Writable, Duplex } from 'readable-stream'
+import { checkCodec, decodeMessage, encodeMessage, jsonCodec, type Codec } from '../queue/codec.js'
+import { BusClosedError, EncodeError, MessageTooLargeError, DecodeError } from '../errors.js'
+import type { FederationClient } from './federation-client.js'
+import type { Link, LinkOwner } from './link.js'
+import type { WireMessage } from './frame.js'
+
+type Callback = (err?: Error | null) => void
+
+/** What a remote stream needs of its handle. */
+export interface RemoteTarget {
+  readonly name: string
+  readonly client: FederationClient
+  readonly objectMode: boolean
+  readonly codec: Codec
+  readonly maxMessageSize: number
+}
+
+/**
+ * Destroys a stream its link failed: with the error, except when the bus closed and nobody listens for
+ * errors (a local stream closed by `bus.close()` does not crash the process either).
+ */
+function failQuietlyOnClose (stream: { destroy: (err?: Error) => unknown, listenerCount: (e: string) => number }, err: Error): void {
+  if (err instanceof BusClosedError && stream.listenerCount('error') === 0) stream.destroy()
+  else stream.destroy(err)
+}
+
+/** Encodes one value as a native stream would (mode, codec, size). */
+export function encodeFor (t: { maxMessageSize: number }, value: unknown, objectMode: boolean, codec: Codec): Buffer {
+  if (value === null && objectMode) {
+    throw new EncodeError('null cannot be a message: a Readable ends at null (wrap it, for example { value: null })')
+  }
+  const buf = encodeMessage(value, objectMode, codec)
+  if (buf.length > t.maxMessageSize) {
+    throw new MessageTooLargeError(`message of ${buf.length} bytes is over maxMessageSize (${t.maxMessageSize} bytes)`)
+  }
+  return buf
+}
+
+function encodeAll (t: RemoteTarget, chunks: Array<{ chunk: any }>, objectMode: boolean, codec: Codec): { payloads: Buffer[], failure?: Error } {
+  const payloads: Buffer[] = []
+  for (const { chunk } of chunks) {
+    try {
+      payloads.push(encodeFor(t, chunk, objectMode, codec))
+    } catch (err) {
+      // Messages before the bad one still go out, in order; the stream then fails with the error.
+      return { payloads, failure: err as Error }
+    }
+  }
+  return { payloads }
+}
+
+/**
+ * A Writable whose messages go over federation (a queue's producer, a pub/sub publisher). `write()`
+ * returns false once the server's window is used up and the stream's own buffer is full; `'finish'`
+ * means the server stored everything.
+ */
+export class RemoteWriteStream<T = any> extends Writable {
+  readonly name: string
+  readonly objectMode: boolean
+  /** Messages dropped by a full queue (`overflow: 'drop'`); not reported over federation. */
+  readonly dropped = 0
+  private readonly link: Link
+  private readonly codec: Codec
+  private readonly target: RemoteTarget
+
+  /** @internal */
+  constructor (target: RemoteTarget, op: 'queue.write' | 'pubsub.write', options: Record<string, unknown>, stream: { objectMode?: boolean, codec?: Codec, highWaterMark?: number }) {
+    const objectMode = stream.objectMode ?? target.objectMode
+    const codec = checkCodec(stream.codec) ?? target.codec
+    super({ objectMode, decodeStrings: true, highWaterMark: stream.highWaterMark ?? (objectMode ? 1024 : 1024 * 1024) })
+    this.name = target.name
+    this.target = target
+    this.objectMode = objectMode
+    this.codec = codec
+    const owner: LinkOwner = {
+      onData: () => {},
+      onEnd: () => {},
+      onFail: (err) => failQuietlyOnClose(this, err)
+    }
+    this.link = target.client.link(op, target.name, options, owner)
+  }
+
+  _construct (callback: Callback): void {
+    this.link.open().then(() => {
+      callback()
+      if (!this.destroyed) queueMicrotask(() => this.emit('ready'))
+    }, (err: Error) => callback(this.destroyed ? null : err))
+  }
+
+  override _writev (chunks: Array<{ chunk: any }>, callback: Callback): void {
+    const { payloads, failure } = encodeAll(this.target, chunks, this.objectMode, this.codec)
+    if (payloads.length === 0) return callback(failure)
+    this.link.write(payloads).then(() => callback(failure), callback)
+  }
+
+  override _final (callback: Callback): void {
+    this.link.finish().then(() => callback(), callback)
+  }
+
+  override _destroy (err: Error | null, callback: (error: Error | null) => void): void {
+    this.link?.reset()
+    callback(err)
+  }
+}
+
+/** Ids a consume-once reader remembers: far more than the server may have sent and not had confirmed. */
+const SEEN = 16_384
+
+/** How a remote reader turns a message into a chunk (`link`: the stream's, for reliable acks). */
+export type ChunkOf = (m: WireMessage, link: Link) => unknown
+
+/**
+ * A Readable of messages carried over federation (a queue's consumer, a subscriber, an object's change
+ * stream). The server sends only as much as this stream's consumer has room for: a reader that stops
+ * reading stops the server's reads from Redis.
+ */
+export class RemoteReadStream<T = any> extends Readable {
+  readonly name: string
+  private readonly link: Link
+  private readonly chunkOf: ChunkOf
+
+  /** Consume-once: ids lately received. A server that lost this stream gave back what it had sent, and
+   * some of it may have arrived: what arrives again is dropped (ids are unique in a queue). */
+  private readonly seen?: Set<number>
+  private readonly seenRing: number[] = []
+  private seenCount = 0
+  private readonly max: number
+  private count = 0
+
+  /** @internal */
+  constructor (target: { name: string, client: FederationClient }, op: string, options: Record<string, unknown>, chunkOf: ChunkOf,
+    highWaterMark = 256, resume: 'consume' | 'replay' | 'none' = 'none') {
+    super({ objectMode: true, highWaterMark })
+    this.name = target.name
+    this.chunkOf = chunkOf
+    if (resume === 'consume') this.seen = new Set()
+    this.max = typeof options.max === 'number' ? options.max : Infinity
+    const owner: LinkOwner = {
+      onData: (messages) => {
+        for (const m of messages) {
+          if (this.seen) {
+            if (this.seen.has(m.id)) continue
+            this.seen.add(m.id)
+            // The oldest id goes by its slot in a ring (taking a Set's first value scans its holes).
+            const slot = this.seenCount++ % SEEN
+            if (this.seenCount > SEEN) this.seen.delete(this.seenRing[slot])
+            this.seenRing[slot] = m.id
+          }
+          // Opened afresh (the server lost it), the stream goes on from here.
+          this.count++
+          if (this.max !== Infinity) options.max = this.max - this.count
+          if (resume === 'replay') options.from = m.id + 1
+          let chunk: unknown
+          try {
+            chunk = this.chunkOf(m, this.link)
+          } catch (err) {
+            this.destroy(err as Error)
+            return
+          }
+          this.push(chunk)
+        }
+      },
+      onEnd: () => this.push(null),
+      onFail: (err) => failQuietlyOnClose(this, err)
+    }
+    this.link = target.client.link(op, target.name, options, owner, { bytes: 4 * 1024 * 1024, messages: Math.max(2000, 2 * highWaterMark) })
+  }
+
+  _construct (callback: Callback): void {
+    this.link.open().then(() => {
+      callback()
+      if (!this.destroyed) queueMicrotask(() => this.emit('ready'))
+    }, (err: Error) => callback(this.destroyed ? null : err))
+  }
+
+  override _read (): void {
+    this.link.grant()
+  }
+
+  override _destroy (err: Error | null, callback: (error: Error | null) => void): void {
+    // What this reader holds and did not hand on goes back to the queue (the server gives it back).
+    this.link?.reset(this.readableLength)
+    callback(err)
+  }
+}
+
+/** Decodes a payload for a reader with these settings. */
+export function decoder (objectMode: boolean, codec: Codec, withIds: boolean): ChunkOf {
+  return (m) => {
+    let data: unknown
+    try {
+      data = decodeMessage(m.payload, objectMode, codec)
+    } catch (err) {
+      if (err instanceof DecodeError) err.message += ` (message id ${m.id})`
+      throw err
+    }
+    return withIds ? { id: m.id, data } : data
+  }
+}
+
+/**
+ * A channel carried over federation: a Duplex like `bus.channel()`'s (`end()` is a half-close the peer
+ * sees as `'end'`; `remote:connect` / `remote:disconnect` as the server's channel sees its peer).
+ */
+export class RemoteChannel<T = any> extends Duplex {
+  readonly name: string
+  readonly local: string
+  readonly remote: string
+  remoteConnected = false
+  private readonly link: Link
+  private readonly target: RemoteTarget
+  private readonly objectModeData: boolean
+  private readonly codec: Codec
+
+  /** @internal */
+  constructor (target: RemoteTarget, options: Record<string, any>) {
+    const objectMode = options.objectMode ?? false
+    const listen = options.listen ?? false
+    super({
+      allowHalfOpen: true,
+      readableObjectMode: true,
+      readableHighWaterMark: options.highWaterMark ?? 256,
+      writableObjectMode: objectMode,
+      writableHighWaterMark: options.writableHighWaterMark ?? (objectMode ? 1024 : 1024 * 1024),
+      decodeStrings: true
+    })
+    this.name = target.name
+    this.target = target
+    this.objectModeData = objectMode
+    this.codec = checkCodec(options.codec) ?? jsonCodec
+    this.local = options.local ?? (listen ? 'remote' : 'local')
+    this.remote = options.remote ?? (listen ? 'local' : 'remote')
+    const decode = decoder(objectMode, this.codec, false)
+    const owner: LinkOwner = {
+      onData: (messages) => {
+        for (const m of messages) {
+          let chunk: unknown
+          try {
+            chunk = decode(m, this.link)
+          } catch (err) {
+            this.destroy(err as Error)
+            return
+          }
+          this.push(chunk)
+        }
+      },
+      onEnd: () => this.push(null),
+      onFail: (err) => failQuietlyOnClose(this, err),
+      onEvent: (e) => {
+        if (e.event === 'remote:connect') this.remoteConnected = true
+        if (e.event === 'remote:disconnect') this.remoteConnected = false
+        if (typeof e.event === 'string' && e.event.startsWith('remote:')) this.emit(e.event)
+      }
+    }
+    this.link = target.client.link('channel', target.name, {
+      local: this.local, remote: this.remote, ttl: options.ttl, heartbeat: options.heartbeat
+    }, owner)
+  }
+
+  _construct (callback: Callback): void {
+    this.link.open().then(() => {
+      callback()
+      if (!this.destroyed) {
+        queueMicrotask(() => {
+          this.emit('connect')
+          this.emit('ready')
+        })
+      }
+    }, (err: Error) => callback(this.destroyed ? null : err))
+  }
+
+  override _read (): void {
+    this.link.grant()
+  }
+
+  override _writev (chunks: Array<{ chunk: any }>, callback: Callback): void {
+    const { payloads, failure } = encodeAll(this.target, chunks, this.objectModeData, this.codec)
+    if (payloads.length === 0) return callback(failure)
+    this.link.write(payloads).then(() => callback(failure), callback)
+  }
+
+  override _final (callback: Callback): void {
+    this.link.finish().then(() => callback(), callback)
+  }
+
+  override _destroy (err: Error | null, callback: (error: Error | null) => void): void {
+    this.link?.reset(this.readableLength)
+    callback(err)
+  }
+}
+
+export { Buffer }

@@ -1,0 +1,104 @@
+import type { FederationServer } from './federation-server.js'
+import type { FederationClientInfo } from './federation-options.js'
+import type { Codec } from '../queue/codec.js'
+import { ProtocolError } from './frame.js'
+import { PARTS_PER_BATCH } from './server-stream.js'
+
+/** Objects' fields cross the wire as the client encoded them: the server stores bytes as they are. */
+export const PASSTHROUGH_CODEC: Codec = {
+  encode: (value: Buffer) => value,
+  decode: (payload: Buffer) => payload
+}
+
+const PRODUCER_ID = /^[A-Za-z0-9._-]{1,64}$/
+
+function names (value: unknown, what: string): string[] {
+  if (!Array.isArray(value) || value.some((v) => typeof v !== 'string')) throw new ProtocolError(`${what} must be a list of strings`)
+  return value
+}
+
+/** One client call (`push`, `count`, `find`, `publish`, `request`, object operations) run against the bus. */
+export async function runCall (server: FederationServer, client: FederationClientInfo, call: Record<string, any>,
+  payloads: Buffer[]): Promise<{ result: unknown, payloads?: Buffer[] }> {
+  const { op, name } = call
+  const a: Record<string, any> = call.args !== null && typeof call.args === 'object' ? call.args : {}
+  const bus = server.bus
+  switch (op) {
+    case 'push': {
+      await server.allowed('write', name, client)
+      if (payloads.length !== 1 || typeof a.producer !== 'string' || !PRODUCER_ID.test(a.producer) || !Number.isSafeInteger(a.batch) || a.batch < 1) {
+        throw new ProtocolError('push: bad call')
+      }
+      const q = bus.queue(name, { ttl: a.ttl, maxLength: a.maxLength, overflow: a.overflow, retain: a.retain })
+      const producer = q.producer({ identity: { id: `f.${a.producer}`, batch: a.batch * PARTS_PER_BATCH - 1 } })
+      const { firstId, stored } = await producer.push(payloads)
+      return { result: stored === 0 ? null : firstId }
+    }
+    case 'reliable.ack': {
+      await server.allowed('read', name, client)
+      if (typeof a.session !== 'string' || !Number.isSafeInteger(a.id)) throw new ProtocolError('reliable.ack: bad call')
+      const stream = server.sessions.get(a.session)
+      const msg = stream?.held?.get(a.id)
+      // Unknown: its reader is gone (and gave it back), or it was acked already.
+      if (!stream || !msg) return { result: false }
+      try {
+        if (a.mode === 'ack') return { result: await msg.ack() }
+        await msg.nack({ deadLetter: a.mode === 'dead' })
+        return { result: true }
+      } finally {
+        stream.held!.delete(a.id)
+        stream.settled()
+      }
+    }
+    case 'count':
+    case 'exists':
+    case 'find': {
+      await server.allowed('inspect', name, client)
+      const q = bus.queue(name)
+      if (op === 'count') return { result: await q.count() }
+      return { result: await q.exists() }
+    }
+    case 'publish': {
+      await server.allowed('publish', name, client)
+      if (payloads.length !== 1) throw new ProtocolError('publish: bad call')
+      return { result: await bus.pubsub(name).publish(payloads[0]) }
+    }
+    case 'request': {
+      await server.allowed('request', name, client)
+      if (payloads.length !== 1) throw new ProtocolError('request: bad call')
+      const reply = await bus.service(name).request(payloads[0], { timeout: a.timeout, reliable: a.reliable })
+      return { result: true, payloads: [reply] }
+    }
+    case 'object.load': {
+      await server.allowed('object', name, client)
+      const obj = bus.object(name, { ttl: a.ttl, codec: PASSTHROUGH_CODEC })
+      const fields = await obj.load()
+      if (fields === null) return { result: { version: obj.version, fields: null } }
+      const keys = Object.keys(fields)
+      return { result: { version: obj.version, fields: keys }, payloads: keys.map((k) => (fields as Record<string, Buffer>)[k]) }
+    }
+    case 'object.save': {
+      await server.allowed('object', name, client)
+      const set = names(a.set, 'set')
+      const unset = names(a.unset, 'unset')
+      if (set.length !== payloads.length) throw new ProtocolError('object.save: bad call')
+      const obj = bus.object(name, { ttl: a.ttl, codec: PASSTHROUGH_CODEC })
+      const fields: Record<string, Buffer> = {}
+      set.forEach((k, i) => Object.defineProperty(fields, k, { value: payloads[i], enumerable: true, writable: true, configurable: true }))
+      if (set.length > 0) obj.set(fields)
+      if (unset.length > 0) obj.unset(...unset)
+      const version = await obj.save(a.ifVersion === undefined ? {} : { ifVersion: a.ifVersion })
+      return { result: version }
+    }
+    case 'object.exists': {
+      await server.allowed('object', name, client)
+      return { result: await bus.object(name).exists() }
+    }
+    case 'object.delete': {
+      await server.allowed('object', name, client)
+      return { result: await bus.object(name).delete() }
+    }
+    default:
+      throw new ProtocolError(`CALL: unknown op ${JSON.stringify(op)}`)
+  }
+}
