@@ -119,6 +119,32 @@ test('services and objects: a federated request is answered by a native server; 
   assert.deepEqual(seen, [{ a: 1, b: 'x' }, { a: 2 }])
 })
 
+test('services over federation: send() reaches a native server once; createTransform keeps request order with 8 in flight', async () => {
+  const server = await fedServer(redis.servers)
+  const client = await fedClient([server.url])
+  const svc = uniqueName('fedsend')
+  const got: number[] = []
+  server.bus.service<{ n: number }, undefined>(svc, { objectMode: true }).serve((req) => { got.push(req.data.n) })
+  const remote = client.service<{ n: number }, undefined>(svc, { objectMode: true })
+  for (let n = 0; n < 20; n++) await remote.send({ n })
+  assert.ok(await eventually(async () => got.length === 20, 10_000), `${got.length} of 20 sent requests handled`)
+  assert.deepEqual([...got].sort((a, b) => a - b), Array.from({ length: 20 }, (_, n) => n))
+
+  const doubler = uniqueName('fedtransform')
+  server.bus.service<number, number>(doubler, { objectMode: true }).serve(async (req) => {
+    // Replies come back out of order; the transform must put them back in request order.
+    await new Promise((resolve) => setTimeout(resolve, (7 * req.data) % 13))
+    return req.data * 2
+  })
+  const out: number[] = []
+  await pipeline(
+    Readable.from(Array.from({ length: 100 }, (_, i) => i)),
+    client.service<number, number>(doubler, { objectMode: true }).createTransform({ concurrency: 8, timeout: 10_000 }),
+    new Transform({ objectMode: true, transform (chunk: number, _e, cb) { out.push(chunk); cb() } })
+  )
+  assert.deepEqual(out, Array.from({ length: 100 }, (_, i) => i * 2))
+})
+
 test('a federated bus serves a service: native and federated requesters get its replies; a throw is ERR_BUSMQ_REMOTE; close() stops it', async () => {
   const server = await fedServer(redis.servers)
   const client = await fedClient([server.url])

@@ -3,7 +3,9 @@ import { checkCodec, decodeMessage, jsonCodec, type Codec, type CodecOptions } f
 import type { QueueOptions, ReadStreamOptions, WriteStreamOptions } from '../queue/queue-options.js'
 import type { ChannelOptions } from '../channel/channel-options.js'
 import type { ObjectChange, ObjectOptions, SaveOptions, ChangeStreamOptions } from '../object/object-options.js'
-import type { RequestOptions, ServeOptions, ServiceOptions } from '../service/service-options.js'
+import { DEFAULT_SERVICE_OPTIONS, type RequestOptions, type ServeOptions, type ServiceOptions, type ServiceTransformOptions } from '../service/service-options.js'
+import { ServiceTransform } from '../service/service-transform.js'
+import { checkInt } from '../names.js'
 import { EventEmitter } from 'events'
 import { AckStream } from '../queue/ack-stream.js'
 import type { Link, LinkOwner } from './link.js'
@@ -201,6 +203,31 @@ export class RemoteService<Req = any, Res = any> {
       timeout: options.timeout ?? this.timeout, reliable: options.reliable
     }, [payload], { retry: false })
     return decodeMessage(payloads[0], this.objectMode, this.codec) as Res
+  }
+
+  /**
+   * Sends a request that wants no reply, as `Service.send()` does: resolves once the federation server's
+   * bus stored it. A request whose connection drops fails with `ERR_BUSMQ_FEDERATION` (not sent twice).
+   */
+  async send (data: Req, options: RequestOptions = {}): Promise<void> {
+    this.ctx.assertOpen()
+    const payload = encodeFor(this.ctx, data, this.objectMode, this.codec)
+    await this.ctx.client.call('send', this.name, {
+      timeout: options.timeout ?? this.timeout, reliable: options.reliable
+    }, [payload], { retry: false })
+  }
+
+  /**
+   * A Transform of requests into replies, as `Service.createTransform()`: at most `concurrency` requests
+   * in flight, replies in request order unless `ordered: false`.
+   */
+  createTransform (options: ServiceTransformOptions = {}): ServiceTransform {
+    this.ctx.assertOpen()
+    const concurrency = checkInt(options.concurrency ?? DEFAULT_SERVICE_OPTIONS.concurrency, 'concurrency', 1, 100_000)
+    if (options.ordered !== undefined && typeof options.ordered !== 'boolean') throw new InvalidOptionError('ordered must be a boolean')
+    const ordered = options.ordered ?? DEFAULT_SERVICE_OPTIONS.ordered
+    const call: RequestOptions = { timeout: options.timeout, reliable: options.reliable }
+    return new ServiceTransform((chunk) => this.request(chunk as Req, call), { concurrency, ordered })
   }
 
   /**

@@ -17,7 +17,7 @@ function names (value: unknown, what: string): string[] {
   return value
 }
 
-/** One client call (`push`, `count`, `find`, `publish`, `request`, object operations) run against the bus. */
+/** One client call (`push`, `count`, `find`, `publish`, `request`, `send`, object operations) run against the bus. */
 export async function runCall (server: FederationServer, client: FederationClientInfo, call: Record<string, any>,
   payloads: Buffer[]): Promise<{ result: unknown, payloads?: Buffer[] }> {
   const { op, name } = call
@@ -68,6 +68,12 @@ export async function runCall (server: FederationServer, client: FederationClien
       if (payloads.length !== 1) throw new ProtocolError('request: bad call')
       const reply = await bus.service(name).request(payloads[0], { timeout: a.timeout, reliable: a.reliable })
       return { result: true, payloads: [reply] }
+    }
+    case 'send': {
+      await server.allowed('request', name, client)
+      if (payloads.length !== 1) throw new ProtocolError('send: bad call')
+      await bus.service(name).send(payloads[0], { timeout: a.timeout, reliable: a.reliable })
+      return { result: true }
     }
     case 'object.load': {
       await server.allowed('object', name, client)
