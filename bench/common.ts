@@ -18,6 +18,11 @@ export interface BenchConfig {
   /** Messages per round for BullMQ (the slowest: a few seconds per round). */
   bullN: number
   rounds: number
+  /**
+   * Rounds of the raw ioredis contenders: a raw round takes a fraction of a second, so one scheduling
+   * hiccup of a shared machine swings it; more rounds keep its median (the ratios' denominator) steady.
+   */
+  rawRounds: number
   /** Queues of the many-queues workload. */
   queues: number
   /** Bytes a channel moves per round. */
@@ -48,6 +53,7 @@ function envInt (name: string, fallback: number): number {
 
 export function loadConfig (quick: boolean, peers: boolean): BenchConfig {
   const n = envInt('BENCH_N', quick ? 2000 : 200_000)
+  const rounds = envInt('BENCH_ROUNDS', quick ? 1 : 5)
   return {
     quick,
     n,
@@ -55,7 +61,8 @@ export function loadConfig (quick: boolean, peers: boolean): BenchConfig {
     nReliable: envInt('BENCH_N_RELIABLE', quick ? 1000 : Math.max(1, Math.round(n / 4))),
     peerN: envInt('BENCH_PEER_N', quick ? 300 : 20_000),
     bullN: envInt('BENCH_BULLMQ_N', quick ? 300 : 5000),
-    rounds: envInt('BENCH_ROUNDS', quick ? 1 : 3),
+    rounds,
+    rawRounds: envInt('BENCH_RAW_ROUNDS', quick ? 1 : 2 * rounds + 1),
     queues: envInt('BENCH_QUEUES', quick ? 10 : 100),
     channelBytes: envInt('BENCH_CHANNEL_MB', quick ? 4 : 256) * 1024 * 1024,
     latencySeconds: envInt('BENCH_LATENCY_SECONDS', quick ? 0.5 : 5),

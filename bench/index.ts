@@ -4,10 +4,13 @@
  * process per job (so each job's peak RSS and CPU are its own), FLUSHALL between jobs, prints the table
  * and the targets, writes the figures as JSON to a temp file, and stops the server.
  *
- *   node dist/bench/index.js [--quick] [--idle] [--no-idle] [--no-peers] [--only=id,id-prefix,…]
+ *   node dist/bench/index.js [--quick] [--idle] [--no-idle] [--no-peers] [--only=id,id-prefix,…] [--svg[=path]]
+ *
+ * `--svg` also writes the table as an SVG chart (bench/chart.ts), to docs/bench.svg (the README shows
+ * it) or the path given; without it nothing is written to the repository.
  *
  * Environment: BENCH_N (messages per round, default 200000), BENCH_N_LARGE (1 KiB workloads, N/2),
- * BENCH_PEER_N (peers, 20000), BENCH_ROUNDS (3), BENCH_QUEUES (100), BENCH_CHANNEL_MB (256),
+ * BENCH_PEER_N (peers, 20000), BENCH_ROUNDS (5), BENCH_RAW_ROUNDS (2 × rounds + 1), BENCH_QUEUES (100), BENCH_CHANNEL_MB (256),
  * BENCH_LATENCY_SECONDS (5), BENCH_IDLE_QUEUES (100000), BENCH_IDLE_TTL (2000 ms), BENCH_SVC_N (50000),
  * BENCH_SVC_PEER_N (10000), BENCH_SVC_IN_FLIGHT (1000).
  * Each throughput figure is the median of BENCH_ROUNDS rounds. Exit code 1 when raw ioredis or this
@@ -17,7 +20,7 @@
  * prints it when run by hand, e.g. under `node --cpu-prof`).
  */
 import { fork } from 'node:child_process'
-import { writeFileSync } from 'node:fs'
+import { mkdirSync, writeFileSync } from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -28,8 +31,11 @@ import type { JobContext, JobResult } from './job.js'
 import { JOBS, loadConfig, type JobSpec } from './jobs.js'
 import { startRedis, redisServerVersion } from '../lib/dev/redis-launcher.js'
 import { report } from './report.js'
+import { renderSvg } from './chart.js'
 
 const self = fileURLToPath(import.meta.url)
+/** Where `--svg` writes the chart: the README shows it from there. */
+const DEFAULT_SVG = 'docs/bench.svg'
 
 interface Args {
   quick: boolean
@@ -37,6 +43,8 @@ interface Args {
   noIdle: boolean
   peers: boolean
   only?: string[]
+  /** Where to write the SVG chart (--svg[=path]); none without the flag. */
+  svg?: string
   child?: string
   url?: string
 }
@@ -50,10 +58,13 @@ function parseArgs (argv: string[]): Args {
     else if (arg === '--no-idle') a.noIdle = true
     else if (arg === '--no-peers') a.peers = false
     else if (arg.startsWith('--only=')) a.only = arg.slice(7).split(',').filter(Boolean)
+    else if (arg === '--svg') a.svg = DEFAULT_SVG
+    else if (arg.startsWith('--svg=')) a.svg = arg.slice(6)
     else if (arg === '--child') a.child = argv[++i]
     else if (arg === '--url') a.url = argv[++i]
     else if (arg === '--help' || arg === '-h') {
-      console.log('usage: node dist/bench/index.js [--quick] [--idle] [--no-idle] [--no-peers] [--only=job-id-prefix,…]\n' +
+      console.log('usage: node dist/bench/index.js [--quick] [--idle] [--no-idle] [--no-peers] [--only=job-id-prefix,…] [--svg[=path]]\n' +
+        `  --svg writes the chart to ${DEFAULT_SVG} (relative to the current directory) or the path given\n` +
         `jobs: ${JOBS.map((j) => j.id).join(' ')}`)
       process.exit(0)
     } else throw new Error(`unknown argument ${arg}`)
@@ -184,6 +195,11 @@ async function main (): Promise<void> {
   writeFileSync(file, JSON.stringify({ machine, config, results }, null, 2))
   console.log(text)
   console.log(`\nfigures as JSON: ${file}`)
+  if (args.svg !== undefined) {
+    mkdirSync(path.dirname(path.resolve(args.svg)), { recursive: true })
+    writeFileSync(args.svg, renderSvg(results, config, machine))
+    console.log(`chart as SVG: ${path.resolve(args.svg)}`)
+  }
   process.exitCode = fatal ? 1 : 0
 }
 

@@ -101,6 +101,8 @@ export interface QueueAdapter {
   drainAll: (name: string, n: number, check: Checker) => Promise<void>
   /** A reader and a writer on `name` at the same time; resolves when the reader has all n. */
   concurrent?: (name: string, n: number, check: Checker) => Promise<void>
+  /** Many queues at once, a writer and a reader each; without it, `concurrent` runs once per queue. */
+  many?: (names: string[], per: number, checks: Checker[]) => Promise<void>
   close: () => Promise<void>
 }
 
@@ -113,11 +115,14 @@ export async function runQueueRounds (ctx: JobContext, adapter: QueueAdapter, op
   n: number
   ordered: boolean
   concurrent?: boolean
+  /** Rounds (default: the config's). */
+  rounds?: number
 }): Promise<void> {
   const { config, result } = ctx
   const n = opts.n
+  const rounds = opts.rounds ?? config.rounds
   result.n = n
-  result.rounds = config.rounds
+  result.rounds = rounds
   result.push = []
   result.drain = []
   result.nodeUs = []
@@ -131,7 +136,7 @@ export async function runQueueRounds (ctx: JobContext, adapter: QueueAdapter, op
     await withTimeout(phaseTimeout(warm), 'warm-up push', () => adapter.pushAll(`bench-${result.id}-warm-up`, warm))
     await withTimeout(phaseTimeout(warm), 'warm-up drain', () => adapter.drainAll(`bench-${result.id}-warm-up`, warm, warmCheck))
     assertChecked(warmCheck, 'warm-up')
-    for (let round = 0; round < config.rounds; round++) {
+    for (let round = 0; round < rounds; round++) {
       const name = `bench-${result.id.replace(/[^A-Za-z0-9]/g, '-')}-${round}`
       await cpu.start()
       let t = now()
@@ -164,19 +169,31 @@ export async function runManyQueues (ctx: JobContext, adapter: QueueAdapter, opt
   n: number
   queues: number
   ordered: boolean
+  rounds?: number
 }): Promise<void> {
   const { config, result } = ctx
   const per = Math.max(1, Math.floor(opts.n / opts.queues))
   const n = per * opts.queues
+  const rounds = opts.rounds ?? config.rounds
   result.n = n
-  result.rounds = config.rounds
+  result.rounds = rounds
   result.concurrent = []
   try {
-    for (let round = 0; round < config.rounds; round++) {
+    // An unmeasured warm-up round (a tenth of the messages), as for one queue.
+    const warmPer = Math.max(1, Math.floor(per / 10))
+    const warmChecks = Array.from({ length: opts.queues }, () => new Checker(warmPer, opts.ordered))
+    const warmNames = warmChecks.map((_, i) => `many-warm-up-${i}`)
+    await withTimeout(phaseTimeout(warmPer * opts.queues), 'warm-up', () => adapter.many
+      ? adapter.many(warmNames, warmPer, warmChecks)
+      : Promise.all(warmChecks.map((check, i) => adapter.concurrent!(warmNames[i], warmPer, check))).then(() => {}))
+    warmChecks.forEach((c, i) => assertChecked(c, `warm-up queue ${i}`))
+    for (let round = 0; round < rounds; round++) {
       const checks = Array.from({ length: opts.queues }, () => new Checker(per, opts.ordered))
       const t = now()
-      await withTimeout(phaseTimeout(n), `${opts.queues} queues`, () =>
-        Promise.all(checks.map((check, i) => adapter.concurrent!(`many-${round}-${i}`, per, check))))
+      const names = checks.map((_, i) => `many-${round}-${i}`)
+      await withTimeout(phaseTimeout(n), `${opts.queues} queues`, () => adapter.many
+        ? adapter.many(names, per, checks)
+        : Promise.all(checks.map((check, i) => adapter.concurrent!(names[i], per, check))).then(() => {}))
       result.concurrent.push(rate(n, t))
       checks.forEach((c, i) => assertChecked(c, `queue ${i}`))
       ctx.rss.sample()

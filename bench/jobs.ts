@@ -37,13 +37,19 @@ export const JOBS: JobSpec[] = [
     id: 'raw-32',
     contender: RAW,
     workload: () => '1 queue, 32 B (RPUSH/LPOP 1000)',
-    run: (ctx) => runQueueRounds(ctx, rawAdapter(ctx.url, 32), { n: ctx.config.n, ordered: true })
+    run: (ctx) => runQueueRounds(ctx, rawAdapter(ctx.url, 32), { n: ctx.config.n, ordered: true, rounds: ctx.config.rawRounds })
   },
   {
     id: 'raw-1k',
     contender: RAW,
     workload: () => '1 queue, 1 KiB (RPUSH/LPOP 1000)',
-    run: (ctx) => runQueueRounds(ctx, rawAdapter(ctx.url, KIB), { n: ctx.config.nLarge, ordered: true })
+    run: (ctx) => runQueueRounds(ctx, rawAdapter(ctx.url, KIB), { n: ctx.config.nLarge, ordered: true, rounds: ctx.config.rawRounds })
+  },
+  {
+    id: 'raw-many',
+    contender: RAW,
+    workload: (c) => `${c.queues} queues × writer+reader, 32 B`,
+    run: (ctx) => runManyQueues(ctx, rawAdapter(ctx.url, 32), { n: ctx.config.n, queues: ctx.config.queues, ordered: true, rounds: ctx.config.rawRounds })
   },
   {
     id: 'busmq-bytes-32',

@@ -19,7 +19,8 @@ export interface KeepAliveKeys {
  *                             (a reader waits for data) and r (a producer waits for room); a:<client> -> when that client's
  *                             attachment lapses; p<producer> -> its last push (so a push re-sent after a
  *                             reconnection is not stored twice); u:<field> -> user metadata
- *   busmq:q:{q}:f/l/d/o       reliable mode: in-flight payloads, lease deadlines, delivery histories, owners
+ *   busmq:q:{q}:f/l/d/o       reliable mode: in-flight records (owner, time, element), lease deadlines, earlier
+ *                             deliveries, owners (records of the earlier layout only; see scripts/includes/inflight.lua)
  *   busmq:q:{q}:h      hash   dead-letter queues only: why each message was dead-lettered, and its history
  *   busmq:q:{q}:dl:…   the same layout again for the queue's dead-letter queue
  *   busmq:q:{q}:wake   pub/sub channel for wake-ups ('m' data arrived, 'r' room freed, 'd' deleted)

@@ -4,11 +4,16 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { spawn } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
+import fs from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
 
 const benchMain = fileURLToPath(new URL('../bench/index.js', import.meta.url))
 
 test('npm run bench -- --quick runs every contender and every check passes', { timeout: 240_000 }, async () => {
-  const child = spawn(process.execPath, [benchMain, '--quick'], { stdio: ['ignore', 'pipe', 'pipe'] })
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'busmq-bench-test-'))
+  const svg = path.join(dir, 'chart', 'bench.svg')
+  const child = spawn(process.execPath, [benchMain, '--quick', `--svg=${svg}`], { stdio: ['ignore', 'pipe', 'pipe'] })
   let stdout = ''
   let stderr = ''
   child.stdout.on('data', (d: Buffer) => { stdout += d.toString() })
@@ -22,4 +27,15 @@ test('npm run bench -- --quick runs every contender and every check passes', { t
     assert.ok(stdout.includes(id), `no row for ${id}:\n${output}`)
   }
   assert.doesNotMatch(stdout, /FAILED/, `a contender FAILED:\n${output}`)
+  for (const goal of ['32 B bytes drained/s ≥ 0.8× raw', '1 KiB objectMode pushed/s ≥ 0.5× raw', 'queues × writer + reader ≥ 0.8× raw',
+    'reliable → ack stream drained ≥ 100k msgs/s', 'channel ≥ 150 MB/s']) {
+    assert.match(stdout, new RegExp(`^ {2}(PASS|MISS) {2}.*${goal.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}`, 'm'), `no verdict for ${goal}:\n${output}`)
+  }
+  // --svg: the chart, with a bar for this project and for the raw limit.
+  const chart = fs.readFileSync(svg, 'utf8')
+  fs.rmSync(dir, { recursive: true, force: true })
+  assert.match(chart, /^<svg xmlns="http:\/\/www.w3.org\/2000\/svg"/)
+  assert.match(chart, /raw ioredis \(limit\)/)
+  assert.match(chart, /busmq \(this\), bytes/)
+  assert.match(chart, /<\/svg>\n$/)
 })

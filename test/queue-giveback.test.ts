@@ -63,6 +63,46 @@ test('a sink that destroys its source inside pipeline(): each message reaches th
   assert.deepEqual([...got, ...rest], range(0, 200), 'each message once, in order')
 })
 
+for (const at of [1, 16, 17, 40, 333]) {
+  test(`a flowing reader destroyed at message ${at}, with a fetch sent ahead of its consumer: nothing lost, nothing twice, order kept`, async () => {
+    const bus = await openBus(redis.servers)
+    const q = bus.queue(uniqueName(), { objectMode: true })
+    await writeAll(q.createWriteStream(), range(0, 2000))
+    // Flowing from the start: each full batch of 16 sends the next fetch before it is handed on.
+    const reader = q.createReadStream({ highWaterMark: 16 })
+    const got: number[] = []
+    reader.on('data', (m: number) => {
+      got.push(m)
+      if (got.length === at) reader.destroy()
+    })
+    await once(reader, 'close')
+    const rest = await collect<number>(q.createReadStream({ untilEmpty: true }))
+    assert.deepEqual(got, range(0, at), 'the handler saw the messages up to its destroy(), none after')
+    assert.deepEqual(rest, range(at, 2000), 'everything else is back in the queue, in order, once')
+  })
+}
+
+test('a flowing reader paused after a fetch ahead holds at most 2 × highWaterMark, all in its buffer; destroyed, it gives all back in order', async () => {
+  const bus = await openBus(redis.servers)
+  const q = bus.queue(uniqueName(), { objectMode: true })
+  await writeAll(q.createWriteStream(), range(0, 2000))
+  const reader = q.createReadStream({ highWaterMark: 16 })
+  const got: number[] = []
+  reader.on('data', (m: number) => {
+    got.push(m)
+    if (got.length === 50) reader.pause()
+  })
+  // Whatever the reader took and did not hand on is in its buffer, the rest in Redis.
+  assert.ok(await eventually(async () => got.length === 50 && reader.readableLength > 0 &&
+    await q.count() + reader.readableLength === 2000 - 50), `buffered ${reader.readableLength}, in Redis ${await q.count()}`)
+  assert.ok(reader.readableLength <= 32, `${reader.readableLength} buffered`)
+  reader.destroy()
+  await once(reader, 'close')
+  const rest = await collect<number>(q.createReadStream({ untilEmpty: true }))
+  assert.deepEqual(got, range(0, 50))
+  assert.deepEqual(rest, range(50, 2000))
+})
+
 test('read() by hand after destroy() returns nothing: the buffered messages went back', async () => {
   const bus = await openBus(redis.servers)
   const q = bus.queue(uniqueName(), { objectMode: true })

@@ -6,6 +6,7 @@ import { Transform } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 import { once } from 'node:events'
 import type { Bus, Queue, ReliableMessage, ReliableReadStream } from '../lib/index.js'
+import { Redis } from 'ioredis'
 import { useRedis } from './helpers/redis-server.js'
 import { openBus, uniqueName, collect, eventually } from './helpers/bus.js'
 import { range, sleep, writeAll } from './helpers/queue.js'
@@ -457,5 +458,44 @@ test('messages of a reader that ended normally come back when the pipeline downs
       `the failed pipeline's messages to come back: in flight ${(await q.stats()).inFlight}, still leased by the ended reader ${r.inFlight}`)
     await destroyed(other)
     assert.deepEqual(got.map((m) => [m.data.i, m.deliveries]), [[1, 2], [2, 2]])
+  })
+})
+
+test('in-flight records of the earlier layout (owner and every delivery in their own hashes) still expire, count and dead-letter', async () => {
+  await withBus(async (bus) => {
+    const q = bus.queue(uniqueName('rel-legacy'), { objectMode: true })
+    const id = await q.push({ i: 0 })
+    const k = q.keys
+    // What a reader of the earlier layout left in flight: the bare element in the in-flight hash, its
+    // owner in the owners hash, both deliveries so far (its own the last) in the history; lease expired.
+    const raw = new Redis(redis.servers[0].url)
+    try {
+      const [el] = await raw.lpopBuffer(k.messages, 1) as Buffer[]
+      await raw.hincrby(k.info, 'consumed', 1)
+      await raw.hset(k.inflight, String(id), el)
+      await raw.hset(k.owners, String(id), 'old-b')
+      await raw.hset(k.deliveries, String(id), 'old-a@1000;old-b@2000;')
+      await raw.zadd(k.leases, Date.now() - 1000, String(id))
+    } finally {
+      raw.disconnect()
+    }
+    const r = q.createReadStream({ mode: 'reliable', lease: 60_000, maxDeliveries: 3, max: 1 })
+    const seen: Array<[number, number, unknown]> = []
+    for await (const m of r as AsyncIterable<Msg>) {
+      seen.push([m.id, m.deliveries, m.data])
+      await m.nack()
+    }
+    // Its lease expired: back in the queue, delivered a third time, then dead-lettered by the nack.
+    assert.deepEqual(seen, [[id, 3, { i: 0 }]])
+    const dead = await deadLetters(q)
+    assert.deepEqual(dead.map((d) => d.data), [{ i: 0 }])
+    const history = await q.deadLetter().history(dead[0].id)
+    assert.ok(history)
+    assert.equal(history.id, id)
+    assert.equal(history.reason, 'max-deliveries')
+    assert.deepEqual(history.deliveries.map((d) => d.consumer), ['old-a', 'old-b', r.consumerId])
+    const stats = await q.stats()
+    assert.equal(stats.length, 0)
+    assert.equal(stats.inFlight, 0)
   })
 })

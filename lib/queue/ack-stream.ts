@@ -5,8 +5,11 @@ import { InvalidOptionError } from '../errors.js'
 type Callback = (err?: Error | null) => void
 
 /**
- * The end of a reliable pipeline: acknowledges every message written to it. Acks of one batch go out
- * in one round trip. Messages whose lease had already expired are counted in `stale`, not failed.
+ * The end of a reliable pipeline: acknowledges every message written to it. A write is accepted as soon
+ * as its ack is under way, so the messages written in the same tick (a reader's whole batch, not the
+ * first alone) share one ack round trip; at most `highWaterMark` (1024) acks are outstanding before a
+ * write waits for them, and `'finish'` comes once every ack has its answer. A failed ack fails the
+ * stream. Messages whose lease had already expired are counted in `stale`, not failed.
  */
 export class AckStream extends Writable {
   /** Messages acknowledged. */
@@ -16,6 +19,9 @@ export class AckStream extends Writable {
 
   /** Readers whose messages came through, to give back what they still hold if the pipeline fails. */
   private readonly readers = new Set<Releasable>()
+  /** Acks under way (each write's), and how many messages they cover. */
+  private readonly pending = new Set<Promise<void>>()
+  private outstanding = 0
 
   constructor () {
     super({ objectMode: true, highWaterMark: 1024 })
@@ -37,10 +43,26 @@ export class AckStream extends Writable {
       const reader = (chunk as any)[READER] as Releasable | undefined
       if (reader) this.readers.add(reader)
     }
-    Promise.all(chunks.map(({ chunk }) => chunk.ack())).then((res) => {
+    this.outstanding += chunks.length
+    const acks = Promise.all(chunks.map(({ chunk }) => chunk.ack())).then((res) => {
       for (const ok of res) if (ok) this.acked++; else this.stale++
+    }).finally(() => {
+      this.outstanding -= chunks.length
+      this.pending.delete(acks)
+    })
+    this.pending.add(acks)
+    if (this.outstanding <= this.writableHighWaterMark) {
+      // Accepted now: the next writes' acks join this round trip. A failure fails the stream.
+      acks.catch((err: Error) => this.destroy(err))
       callback()
-    }, callback)
+    } else {
+      acks.then(() => callback(), callback)
+    }
+  }
+
+  override _final (callback: Callback): void {
+    // 'finish' once every ack is answered (a failed one has destroyed the stream already).
+    Promise.all(this.pending).then(() => callback(), callback)
   }
 
   override _write (chunk: ReliableMessage, _encoding: string, callback: Callback): void {

@@ -94,6 +94,8 @@ export abstract class QueueReader<C = any> extends Readable {
   /** What the owner of this reader wants taken at most, now (see {@link limit}). */
   private demand?: () => number
   private capacityWaiters: Array<() => void> = []
+  /** The fetch sent ahead (see {@link fetchAhead}): how many it asks for, and the wake-up generation before it. */
+  private ahead?: { fetch: Promise<Element[]>, count: number, since: number }
 
   constructor (queue: Queue, options: ReadStreamOptions) {
     // Every option is checked before super(): once the Readable exists it schedules _construct, and
@@ -182,7 +184,9 @@ export abstract class QueueReader<C = any> extends Readable {
     // `running` drops in the same synchronous step as the last check of `wanted`, so no _read can
     // slip in between and be lost.
     try {
-      while (!this.destroyed && this.wanted) {
+      // A fetch sent ahead is always taken in, wanted or not: what it took is then in the buffer (at most
+      // 2 × highWaterMark, as without it), not held where neither the consumer nor Redis can see it.
+      while (!this.destroyed && (this.wanted || this.ahead !== undefined)) {
         if (this.delivered >= this.max) {
           this.push(null)
           return
@@ -192,10 +196,20 @@ export abstract class QueueReader<C = any> extends Readable {
           await this.capacityFreed(signal)
           continue
         }
-        const since = this.wakeups.generation('m')
+        let since = this.wakeups.generation('m')
         let els: Element[]
+        let asked: number
         try {
-          els = await this.fetch(Math.min(this.batch, this.max - this.delivered, capacity))
+          const ahead = this.ahead
+          this.ahead = undefined
+          if (ahead) {
+            since = ahead.since
+            asked = ahead.count
+            els = await ahead.fetch
+          } else {
+            asked = Math.min(this.batch, this.max - this.delivered, capacity)
+            els = await this.fetch(asked)
+          }
         } catch (err) {
           if (this.destroyed) return
           if (isReplyError(err) || err instanceof QueueDeletedError) {
@@ -209,7 +223,7 @@ export abstract class QueueReader<C = any> extends Readable {
           continue
         }
         if (this.destroyed) {
-          await this.giveBack(els)
+          await this.giveBackRest(els)
           return
         }
         if (els.length === 0) {
@@ -220,11 +234,46 @@ export abstract class QueueReader<C = any> extends Readable {
           await this.wakeups.wait('m', since, signal)
           continue
         }
+        if (els.length === asked) this.fetchAhead(els.length, capacity)
         if (!await this.deliver(els)) return
       }
     } finally {
       this.running = false
     }
+  }
+
+  /**
+   * The next round trip, sent before this batch of `taken` messages is pushed downstream, so that the
+   * consumer works through this batch while Redis answers the next (one fetch ahead, never more). Only
+   * when the batch came back full (the queue has more), the stream flows (`'data'` listeners, `pipe()`,
+   * `pipeline()`: the consumer takes each message as it is pushed) and has taken everything before it
+   * (the Readable's buffer is empty), and the reader may prefetch (consume-once, no owner's demand): what
+   * the reader holds stays within its buffer plus one round trip of at most `highWaterMark`, as without
+   * it, and what the fetch ahead took always ends up in the buffer, where it is given back on destroy.
+   */
+  private fetchAhead (taken: number, capacity: number): void {
+    if (!this.prefetches || this.demand !== undefined || this.readableFlowing !== true || this.readableLength > 0 || this.destroyed) return
+    const count = Math.min(this.batch, this.max - this.delivered - taken, capacity - taken)
+    if (count <= 0) return
+    const since = this.wakeups.generation('m')
+    const fetch = this.fetch(count)
+    // Awaited by the loop or by whoever gives it back; a failure is the loop's to handle.
+    fetch.catch(() => {})
+    this.ahead = { fetch, count, since }
+  }
+
+  /** What the fetch ahead took (nothing when there is none, or it failed), waiting for it. */
+  private async takeAhead (): Promise<Element[]> {
+    const ahead = this.ahead
+    if (!ahead) return []
+    this.ahead = undefined
+    return await ahead.fetch.catch(() => [])
+  }
+
+  /** Gives back `rest` and what the fetch ahead took after it, in one call (so they keep their order). */
+  private async giveBackRest (rest: Element[]): Promise<void> {
+    const ahead = await this.takeAhead()
+    await this.giveBack(ahead.length === 0 ? rest : rest.concat(ahead))
   }
 
   /** Pushes elements downstream; returns false when the stream ended or failed. */
@@ -233,13 +282,13 @@ export abstract class QueueReader<C = any> extends Readable {
       const el = els[i]
       if (this.destroyed) {
         // Destroyed by a consumer of the previous push: the rest of the batch goes back.
-        await this.giveBack(els.slice(i))
+        await this.giveBackRest(els.slice(i))
         return false
       }
       if (el.kind === KIND_END || el.kind === KIND_ABORT) {
         await this.markerSeen(el)
         if (!this.untilEnd) continue
-        await this.giveBack(els.slice(i + 1))
+        await this.giveBackRest(els.slice(i + 1))
         if (el.kind === KIND_END) {
           this.push(null)
         } else {
@@ -256,7 +305,7 @@ export abstract class QueueReader<C = any> extends Readable {
             'read with withIds or reliable mode to receive it')
         }
       } catch (err) {
-        await this.giveBack(els.slice(i + 1))
+        await this.giveBackRest(els.slice(i + 1))
         this.destroy(await this.poison(el, err as DecodeError))
         return false
       }
@@ -266,10 +315,10 @@ export abstract class QueueReader<C = any> extends Readable {
       if (this.push(this.envelope(el, data))) this.wanted = true
       if (this.delivered >= this.max) {
         if (this.destroyed) {
-          await this.giveBack(els.slice(i + 1))
+          await this.giveBackRest(els.slice(i + 1))
           return false
         }
-        await this.giveBack(els.slice(i + 1))
+        await this.giveBackRest(els.slice(i + 1))
         this.push(null)
         return false
       }
@@ -360,6 +409,11 @@ export abstract class QueueReader<C = any> extends Readable {
     await new Promise<void>((resolve) => this.once('close', () => resolve()))
   }
 
+  /** Whether the reader may fetch ahead of its consumer (see {@link fetchAhead}). */
+  protected get prefetches (): boolean {
+    return false
+  }
+
   /** Whether chunks are bare messages (not envelopes), so a null message cannot be pushed. */
   protected get bare (): boolean {
     return true
@@ -428,6 +482,9 @@ export abstract class QueueReader<C = any> extends Readable {
       try {
         // A read in flight on a shard that is down is waited for only so long: closing must not hang.
         await Promise.race([this.fetching, sleep(this.shard?.commandTimeout || 1)])
+        // A fetch sent ahead took messages after everything buffered: back first, so that the buffered
+        // ones, given back after them, end up ahead of them at the head of the queue.
+        if (this.shard) await this.giveBack(await this.takeAhead())
         if (this.shard) await this.release(this.unhanded)
         this.released = true
       } catch (e) {
@@ -511,6 +568,10 @@ export class QueueReadStream<C = any> extends QueueReader<C> {
 
   protected override envelope (el: Element, data: unknown): unknown {
     return this.withIds ? { id: el.id, data } : data
+  }
+
+  protected override get prefetches (): boolean {
+    return this.mode === 'consume'
   }
 
   protected override get bare (): boolean {

@@ -1,20 +1,21 @@
 --[[
   Reliable mode: acknowledge messages, removing every trace of them.
 
-  KEYS[1] inflight  KEYS[2] leases  KEYS[3] deliveries  KEYS[4] owners
+  KEYS[1] inflight  KEYS[2] leases  KEYS[3] deliveries  KEYS[4] owners (old records only; see inflight.lua)
   ARGV[1] consumer id  ARGV[2..] ids
   Only ids this consumer still owns are acknowledged: one whose lease expired and that went back to
   the queue (or to another consumer) will be delivered again.
   Returns, per id, 1 if acknowledged, 0 if no longer owned.
 ]]
 --@include chunked
+--@include inflight
 
 local ids = {}
 for i = 2, #ARGV do ids[#ids + 1] = ARGV[i] end
-local owners = chunked('HMGET', KEYS[4], ids, 1)
+local recs = chunked('HMGET', KEYS[1], ids, 1)
 local mine, out = {}, {}
 for i, id in ipairs(ids) do
-  if owners[i] == ARGV[1] then
+  if ownerOf(recs[i] or nil, id, KEYS[4]) == ARGV[1] then
     mine[#mine + 1] = id
     out[i] = 1
   else

@@ -56,7 +56,8 @@ local function member(info)
   return string.sub(info, colon + 1, -3)
 end
 
--- The queue's other keys, the reliable-mode ones only when they exist (d exists whenever f, l and o do),
+-- The queue's other keys, the reliable-mode ones only when they exist (d exists whenever f and l do:
+-- reserve-9.lua; o only holds owners of records of the earlier layout),
 -- and a dead-letter queue's history.
 local function refresh(base, ttl)
   touch(base .. ':m', ttl)

@@ -31,7 +31,7 @@ export interface ScriptCallOptions {
 /** Every script: file name (without `.lua`) and number of keys (undefined: the caller passes it first). */
 export const SCRIPT_FILES = [
   'ack-4', 'delete-14', 'heartbeat', 'object-read-2', 'object-save-2', 'pop-2', 'presence-2', 'publish-1', 'push-2',
-  'range-2', 'redrive-5', 'register-1', 'renew-2', 'requeue-9', 'reserve-9', 'serve-1', 'unpop-2'
+  'range-2', 'redrive-5', 'register-1', 'renew-3', 'requeue-9', 'reserve-9', 'serve-1', 'unpop-2'
 ] as const
 
 export type ScriptFile = typeof SCRIPT_FILES[number]
@@ -194,9 +194,9 @@ export function ack (target: ScriptTarget, k: QueueKeys, a: { consumer: string, 
   return call(target, 'ack-4', [k.inflight, k.leases, k.deliveries, k.owners, a.consumer, ...a.ids], { idempotent: true })
 }
 
-/** renew-2.lua: extends leases; resolves with the ids this consumer no longer owns. */
+/** renew-3.lua: extends leases; resolves with the ids this consumer no longer owns. */
 export function renew (target: ScriptTarget, k: QueueKeys, a: { consumer: string, lease: number, ids: number[] }): Promise<Array<string | number>> {
-  return call(target, 'renew-2', [k.leases, k.owners, a.consumer, a.lease, ...a.ids], { idempotent: true })
+  return call(target, 'renew-3', [k.leases, k.inflight, k.owners, a.consumer, a.lease, ...a.ids], { idempotent: true })
 }
 
 export type HeartbeatOp = 'attach' | 'beat' | 'detach'

@@ -12,13 +12,14 @@
   Returns { requeued, dead-lettered }.
 ]]
 --@include touch
+--@include inflight
 --@include requeue
 
 local ids = {}
 local undo = tonumber(ARGV[7])
 local undoOwned = 0
 for i = 8, #ARGV do
-  if redis.call('HGET', KEYS[6], ARGV[i]) == ARGV[1] then
+  if ownerOf(redis.call('HGET', KEYS[3], ARGV[i]), ARGV[i], KEYS[6]) == ARGV[1] then
     ids[#ids + 1] = ARGV[i]
     if i - 7 <= undo then undoOwned = undoOwned + 1 end
   end

@@ -4,9 +4,9 @@
   in id order — or to the dead-letter queue once delivered maxDeliveries times — so they are delivered
   again ahead of newer messages.
 
-  KEYS[1] messages  KEYS[2] info (with the w and r flags)  KEYS[3] inflight (id -> element)
-  KEYS[4] leases (zset id -> deadline ms)  KEYS[5] deliveries (id -> history "consumer@ms;…")
-  KEYS[6] owners (id -> consumer)  KEYS[7..9] dead-letter messages, info, history
+  KEYS[1] messages  KEYS[2] info (with the w and r flags)  KEYS[3] inflight (id -> owner, time, element:
+  see inflight.lua)  KEYS[4] leases (zset id -> deadline ms)  KEYS[5] deliveries (id -> earlier deliveries
+  "consumer@ms;…")  KEYS[6] owners (old records only)  KEYS[7..9] dead-letter messages, info, history
   ARGV[1] count  ARGV[2] ttl ms  ARGV[3] wake channel  ARGV[4] consumer id  ARGV[5] lease ms
   ARGV[6] maxDeliveries  ARGV[7] dead-letter wake channel
   ARGV[8] the incarnation the reader is bound to ('' = not bound yet)
@@ -19,6 +19,7 @@
 --@include head
 --@include chunked
 --@include touch
+--@include inflight
 --@include requeue
 --@include incarnation
 
@@ -40,32 +41,42 @@ if not r then
   return { inc, back, dead }
 end
 -- One variadic command per structure for the whole batch: a redis.call per message and structure
--- would cost several times the work itself.
+-- would cost several times the work itself. Two structures per message: the in-flight record (owner,
+-- time and element in one value) and the lease. Only a message put back at the head (it carries its id)
+-- can have been delivered before: only those have a history to look up.
 local consumer = ARGV[4]
+local at = tostring(now)
 local deadline = now + tonumber(ARGV[5])
-local ids = {}
+local ids, again = {}, {}
 for i, elem in ipairs(r) do
   local id = head + i - 1
-  if string.byte(elem, 1) >= 128 then id = struct.unpack('>I7', elem, 2) end
+  if string.byte(elem, 1) >= 128 then
+    id = struct.unpack('>I7', elem, 2)
+    again[#again + 1] = i
+  end
   ids[i] = id
 end
-local hists = chunked('HMGET', KEYS[5], ids, 1)
-local hargs, fargs, largs, oargs, out = {}, {}, {}, {}, { inc, back, dead }
+local counts = {}
+if #again > 0 then
+  local hids = {}
+  for j, i in ipairs(again) do hids[j] = ids[i] end
+  local hists = chunked('HMGET', KEYS[5], hids, 1)
+  for j, i in ipairs(again) do counts[i] = countDeliveries(hists[j] or nil) + 1 end
+end
+local fargs, largs, out = {}, {}, { inc, back, dead }
 for i, elem in ipairs(r) do
   local id = ids[i]
-  local hist = (hists[i] or '') .. consumer .. '@' .. now .. ';'
-  hargs[#hargs + 1] = id; hargs[#hargs + 1] = hist
-  fargs[#fargs + 1] = id; fargs[#fargs + 1] = elem
+  fargs[#fargs + 1] = id; fargs[#fargs + 1] = inflightRecord(consumer, at, elem)
   largs[#largs + 1] = deadline; largs[#largs + 1] = id
-  oargs[#oargs + 1] = id; oargs[#oargs + 1] = consumer
   out[#out + 1] = elem
   out[#out + 1] = id
-  out[#out + 1] = countDeliveries(hist)
+  out[#out + 1] = counts[i] or 1
 end
-chunked('HSET', KEYS[5], hargs, 2)
 chunked('HSET', KEYS[3], fargs, 2)
 chunked('ZADD', KEYS[4], largs, 2)
-chunked('HSET', KEYS[6], oargs, 2)
+-- The deliveries hash exists whenever messages are in flight (field '_', never an id), so that a
+-- heartbeat that finds it knows the queue's reliable-mode keys are there to refresh (heartbeat.lua).
+redis.call('HSET', KEYS[5], '_', '')
 redis.call('HINCRBY', KEYS[2], 'consumed', #r)
 local keep = keepAtLeast(KEYS[2], ttl)
 for i = 3, 6 do touch(KEYS[i], keep) end

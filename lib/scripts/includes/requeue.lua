@@ -1,7 +1,8 @@
 --[[
   Shared by reserve and requeue. Expects KEYS laid out as:
   KEYS[1] messages  KEYS[2] info  KEYS[3] inflight  KEYS[4] leases  KEYS[5] deliveries (history)
-  KEYS[6] owners  KEYS[7] dead-letter messages  KEYS[8] dead-letter info  KEYS[9] dead-letter history
+  KEYS[6] owners (of in-flight records written before the owner moved into them; see inflight.lua)
+  KEYS[7] dead-letter messages  KEYS[8] dead-letter info  KEYS[9] dead-letter history
   (the w flag of a queue, a reader waiting for data, is a field of its info hash)
 ]]
 
@@ -58,8 +59,11 @@ end
 local function requeue(ids, maxDeliveries, ttl, force, undo, wake, dlwake)
   local items = {}
   for i, id in ipairs(ids) do
-    local elem = redis.call('HGET', KEYS[3], id)
-    if elem then items[#items + 1] = { id = tonumber(id), key = id, elem = elem, undo = i <= undo } end
+    local rec = redis.call('HGET', KEYS[3], id)
+    if rec then
+      local consumer, at, elem = parseInflight(rec)
+      items[#items + 1] = { id = tonumber(id), key = id, elem = elem, consumer = consumer, at = at, undo = i <= undo }
+    end
   end
   table.sort(items, function(a, b) return a.id < b.id end)
   local back, dead = 0, 0
@@ -67,7 +71,14 @@ local function requeue(ids, maxDeliveries, ttl, force, undo, wake, dlwake)
     local it = items[i]
     dropInflight(it.key)
     local hist = redis.call('HGET', KEYS[5], it.key)
-    if it.undo and hist then
+    if it.consumer then
+      -- This delivery ends without an ack: it joins the history, unless it never reached the application.
+      if not it.undo then
+        hist = (hist or '') .. it.consumer .. '@' .. it.at .. ';'
+        redis.call('HSET', KEYS[5], it.key, hist)
+      end
+    elseif it.undo and hist then
+      -- An old record: this delivery is in the history already; strike it.
       hist = string.gsub(hist, '[^;]*;$', '')
       if hist == '' then redis.call('HDEL', KEYS[5], it.key) else redis.call('HSET', KEYS[5], it.key, hist) end
     end
