@@ -11,9 +11,11 @@ const debug = createDebug('busmq:attach')
 export const HEARTBEAT_BATCH = 200
 
 /**
- * Queues per heartbeat call while refreshes run late (the oldest due one is late by more than a sixth of
- * its TTL: calls take longer than the TTLs allow, on a loaded machine or behind a burst of commands).
- * Calls stay one at a time, so a larger batch is what keeps up; it costs Redis the same per queue.
+ * Queues per heartbeat call at most, while refreshes run late (the batch doubles for every sixth of a TTL
+ * the oldest due refresh is late: calls come too seldom for the TTLs, from a process too busy or behind a
+ * burst). Calls stay one at a time, so a larger batch is what keeps queues alive; it costs Redis the same
+ * per queue, in longer calls (about 10 µs a queue: at most ~20 ms for a full one, only when refreshes
+ * would otherwise let attached queues expire).
  */
 export const HEARTBEAT_MAX_BATCH = 2000
 
@@ -268,8 +270,10 @@ export class Attachments {
     const now = Date.now()
     const out: Entry[] = []
     const first = this.nextDue()
-    const late = first !== undefined && now - first.due > ttlOf(first.item) / 6
-    const limit = late ? HEARTBEAT_MAX_BATCH : HEARTBEAT_BATCH
+    // Running late: twice the batch for every sixth of a TTL of lateness (a process too busy to send
+    // calls often, such as one pushing to thousands of queues at once, sends larger ones).
+    const late = first === undefined ? 0 : Math.floor((now - first.due) / Math.max(1, ttlOf(first.item) / 6))
+    const limit = late <= 0 ? HEARTBEAT_BATCH : Math.min(HEARTBEAT_MAX_BATCH, HEARTBEAT_BATCH * 2 ** Math.min(late, 10))
     for (let node = first; node !== undefined && out.length < limit; node = this.nextDue()) {
       if (node.due > now + (overdue ? 0 : Math.floor(ttlOf(node.item) / 30))) break
       this.dues.pop()
