@@ -21,6 +21,9 @@ export interface PersistableMethods {
 /** An object persistified by `bus.persistify()`. */
 export type Persistable<T> = T & PersistableMethods & Record<string, any>
 
+/** @internal Where a persistable keeps its name and properties (for `bus.federate()`). */
+export const PERSISTED = Symbol('busmq.classic.persisted')
+
 /** 3.1's expiry of a persisted object without `persist()`: 60 s after its last save. */
 const DEFAULT_TTL = 60
 
@@ -94,6 +97,7 @@ export function persistify<T extends object> (bus: ClassicBus, name: string, obj
   for (const [k, f] of Object.entries(methods)) {
     Object.defineProperty(o, k, { value: f, enumerable: false, configurable: true, writable: true })
   }
+  Object.defineProperty(o, PERSISTED, { value: { name, properties: [...properties] }, enumerable: false, configurable: true })
   if (o.id === undefined) o.id = id
   return o as Persistable<T>
 }
