@@ -91,6 +91,10 @@ test('queue: federated pushes reach a native reader of the serving bus; its push
   const got = messages(q, 2)
   q.consume()
   assert.deepEqual((await got).map(([m]) => m), ['three', 'four'])
+  // What the federation protocol has no call for fails with ERR_BUSMQ_CLASSIC_UNSUPPORTED.
+  await assert.rejects(call((cb) => q.flush(cb)), { code: 'ERR_BUSMQ_CLASSIC_UNSUPPORTED' })
+  await assert.rejects(call((cb) => q.metadata('ttl', cb)), { code: 'ERR_BUSMQ_CLASSIC_UNSUPPORTED' })
+  assert.equal(await call((cb) => q.count(cb)), 0)
   const seen = record(fed, ['close'])
   fed.close(true)
   assert.deepEqual(seen, [['close']])
@@ -147,6 +151,7 @@ test('channel, pubsub and persistable federated to one server share its connecti
   await call((cb) => so.save(cb))
   assert.equal(await call((cb: any) => po.load((err: Error | null, exists: boolean) => cb(err, exists))), true)
   assert.deepEqual([po.a, po.b], [1, 'two'])
+  assert.throws(() => po.persist(60), { code: 'ERR_BUSMQ_CLASSIC_UNSUPPORTED' })
   // Nothing of it on the federating bus's own Redis.
   assert.equal(await local.native.object(name).load(), null)
 })

@@ -200,7 +200,7 @@ export class ClassicBus extends EventEmitter {
    * used through that bus. Objects federated to one URL share its WebSockets (`federate.poolSize`,
    * `federate.secret`). Throws `ERR_BUSMQ_CLASSIC_UNSUPPORTED` for a target that is not a URL.
    */
-  federate (object: unknown, target: unknown): ClassicFederation {
+  federate<T extends object> (object: T, target: unknown): ClassicFederation<T> {
     const url = targetUrl(target)
     let t = this.targets.get(url)
     if (!t) {
@@ -217,7 +217,7 @@ export class ClassicBus extends EventEmitter {
       this.targets.set(url, t)
     }
     try {
-      return new ClassicFederation(t, object)
+      return new ClassicFederation<T>(t, object)
     } catch (err) {
       if (t.feds.size === 0) t.close()
       throw err

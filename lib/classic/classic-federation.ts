@@ -55,7 +55,7 @@ export function sameObjectOn (bus: ClassicBus, object: unknown): object {
 
 /** The federation-only native bus (and its classic face) that every object federated to one URL shares. */
 export class FederationTarget {
-  readonly feds = new Set<ClassicFederation>()
+  readonly feds = new Set<ClassicFederation<any>>()
   private closed = false
 
   constructor (readonly url: string, readonly native: Bus, readonly classic: ClassicBus, private readonly forget: () => void) {
@@ -66,7 +66,7 @@ export class FederationTarget {
     native.on('error', (err: Error) => this.each((f) => f.report(err)))
   }
 
-  private each (fn: (f: ClassicFederation) => void): void {
+  private each (fn: (f: ClassicFederation<any>) => void): void {
     for (const f of [...this.feds]) fn(f)
   }
 
@@ -80,7 +80,7 @@ export class FederationTarget {
   }
 
   /** A federation stopped: the last one closes the WebSockets. */
-  remove (fed: ClassicFederation): void {
+  remove (fed: ClassicFederation<any>): void {
     this.feds.delete(fed)
     if (this.feds.size === 0) this.close()
   }
@@ -91,8 +91,24 @@ export class FederationTarget {
  * same kind of object, used through the federation server), `unauthorized` (err), `reconnecting`,
  * `reconnected`, `close`, `error` (err).
  */
-export class ClassicFederation extends EventEmitter {
+export class ClassicFederation<T = unknown> extends EventEmitter {
   private done = false
+
+  override on (event: 'ready', listener: (object: T) => void): this
+  override on (event: 'unauthorized' | 'error', listener: (err: Error) => void): this
+  override on (event: 'reconnecting' | 'reconnected' | 'close', listener: () => void): this
+  override on (event: string | symbol, listener: (...args: any[]) => void): this
+  override on (event: string | symbol, listener: (...args: any[]) => void): this {
+    return super.on(event, listener)
+  }
+
+  override once (event: 'ready', listener: (object: T) => void): this
+  override once (event: 'unauthorized' | 'error', listener: (err: Error) => void): this
+  override once (event: 'reconnecting' | 'reconnected' | 'close', listener: () => void): this
+  override once (event: string | symbol, listener: (...args: any[]) => void): this
+  override once (event: string | symbol, listener: (...args: any[]) => void): this {
+    return super.once(event, listener)
+  }
 
   /** @internal Use `bus.federate(object, target)`. */
   constructor (private readonly target: FederationTarget, object: unknown) {

@@ -1,4 +1,5 @@
 import type { PersistedObject } from '../object/persisted-object.js'
+import { ClassicUnsupportedError } from '../errors.js'
 import type { ClassicBus } from './classic-bus.js'
 import type { Callback } from './util.js'
 
@@ -77,6 +78,7 @@ export function persistify<T extends object> (bus: ClassicBus, name: string, obj
       }, (err: Error) => cb?.(err))
     },
     persist (seconds) {
+      if (bus.native.federationOnly) throw new ClassicUnsupportedError('a federated persistable does not support persist()')
       if (kept) return
       kept = true
       if (seconds !== ttl) {
