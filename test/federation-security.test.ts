@@ -1,4 +1,4 @@
-// Federation security and limits: wrong secrets, replayed handshakes, `allow` denials that create nothing
+// Federation security and limits: wrong secrets, an authorize refusal (not retried), replayed handshakes, `allow` denials that create nothing
 // in Redis, 10,000 malformed frames (each closes its connection with a reason while another client keeps
 // working), 1,000 concurrent streams over a pool of 4 sockets, and a stalled remote reader that keeps the
 // server's memory bounded while 1 GB is pushed.
@@ -57,6 +57,19 @@ test('a wrong secret: the client emits unauthorized, connect() rejects with ERR_
   assert.throws(() => bus.queue(name).createWriteStream(), { code: 'ERR_BUSMQ_UNAUTHORIZED' })
   await assert.rejects(bus.queue(name).push(Buffer.from('x')), { code: 'ERR_BUSMQ_UNAUTHORIZED' })
   assert.deepEqual(await keysContaining(redis.servers[0], name), [])
+  await bus.close()
+})
+
+test('an authorize refusal (401) is final: one attempt, then unauthorized and close; connect() rejects', async () => {
+  let calls = 0
+  const server = await fedServer(redis.servers, { authorize: () => { calls++; return false } })
+  const bus = new Bus({ federation: { urls: [server.url], secret: SECRET, reconnectDelay: 1 } })
+  const events: string[] = []
+  for (const e of ['unauthorized', 'reconnecting', 'close']) bus.on(e, () => events.push(e))
+  await assert.rejects(bus.connect(), { code: 'ERR_BUSMQ_UNAUTHORIZED' })
+  await eventually(() => events.includes('close'))
+  assert.deepEqual(events, ['unauthorized', 'close'])
+  assert.equal(calls, 1)
   await bus.close()
 })
 

@@ -3,9 +3,9 @@ import { randomBytes } from 'node:crypto'
 import createDebug from 'debug'
 import { Bus } from '../bus.js'
 import type { Client } from '../router/shard.js'
-import { ClassicUnsupportedError, ClassicUsageError } from '../errors.js'
+import { ClassicUsageError } from '../errors.js'
 import { validateName } from '../names.js'
-import { nativeOptions, type ClassicBusOptions, type ClassicLog } from './classic-options.js'
+import { DEFAULT_SECRET, nativeOptions, type ClassicBusOptions, type ClassicLog } from './classic-options.js'
 import { ClassicLogger } from './classic-logger.js'
 import { ClassicQueue } from './classic-queue.js'
 import { ClassicChannel } from './classic-channel.js'
@@ -13,6 +13,7 @@ import { ClassicPubsub } from './classic-pubsub.js'
 import { ClassicService } from './classic-service.js'
 import { persistify, type Persistable } from './persistable.js'
 import { promisifyMethods } from './util.js'
+import { ClassicFederation, FederationTarget, serveOptions, targetUrl } from './classic-federation.js'
 
 const debug = createDebug('busmq:classic')
 
@@ -34,13 +35,22 @@ export class ClassicBus extends EventEmitter {
   closing?: Promise<void>
   /** @internal What disconnect() detaches before closing (connected channels). */
   readonly open = new Set<{ close: () => Promise<void> }>()
+  /** The federation-only buses of `federate()`, by target URL. */
+  private readonly targets = new Map<string, FederationTarget>()
 
-  /** Use `Bus.create(options)`. Throws `ERR_BUSMQ_CLASSIC_UNSUPPORTED` for `federate`, `ERR_BUSMQ_INVALID_OPTION` for a bad layout or URL. */
-  constructor (options: ClassicBusOptions = {}) {
+  /**
+   * Use `Bus.create(options)`. Throws `ERR_BUSMQ_INVALID_OPTION` for a bad layout, URL or `federate`.
+   * @internal `native`: a classic face for that bus (connected already; for `federate()`).
+   */
+  constructor (options: ClassicBusOptions = {}, native?: Bus) {
     super()
     this.options = options
     // Checked now (a bad option throws at create), used for each native bus connect() makes.
     nativeOptions(options, this.logger)
+    if (native) {
+      this.nativeBus = native
+      this.connected = true
+    }
     if (options.logLevel !== undefined) this.logger.setLevel(options.logLevel)
     if (options.logger !== undefined) this.withLog(options.logger)
     if (options.driver !== undefined) debug('driver %s requested: busmq/classic always uses ioredis', options.driver)
@@ -103,17 +113,22 @@ export class ClassicBus extends EventEmitter {
     this.connected = true
     if (this.nativeBus?.closed === true) this.nativeBus = undefined
     const bus = this.native
-    bus.connect().then(() => this.update(), (err: Error) => this.report(err))
+    bus.connect().then(() => {
+      const f = this.options.federate
+      if (f?.server !== undefined && !bus.closed) bus.federate(serveOptions(f))
+      this.update()
+    }).catch((err: Error) => this.report(err))
   }
 
   /**
-   * Closes every connection (and every stream of this bus's queues, channels, pub/subs and services);
-   * `offline` follows when the bus was online. Objects made before it are done with; `connect()` again
-   * starts afresh.
+   * Closes every connection (and every stream of this bus's queues, channels, pub/subs and services),
+   * stops serving federation and ends the federations of `federate()`; `offline` follows when the bus
+   * was online. Objects made before it are done with; `connect()` again starts afresh.
    */
   disconnect (): void {
     const bus = this.nativeBus
     this.connected = false
+    for (const t of [...this.targets.values()]) t.close()
     if (!bus || bus.closed) return
     bus.removeAllListeners('online')
     bus.removeAllListeners('offline')
@@ -179,8 +194,33 @@ export class ClassicBus extends EventEmitter {
     return promisifyMethods(object, methods)
   }
 
-  /** BusMQ 3.1's federation: not supported yet, throws `ERR_BUSMQ_CLASSIC_UNSUPPORTED`. */
-  federate (_object: unknown, _target: unknown): never {
-    throw new ClassicUnsupportedError('busmq/classic does not support federation (bus.federate) yet')
+  /**
+   * Federates `object` (a queue, channel, pubsub, service or persistable of this bus) to the bus serving
+   * federation at `target` (`http(s)://` or `ws(s)://` URL): `ready` hands over the same kind of object,
+   * used through that bus. Objects federated to one URL share its WebSockets (`federate.poolSize`,
+   * `federate.secret`). Throws `ERR_BUSMQ_CLASSIC_UNSUPPORTED` for a target that is not a URL.
+   */
+  federate<T extends object> (object: T, target: unknown): ClassicFederation<T> {
+    const url = targetUrl(target)
+    let t = this.targets.get(url)
+    if (!t) {
+      const f = this.options.federate ?? {}
+      const secret = f.secret ?? DEFAULT_SECRET
+      const native = new Bus({
+        logger: this.logger,
+        federation: { urls: [url], ...(typeof secret === 'string' ? { secret } : {}), ...(f.poolSize !== undefined ? { poolSize: f.poolSize } : {}) }
+      })
+      const created: FederationTarget = new FederationTarget(url, native, new ClassicBus({}, native), () => {
+        if (this.targets.get(url) === created) this.targets.delete(url)
+      })
+      t = created
+      this.targets.set(url, t)
+    }
+    try {
+      return new ClassicFederation<T>(t, object)
+    } catch (err) {
+      if (t.feds.size === 0) t.close()
+      throw err
+    }
   }
 }

@@ -174,7 +174,9 @@ export class ClassicChannel extends EventEmitter {
         ch.end()
         await finished
       }
-      await ch.detach()
+      // A federated channel (bus.federate()) has no detach: closing it releases the server's side.
+      if (this.bus.native.federationOnly) ch.destroy()
+      else await ch.detach()
     } catch (err) {
       if (!isClosedError(err)) this.emit('error', err)
     }

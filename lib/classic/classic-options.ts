@@ -1,7 +1,8 @@
+import type { IncomingMessage, Server } from 'node:http'
 import type { RedisOptions } from 'ioredis'
 import type { BusOptions } from '../bus-options.js'
 import type { Logger } from '../logger.js'
-import { ClassicUnsupportedError, InvalidOptionError } from '../errors.js'
+import { InvalidOptionError } from '../errors.js'
 
 /** BusMQ 3.1's Redis layouts. */
 export type ClassicLayout = 'direct' | 'cluster' | 'sentinels'
@@ -34,12 +35,62 @@ export interface ClassicBusOptions {
   redis?: string | string[]
   /** ioredis options for every connection (`name`: the Sentinel master name). @default {} */
   redisOptions?: RedisOptions & { name?: string }
-  /** BusMQ 3.1's federation. Not supported yet: giving it throws `ERR_BUSMQ_CLASSIC_UNSUPPORTED`. */
-  federate?: unknown
+  /** BusMQ 3.1's federation: serving it (`server`) and federating objects to other buses (`bus.federate()`). */
+  federate?: ClassicFederateOptions
   /** Where the bus logs (see `ClassicLog`). */
   logger?: ClassicLog
   /** The most verbose level written to `logger`. @default 'error' */
   logLevel?: ClassicLogLevel
+}
+
+/** What BusMQ 3.1's `secret` function (ws's `verifyClient`) is given. */
+export interface ClassicVerifyInfo {
+  origin: string | undefined
+  secure: boolean
+  req: IncomingMessage
+}
+
+/** ws's `verifyClient`: returns whether to accept, or (with two parameters) calls `cb(result)`. */
+export type ClassicVerifyClient =
+  | ((info: ClassicVerifyInfo) => boolean)
+  | ((info: ClassicVerifyInfo, cb: (result: boolean, code?: number, message?: string) => void) => void)
+
+/** BusMQ 3.1's `federate` option of `Bus.create()`. */
+export interface ClassicFederateOptions {
+  /** The http or https server on which `connect()` serves federation (none: this bus does not serve it). */
+  server?: Server
+  /** The path federation is served under. @default '/' */
+  path?: string
+  /** Listed for 3.1's sake; `bus.federate(object, url)` connects to the URL it is given. */
+  urls?: string[]
+  /** WebSockets kept open to each target of `bus.federate()`. @default 1 */
+  poolSize?: number
+  /**
+   * A string: the shared secret (serving and federating; it never crosses the wire). A function: the
+   * server accepts the connections it accepts (ws's `verifyClient(info[, cb])`) and checks no secret;
+   * a bus with a function federates without a secret.
+   * @default 'notsosecret'
+   */
+  secret?: string | ClassicVerifyClient
+}
+
+/** 3.1's default federation secret. */
+export const DEFAULT_SECRET = 'notsosecret'
+
+/** Checks the `federate` option (throws `ERR_BUSMQ_INVALID_OPTION`). */
+function checkFederate (f: ClassicFederateOptions): void {
+  if (f === null || typeof f !== 'object') throw new InvalidOptionError('federate must be an object')
+  if (f.server !== undefined && typeof f.server?.on !== 'function') throw new InvalidOptionError('federate.server must be an http or https server')
+  if (f.path !== undefined && (typeof f.path !== 'string' || !f.path.startsWith('/'))) throw new InvalidOptionError('federate.path must start with /')
+  if (f.secret !== undefined && typeof f.secret !== 'function' && (typeof f.secret !== 'string' || f.secret.length === 0)) {
+    throw new InvalidOptionError('federate.secret must be a non-empty string or a function')
+  }
+  if (f.urls !== undefined && (!Array.isArray(f.urls) || f.urls.some((u) => typeof u !== 'string'))) {
+    throw new InvalidOptionError('federate.urls must be a list of URLs')
+  }
+  if (f.poolSize !== undefined && (!Number.isInteger(f.poolSize) || f.poolSize < 1)) {
+    throw new InvalidOptionError('federate.poolSize must be a positive integer')
+  }
 }
 
 const LAYOUTS: readonly ClassicLayout[] = ['direct', 'cluster', 'sentinels']
@@ -62,9 +113,7 @@ function fixAuth (url: string): URL {
 /** The native bus options for BusMQ 3.1 options (`logger`: the classic logger adapter). */
 export function nativeOptions (options: ClassicBusOptions, logger: Logger): BusOptions {
   if (options === null || typeof options !== 'object') throw new InvalidOptionError('Bus.create() options must be an object')
-  if (options.federate !== undefined) {
-    throw new ClassicUnsupportedError('busmq/classic does not support federation (the federate option) yet')
-  }
+  if (options.federate !== undefined) checkFederate(options.federate)
   const layout = options.layout ?? 'direct'
   if (!LAYOUTS.includes(layout)) throw new InvalidOptionError(`unsupported connection layout: ${String(layout)}`)
   const { name, ...redisOptions } = options.redisOptions ?? {}

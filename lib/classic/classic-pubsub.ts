@@ -34,7 +34,8 @@ export class ClassicPubsub extends EventEmitter {
     this.subscribed = true
     const reader = this.topic.createReadStream()
     this.reader = reader
-    reader.on('subscribed', () => this.emit('subscribed'))
+    // Federated (bus.federate()): `ready` once the server's stream is open.
+    reader.on(this.bus.native.federationOnly ? 'ready' : 'subscribed', () => this.emit('subscribed'))
     reader.on('data', (data: Buffer) => { if (this.reader === reader) this.emit('message', toText(data)) })
     reader.on('error', (err: Error) => { if (!isClosedError(err)) this.emit('error', err) })
     reader.on('close', () => this.emit('unsubscribed'))

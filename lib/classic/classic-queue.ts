@@ -5,7 +5,7 @@ import { MAX_BATCH_BYTES, MAX_BATCH_COUNT, type Producer } from '../queue/produc
 import type { QueueReader, IdentifiedMessage } from '../queue/queue-read-stream.js'
 import type { ReliableMessage } from '../queue/reliable-message.js'
 import type { ReliableReadStream } from '../queue/reliable-read-stream.js'
-import { ClassicUsageError } from '../errors.js'
+import { ClassicUnsupportedError, ClassicUsageError } from '../errors.js'
 import type { ClassicBus } from './classic-bus.js'
 import { isClosedError, promisifyMethods, settle, toPayload, toText, type Callback } from './util.js'
 
@@ -39,6 +39,11 @@ const RELIABLE_PREFETCH = 100_000
 const NEVER_DEAD_LETTER = 1_000_000_000
 
 const debug = createDebug('busmq:classic')
+
+/** What a federated queue (`bus.federate()`) cannot do: the federation protocol has no call for it. */
+function unsupported (what: string): ClassicUnsupportedError {
+  return new ClassicUnsupportedError(`a federated queue does not support ${what}`)
+}
 
 type State = 'detached' | 'attaching' | 'attached' | 'detaching'
 
@@ -78,6 +83,11 @@ export class ClassicQueue extends EventEmitter {
     this.name = name
   }
 
+  /** Whether the queue is used through federation (made by `bus.federate()`). */
+  private get federated (): boolean {
+    return this.bus.native.federationOnly
+  }
+
   /** The native handle: the one attach() made, or a plain one. */
   private get handle (): Queue<Buffer> {
     this.handleOf ??= this.bus.native.queue(this.name)
@@ -104,6 +114,12 @@ export class ClassicQueue extends EventEmitter {
     process.nextTick(() => this.emit('attaching'))
     const maxsize = Math.max(options.maxsize ?? 0, 0)
     ;(async () => {
+      if (this.federated) {
+        // Federated (bus.federate()): the server's bus keeps the queue while streams use it.
+        const handle = this.bus.native.queue<Buffer>(this.name, { ttl: Math.round((options.ttl ?? 30) * 1000), maxLength: maxsize, overflow: 'drop' })
+        this.handleOf = handle
+        return await handle.exists()
+      }
       const plain = this.bus.native.queue(this.name)
       const existing = await plain.getMeta('ttl')
       const ttl = existing !== null && Number(existing) > 0 ? Number(existing) : (options.ttl ?? 30)
@@ -140,7 +156,7 @@ export class ClassicQueue extends EventEmitter {
     this.stop()
     await this.dropLingering()
     try {
-      await this.handle.detach()
+      if (!this.federated) await this.handle.detach()
     } catch (err) {
       if (!isClosedError(err)) this.emit('error', err)
     }
@@ -158,8 +174,8 @@ export class ClassicQueue extends EventEmitter {
       return false
     }
     this.pushedCount++
-    if (this.handle.maxLength > 0) {
-      // maxsize: each push on its own (one that does not fit is dropped with id null).
+    if (this.handle.maxLength > 0 || this.federated) {
+      // maxsize: each push on its own (one that does not fit is dropped with id null); federated: one call each.
       settle(this.handle.push(toPayload(message)), cb, this)
       return true
     }
@@ -232,6 +248,7 @@ export class ClassicQueue extends EventEmitter {
     released.then(async () => {
       if (!remove) {
         // 3.1's index is a position in the queue; the native offset is an id: the oldest id plus it.
+        if (index > 0 && this.federated) throw unsupported('consume with an index')
         const from = index > 0 ? await h.stats().then((s) => s.pushed - s.length + 1 + index) : 0
         return h.createReadStream({ mode: 'replay', from, withIds: true, max })
       }
@@ -318,14 +335,14 @@ export class ClassicQueue extends EventEmitter {
       return
     }
     const handle = this.handle
-    this.detaching().then(() => handle.delete()).then(() => this.emit('closed'), (err: Error) => {
+    this.detaching().then(() => this.federated ? Promise.reject(unsupported('close')) : handle.delete()).then(() => this.emit('closed'), (err: Error) => {
       if (!isClosedError(err)) this.emit('error', err)
     })
   }
 
   /** Deletes every message in the queue; `cb(err)`. */
   flush (cb?: Callback<void>): void {
-    settle(this.handle.flush(), cb, this)
+    settle(this.federated ? Promise.reject(unsupported('flush')) : this.handle.flush(), cb, this)
   }
 
   /** `cb(err, exists)`. */
@@ -347,6 +364,7 @@ export class ClassicQueue extends EventEmitter {
   ttl (cb?: Callback<number | null>): void {
     const h = this.handle
     settle((async () => {
+      if (this.federated) throw unsupported('ttl')
       const meta = await h.getMeta('ttl')
       if (meta !== null) return Number(meta)
       return (await h.exists()) ? h.ttl / 1000 : null
@@ -367,7 +385,8 @@ export class ClassicQueue extends EventEmitter {
       value = undefined
     }
     const h = this.handle
-    if (typeof key === 'object' && key !== null) settle(h.setMeta(key), cb, this)
+    if (this.federated) settle(Promise.reject(unsupported('metadata')), cb, this)
+    else if (typeof key === 'object' && key !== null) settle(h.setMeta(key), cb, this)
     else if (key !== undefined && value !== undefined) settle(h.setMeta({ [key]: String(value) }), cb, this)
     else if (key !== undefined) settle(h.getMeta(key), cb, this)
     else settle(h.getMeta(), cb, this)

@@ -18,7 +18,8 @@ export { ClassicPubsub } from './classic-pubsub.js'
 export { ClassicService } from './classic-service.js'
 export type { ClassicReply, ClassicServeOptions, ClassicConnectOptions, ClassicRequestOptions } from './classic-service.js'
 export type { Persistable, PersistableMethods } from './persistable.js'
-export type { ClassicBusOptions, ClassicLayout, ClassicLog, ClassicLogLevel } from './classic-options.js'
+export { ClassicFederation } from './classic-federation.js'
+export type { ClassicBusOptions, ClassicLayout, ClassicLog, ClassicLogLevel, ClassicFederateOptions, ClassicVerifyClient, ClassicVerifyInfo } from './classic-options.js'
 export { ClassicUsageError, ClassicUnsupportedError } from '../errors.js'
 
 /** The module's face in 3.1 style: `Bus.create(options)`. */

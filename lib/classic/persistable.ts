@@ -1,4 +1,5 @@
 import type { PersistedObject } from '../object/persisted-object.js'
+import { ClassicUnsupportedError } from '../errors.js'
 import type { ClassicBus } from './classic-bus.js'
 import type { Callback } from './util.js'
 
@@ -20,6 +21,9 @@ export interface PersistableMethods {
 
 /** An object persistified by `bus.persistify()`. */
 export type Persistable<T> = T & PersistableMethods & Record<string, any>
+
+/** @internal Where a persistable keeps its name and properties (for `bus.federate()`). */
+export const PERSISTED = Symbol('busmq.classic.persisted')
 
 /** 3.1's expiry of a persisted object without `persist()`: 60 s after its last save. */
 const DEFAULT_TTL = 60
@@ -74,6 +78,7 @@ export function persistify<T extends object> (bus: ClassicBus, name: string, obj
       }, (err: Error) => cb?.(err))
     },
     persist (seconds) {
+      if (bus.native.federationOnly) throw new ClassicUnsupportedError('a federated persistable does not support persist()')
       if (kept) return
       kept = true
       if (seconds !== ttl) {
@@ -94,6 +99,7 @@ export function persistify<T extends object> (bus: ClassicBus, name: string, obj
   for (const [k, f] of Object.entries(methods)) {
     Object.defineProperty(o, k, { value: f, enumerable: false, configurable: true, writable: true })
   }
+  Object.defineProperty(o, PERSISTED, { value: { name, properties: [...properties] }, enumerable: false, configurable: true })
   if (o.id === undefined) o.id = id
   return o as Persistable<T>
 }

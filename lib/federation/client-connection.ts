@@ -99,12 +99,19 @@ export class ClientConnection {
         throw err
       }
     }
-    ws.onerror = (ev) => debug('socket error on %s: %s', this.url, ev?.message ?? 'error')
+    // An upgrade refused with 401 (an `authorize` hook said no) is as final as a wrong secret; Node's
+    // ws reports it as this error (browsers cannot tell it from a network failure).
+    let refused = false
+    ws.onerror = (ev) => {
+      debug('socket error on %s: %s', this.url, ev?.message ?? 'error')
+      if (/Unexpected server response: 401\b/.test(String(ev?.message))) refused = true
+    }
     ws.onclose = (ev) => {
       if (this.ws !== ws) return
       this.ws = undefined
       debug('connection to %s closed (%d %s)', this.url, ev.code, ev.reason)
       if (ev.code === CLOSE_UNAUTHORIZED) return this.client.unauthorized(this, ev.reason)
+      if (refused) return this.client.unauthorized(this, 'the server refused the connection (401)')
       this.lost()
     }
     clearInterval(this.pinger)
