@@ -5,7 +5,7 @@ import type { ReliableMessage } from '../queue/reliable-message.js'
 import { ClassicUsageError, PeerDestroyedError } from '../errors.js'
 import { validateName } from '../names.js'
 import type { ClassicBus } from './classic-bus.js'
-import { isClosedError, promisifyMethods, settle, toPayload, toText, type Callback } from './util.js'
+import { ackUpTo, isClosedError, promisifyMethods, settle, toPayload, toText, type Callback } from './util.js'
 
 /** Options of `channel.connect(options)` / `listen(options)`. */
 export interface ClassicChannelOptions {
@@ -197,13 +197,7 @@ export class ClassicChannel extends EventEmitter {
       cb?.(null)
       return
     }
-    const acks: Array<Promise<boolean>> = []
-    for (const [held, message] of this.held) {
-      if (held > id) continue
-      this.held.delete(held)
-      acks.push(message.ack())
-    }
-    settle(Promise.all(acks).then(() => undefined), cb, this)
+    settle(ackUpTo(this.held, id), cb, this)
   }
 
   /** Makes send, sendTo and ack return promises; returns the channel. */

@@ -7,7 +7,7 @@ import type { ReliableMessage } from '../queue/reliable-message.js'
 import type { ReliableReadStream } from '../queue/reliable-read-stream.js'
 import { ClassicUnsupportedError, ClassicUsageError } from '../errors.js'
 import type { ClassicBus } from './classic-bus.js'
-import { isClosedError, promisifyMethods, settle, toPayload, toText, type Callback } from './util.js'
+import { ackUpTo, isClosedError, promisifyMethods, settle, toPayload, toText, type Callback } from './util.js'
 
 /** Options of `queue.attach(options)` (BusMQ 3.1's). */
 export interface ClassicAttachOptions {
@@ -319,13 +319,7 @@ export class ClassicQueue extends EventEmitter {
       cb?.(null)
       return
     }
-    const acks: Array<Promise<boolean>> = []
-    for (const [held, message] of this.held) {
-      if (held > id) continue
-      this.held.delete(held)
-      acks.push(message.ack())
-    }
-    settle(Promise.all(acks).then(() => undefined), cb, this)
+    settle(ackUpTo(this.held, id), cb, this)
   }
 
   /** Detaches and deletes the queue with every message: `closed`. Not attached: `error`. */

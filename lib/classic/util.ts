@@ -42,5 +42,19 @@ export function promisifyMethods<T extends object> (object: T, methods: readonly
   return object
 }
 
+/**
+ * BusMQ 3.1's reliable `ack(id)`: acks message `id` and every held message before it, dropping them from
+ * `held` (id → message); resolves when every ack is answered.
+ */
+export async function ackUpTo (held: Map<number, { ack: () => Promise<boolean> }>, id: number): Promise<void> {
+  const acks: Array<Promise<boolean>> = []
+  for (const [n, message] of held) {
+    if (n > id) continue
+    held.delete(n)
+    acks.push(message.ack())
+  }
+  await Promise.all(acks)
+}
+
 /** setTimeout's longest delay: a grace period "until done". */
 export const FOREVER = 2_147_483_647

@@ -1,6 +1,6 @@
 import type { Shard } from '../router/shard.js'
 import type { Inspector, QueueView } from './inspector.js'
-import { byName, page, type DashboardColumn, type DashboardSection, type SectionQuery, type SectionRows } from './section.js'
+import { byName, detailKey, detailsByShard, page, type DashboardColumn, type DashboardSection, type SectionQuery, type SectionRows } from './section.js'
 import type { Listed, RegistryList } from './registry-list.js'
 
 /** Points of a sparkline (one per refresh). */
@@ -72,19 +72,9 @@ export class QueuesSection implements DashboardSection {
       all = [...all, ...this.scanned.filter((l) => !seen.has(`${l.shard.id}\n${l.name}`))].sort((a, b) => byName(a.name, b.name))
     }
     const { total, items } = page(all, (l) => l.name, q)
-    const byShard = new Map<Shard, string[]>()
-    for (const l of items) {
-      if (!byShard.has(l.shard)) byShard.set(l.shard, [])
-      byShard.get(l.shard)!.push(l.name)
-    }
-    const views = new Map<string, QueueView>()
-    await Promise.all([...byShard].map(async ([shard, names]) => {
-      try {
-        for (const v of await this.inspector.queues(shard, names)) views.set(`${shard.id}\n${v.name}`, v)
-      } catch { /* the shard went away: its rows show no details this time */ }
-    }))
+    const views = await detailsByShard(items, async (shard, names) => await this.inspector.queues(shard, names))
     const rows = items.map((l) => {
-      const v = views.get(`${l.shard.id}\n${l.name}`)
+      const v = views.get(detailKey(l.shard, l.name))
       if (v === undefined) return { name: l.name, shard: l.shard.id }
       const h = this.rates(v)
       // The list of attached clients is for the queue's own page.

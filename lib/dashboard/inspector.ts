@@ -194,26 +194,14 @@ export class Inspector {
    */
   async scanned (shard: Shard, budget: number): Promise<{ names: string[], complete: boolean }> {
     const head = `${this.prefix}:q:{`
-    const names = new Set<string>()
-    let complete = true
-    for (const node of nodesOf(shard)) {
-      let cursor = '0'
-      let examined = 0
-      do {
-        const [next, keys] = await this.run(shard, () => (node as Redis).scan(cursor, 'MATCH', `${head}*}:*i`, 'COUNT', 1000))
-        cursor = next
-        examined += 1000
-        for (const key of keys) {
-          const close = key.indexOf('}', head.length)
-          const rest = key.slice(close + 1)
-          const name = key.slice(head.length, close)
-          if (rest === ':i') names.add(name)
-          else if (rest === ':dl:i') names.add(`${name}${DEAD_LETTER_SUFFIX}`)
-        }
-      } while (cursor !== '0' && examined < budget)
-      if (cursor !== '0') complete = false
-    }
-    return { names: [...names], complete }
+    return await this.scanNames(shard, budget, `${head}*}:*i`, (key) => {
+      const close = key.indexOf('}', head.length)
+      const rest = key.slice(close + 1)
+      const name = key.slice(head.length, close)
+      if (rest === ':i') return name
+      if (rest === ':dl:i') return `${name}${DEAD_LETTER_SUFFIX}`
+      return undefined
+    })
   }
 
   /**
@@ -222,16 +210,25 @@ export class Inspector {
    */
   async scannedObjects (shard: Shard, budget: number): Promise<{ names: string[], complete: boolean }> {
     const head = `${this.prefix}:o:{`
+    return await this.scanNames(shard, budget, `${head}*}:h`, (key) => key.slice(head.length, -3))
+  }
+
+  /** The names `nameOf` reads off the keys matching `pattern`, at most `budget` keys examined per node. */
+  private async scanNames (shard: Shard, budget: number, pattern: string,
+    nameOf: (key: string) => string | undefined): Promise<{ names: string[], complete: boolean }> {
     const names = new Set<string>()
     let complete = true
     for (const node of nodesOf(shard)) {
       let cursor = '0'
       let examined = 0
       do {
-        const [next, keys] = await this.run(shard, () => (node as Redis).scan(cursor, 'MATCH', `${head}*}:h`, 'COUNT', 1000))
+        const [next, keys] = await this.run(shard, () => (node as Redis).scan(cursor, 'MATCH', pattern, 'COUNT', 1000))
         cursor = next
         examined += 1000
-        for (const key of keys) names.add(key.slice(head.length, -3))
+        for (const key of keys) {
+          const name = nameOf(key)
+          if (name !== undefined) names.add(name)
+        }
       } while (cursor !== '0' && examined < budget)
       if (cursor !== '0') complete = false
     }

@@ -1,7 +1,7 @@
 import type { Shard } from '../router/shard.js'
-import type { Inspector, ObjectView } from './inspector.js'
+import type { Inspector } from './inspector.js'
 import { SCAN_BUDGET, SCAN_REUSE } from './builtin-sections.js'
-import { byName, page, type DashboardColumn, type DashboardSection, type SectionQuery, type SectionRows } from './section.js'
+import { byName, detailKey, detailsByShard, page, type DashboardColumn, type DashboardSection, type SectionQuery, type SectionRows } from './section.js'
 
 interface Listed { name: string, shard: Shard }
 
@@ -59,18 +59,8 @@ export class ObjectsSection implements DashboardSection {
     if (!q.scan) return { total: 0, rows: [], note: 'found by SCAN: tick "include … (SCAN)" to list them' }
     await this.scan()
     const { total, items } = page(this.scanned, (l) => l.name, { ...q, offset: 0 })
-    const byShard = new Map<Shard, string[]>()
-    for (const l of items) {
-      if (!byShard.has(l.shard)) byShard.set(l.shard, [])
-      byShard.get(l.shard)!.push(l.name)
-    }
-    const views = new Map<string, ObjectView>()
-    await Promise.all([...byShard].map(async ([shard, names]) => {
-      try {
-        for (const v of await this.inspector.objects(shard, names)) views.set(`${shard.id}\n${v.name}`, v)
-      } catch { /* the shard went away: its rows show no details this time */ }
-    }))
-    const rows = items.map((l): Record<string, unknown> => ({ ...(views.get(`${l.shard.id}\n${l.name}`) ?? { name: l.name, shard: l.shard.id }) }))
+    const views = await detailsByShard(items, async (shard, names) => await this.inspector.objects(shard, names))
+    const rows = items.map((l): Record<string, unknown> => ({ ...(views.get(detailKey(l.shard, l.name)) ?? { name: l.name, shard: l.shard.id }) }))
     const note = this.complete ? undefined : `a partial SCAN (${SCAN_BUDGET.toLocaleString('en-US')} keys per node examined)`
     return { total, rows, note }
   }

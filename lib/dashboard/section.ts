@@ -1,3 +1,4 @@
+import type { Shard } from '../router/shard.js'
 /**
  * The dashboard's data model: the page shows a list of sections, each a table described by its columns,
  * and iterates over them without knowing what they are. Queues, services, persisted objects, channels
@@ -69,6 +70,31 @@ export function page<T> (items: T[], name: (t: T) => string, q: SectionQuery): {
   const f = q.filter.toLowerCase()
   const matching = f === '' ? items : items.filter((t) => name(t).toLowerCase().includes(f))
   return { total: matching.length, items: matching.slice(q.offset, q.offset + q.limit) }
+}
+
+/**
+ * The details of the rows on screen, read shard by shard (`read`: one shard's rows, by name), keyed by
+ * `<shard id>\n<name>` ({@link detailKey}). A shard that fails gives no details this time.
+ */
+export async function detailsByShard<V extends { name: string }> (items: ReadonlyArray<{ shard: Shard, name: string }>,
+  read: (shard: Shard, names: string[]) => Promise<V[]>): Promise<Map<string, V>> {
+  const byShard = new Map<Shard, string[]>()
+  for (const l of items) {
+    if (!byShard.has(l.shard)) byShard.set(l.shard, [])
+    byShard.get(l.shard)!.push(l.name)
+  }
+  const views = new Map<string, V>()
+  await Promise.all([...byShard].map(async ([shard, names]) => {
+    try {
+      for (const v of await read(shard, names)) views.set(detailKey(shard, v.name), v)
+    } catch { /* the shard went away: its rows show no details this time */ }
+  }))
+  return views
+}
+
+/** The key of a row's details in {@link detailsByShard}'s map. */
+export function detailKey (shard: Shard, name: string): string {
+  return `${shard.id}\n${name}`
 }
 
 /** Compares names for sorting. */

@@ -1,6 +1,5 @@
-import type { Shard } from '../router/shard.js'
-import type { Inspector, ServiceView } from './inspector.js'
-import { page, type DashboardColumn, type DashboardSection, type SectionQuery, type SectionRows } from './section.js'
+import type { Inspector } from './inspector.js'
+import { detailKey, detailsByShard, page, type DashboardColumn, type DashboardSection, type SectionQuery, type SectionRows } from './section.js'
 import type { RegistryList } from './registry-list.js'
 
 /**
@@ -34,18 +33,8 @@ export class ServicesSection implements DashboardSection {
   async rows (q: SectionQuery): Promise<SectionRows> {
     await this.registry.refresh()
     const { total, items } = page(this.registry.services, (l) => l.name, { ...q, offset: 0 })
-    const byShard = new Map<Shard, string[]>()
-    for (const l of items) {
-      if (!byShard.has(l.shard)) byShard.set(l.shard, [])
-      byShard.get(l.shard)!.push(l.name)
-    }
-    const views = new Map<string, ServiceView>()
-    await Promise.all([...byShard].map(async ([shard, names]) => {
-      try {
-        for (const v of await this.inspector.services(shard, names)) views.set(`${shard.id}\n${v.name}`, v)
-      } catch { /* the shard went away: its rows show no details this time */ }
-    }))
-    const rows = items.map((l): Record<string, unknown> => ({ ...(views.get(`${l.shard.id}\n${l.name}`) ?? { name: l.name, shard: l.shard.id }) }))
+    const views = await detailsByShard(items, async (shard, names) => await this.inspector.services(shard, names))
+    const rows = items.map((l): Record<string, unknown> => ({ ...(views.get(detailKey(l.shard, l.name)) ?? { name: l.name, shard: l.shard.id }) }))
     return { total, rows, note: this.registry.note }
   }
 }
