@@ -3,7 +3,8 @@ import type { Shard } from '../router/shard.js'
 import {
   ATTACHMENT_FIELD_PREFIX, DEAD_LETTER_SUFFIX, ROLES_FIELD_PREFIX, ObjectKeys, QueueKeys, ServiceKeys, parseRegistryMember, registryKey
 } from '../keys.js'
-import { handlingPercentiles, parseServers } from '../service/server-status.js'
+import { serviceStats } from '../service/server-status.js'
+import type { ServiceStats } from '../service/service.js'
 import { KIND_ABORT, KIND_END, parseElement } from '../queue/element.js'
 
 type Node = Redis | Cluster
@@ -44,25 +45,8 @@ export interface QueueView {
   attached: Array<{ client: string, readers: number, writers: number, lapsesIn: number }>
 }
 
-/** One service as the dashboard lists it. */
-export interface ServiceView {
-  name: string
-  shard: string
-  /** Servers announced (alive), and of those the ones taking reliable requests. */
-  servers: number
-  reliableServers: number
-  /** Requests the servers run, and the sum of their `concurrency`. */
-  running: number
-  concurrency: number
-  /** Requests waiting to be taken (plain and reliable), and of those the reliable ones. */
-  waiting: number
-  waitingReliable: number
-  /** Handling time (ms) of the requests the servers finished recently; absent when none did. */
-  p50?: number
-  p99?: number
-  /** ms until its keys expire if nobody uses them (-2: gone). */
-  ttl: number
-}
+/** One service as the dashboard lists it: what `service.stats()` reports. */
+export type ServiceView = ServiceStats
 
 /** One persisted object as the dashboard lists it. */
 export interface ObjectView {
@@ -303,21 +287,7 @@ export class Inspector {
         return { name, servers, waiting, waitingReliable, ttl: Math.max(...ttls), now }
       }))
     })
-    return rows.map(({ name, servers, waiting, waitingReliable, ttl, now }) => {
-      const status = parseServers(servers, now)
-      return {
-        name,
-        shard: shard.id,
-        servers: status.servers,
-        reliableServers: status.reliableServers,
-        running: status.running,
-        concurrency: status.concurrency,
-        waiting: waiting + waitingReliable,
-        waitingReliable,
-        ...handlingPercentiles(status.handled),
-        ttl
-      }
-    })
+    return rows.map(({ name, ...raw }) => serviceStats(name, shard.id, raw))
   }
 
   /** The newest `count` messages of a queue, with their ids (read-only: nothing is taken). */

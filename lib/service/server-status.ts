@@ -1,4 +1,5 @@
 import { LATENCY_BUCKETS, quantileOf } from '../metrics/latency-histogram.js'
+import type { ServiceStats } from './service.js'
 
 /**
  * What the servers of one service told in its servers hash (serve-1.lua), merged: each entry is
@@ -51,4 +52,26 @@ export function encodeHandled (counts: readonly number[]): string {
   let end = counts.length
   while (end > 0 && counts[end - 1] === 0) end--
   return counts.slice(0, end).join(',')
+}
+
+/**
+ * A service's stats from what Redis holds (`service.stats()` and the dashboard's services): its servers
+ * hash, the lengths of its request queues, the longest PTTL of its keys, and the shard's clock (ms).
+ */
+export function serviceStats (name: string, shard: string, raw: {
+  servers: Record<string, string>, waiting: number, waitingReliable: number, ttl: number, now: number
+}): ServiceStats {
+  const status = parseServers(raw.servers, raw.now)
+  return {
+    name,
+    shard,
+    servers: status.servers,
+    reliableServers: status.reliableServers,
+    running: status.running,
+    concurrency: status.concurrency,
+    waiting: raw.waiting + raw.waitingReliable,
+    waitingReliable: raw.waitingReliable,
+    ...handlingPercentiles(status.handled),
+    ttl: raw.ttl
+  }
 }

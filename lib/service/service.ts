@@ -18,7 +18,7 @@ import { ServiceReplyReader } from './service-reply-reader.js'
 import { ServiceTransform } from './service-transform.js'
 import type { IntakeSettings } from './request-intake.js'
 import type { ServiceCounters } from '../metrics/service-counters.js'
-import { handlingPercentiles, parseServers } from './server-status.js'
+import { serviceStats } from './server-status.js'
 import {
   DEFAULT_SERVICE_OPTIONS, type RequestOptions, type RequestStreamOptions, type ServeOptions, type ServiceOptions,
   type ServiceTransformOptions
@@ -333,19 +333,7 @@ export class Service<Req = any, Res = any> {
       c.time()
     ]))
     const now = Number(time[0]) * 1000 + Math.floor(Number(time[1]) / 1000)
-    const status = parseServers(servers, now)
-    return {
-      name: this.name,
-      shard: shard.id,
-      servers: status.servers,
-      reliableServers: status.reliableServers,
-      running: status.running,
-      concurrency: status.concurrency,
-      waiting: waiting + waitingReliable,
-      waitingReliable,
-      ...handlingPercentiles(status.handled),
-      ttl: Math.max(...ttls)
-    }
+    return serviceStats(this.name, shard.id, { servers, waiting, waitingReliable, ttl: Math.max(...ttls), now })
   }
 }
 
