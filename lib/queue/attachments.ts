@@ -307,9 +307,12 @@ export class Attachments {
     let registered = 0
     while (registered < entries.length && register(entries[registered])) entries[registered++].registeredAt = started
     try {
-      const late = started - Math.min(...entries.map((e) => e.due))
       await this.call('beat', entries.map((e) => this.describe(e, false)), registered)
-      debug('%s refreshed %d queue(s) in %d ms, %d ms late', this.shard.id, entries.length, Date.now() - started, late)
+      if (debug.enabled) {
+        // (The entries' due times are still the ones this call answered.)
+        const late = started - Math.min(...entries.map((e) => e.due))
+        debug('%s refreshed %d queue(s) in %d ms, %d ms late', this.shard.id, entries.length, Date.now() - started, late)
+      }
       for (const e of entries) if (e.due !== Infinity) this.setDue(e, started + Math.max(5, Math.floor(ttlOf(e) / 3)))
     } catch (err) {
       // The shard is away: try again soon (the keys still have what is left of their TTL).
