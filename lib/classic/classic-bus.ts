@@ -5,7 +5,7 @@ import { Bus } from '../bus.js'
 import type { Client } from '../router/shard.js'
 import { ClassicUsageError } from '../errors.js'
 import { validateName } from '../names.js'
-import { DEFAULT_SECRET, nativeOptions, type ClassicBusOptions, type ClassicLog } from './classic-options.js'
+import { DEFAULT_SECRET, nativeOptions, wsUrl, type ClassicBusOptions, type ClassicLog } from './classic-options.js'
 import { ClassicLogger } from './classic-logger.js'
 import { ClassicQueue } from './classic-queue.js'
 import { ClassicChannel } from './classic-channel.js'
@@ -135,6 +135,11 @@ export class ClassicBus extends EventEmitter {
     const open = [...this.open]
     this.open.clear()
     this.closing = Promise.allSettled(open.map((o) => o.close())).then(() => bus.close()).then(() => this.update())
+  }
+
+  /** @internal The entry of `federate.urls` that the native `find()` answered with (its ws:// form). */
+  federationUrl (url: string): string {
+    return this.options.federate?.urls?.find((u) => wsUrl(u) === url) ?? url
   }
 
   /** True while every shard is connected (after `online`, before `offline`). */

@@ -202,7 +202,8 @@ export class Link {
   }
 
   private get writes (): boolean {
-    return this.op === 'queue.write' || this.op === 'pubsub.write' || this.op === 'channel' || this.op === 'service.serve'
+    return this.op === 'queue.write' || this.op === 'pubsub.write' || this.op === 'channel' || this.op === 'service.serve' ||
+      this.op === 'queue.attach' || this.op === 'object.keep'
   }
 
   /** @internal The stream failed (RESET from the server, the client gave up). */
