@@ -20,7 +20,10 @@ export const HEARTBEAT_BATCH = 200
  */
 export const HEARTBEAT_ROUND = 20_000
 
-/** Calls of a round on time: the refreshes due within the next thirtieth of a TTL, a few calls at a time. */
+/**
+ * Calls of a round on time (the refreshes due within the next thirtieth of a TTL), and of a round of
+ * attaches or detaches (of the same kind, in the order they were made).
+ */
 const CALLS_ON_TIME = 4
 
 interface Entry {
@@ -199,7 +202,7 @@ export class Attachments {
     setImmediate(() => { this.pump().catch((err: Error) => debug('%s heartbeat failed: %s', this.shard.id, err.message)) })
   }
 
-  /** Sends what is waiting, one call at a time: attaches and detaches first, then the refreshes due. */
+  /** Sends what is waiting, one round at a time: attaches and detaches first, then the refreshes due. */
   private async pump (): Promise<void> {
     try {
       let opsLast = false
@@ -212,7 +215,9 @@ export class Attachments {
         const ops = due.length === 0 ? this.takeOps() : undefined
         if (ops) {
           opsLast = true
-          await this.sendOps(ops.op, ops.batch)
+          const calls: Array<Promise<void>> = []
+          for (let i = 0; i < ops.batch.length; i += HEARTBEAT_BATCH) calls.push(this.sendOps(ops.op, ops.batch.slice(i, i + HEARTBEAT_BATCH)))
+          await Promise.all(calls)
           continue
         }
         opsLast = false
@@ -232,7 +237,7 @@ export class Attachments {
     const batch: Pending[] = []
     const rest: Pending[] = []
     for (const p of this.queue) {
-      if (p.op === op && batch.length < HEARTBEAT_BATCH) batch.push(p)
+      if (p.op === op && batch.length < HEARTBEAT_BATCH * CALLS_ON_TIME) batch.push(p)
       else rest.push(p)
     }
     this.queue = rest
