@@ -129,6 +129,16 @@ test('a queue that exists keeps its ttl: a later attach with another ttl reads t
   assert.equal(await call((cb) => second.ttl(cb)), 7)
 })
 
+test('attach({ ttl: 0 }) takes the default ttl of 30 seconds, as 3.1 does', async () => {
+  const bus = await classicBus(redis.servers)
+  const q = bus.queue(uniqueName('q'))
+  const errors = record(q, ['error'])
+  q.attach({ ttl: 0 })
+  await nextEvent(q, 'attached')
+  assert.equal(await call((cb) => q.ttl(cb)), 30)
+  assert.deepEqual(errors, [])
+})
+
 test('maxsize: a push to a full queue is dropped and calls back with id null', async () => {
   const bus = await classicBus(redis.servers)
   const q = bus.queue(uniqueName('q'))
@@ -245,6 +255,20 @@ test('count, flush, exists, find, metadata, pushed, consumed', async () => {
   assert.equal(await call((cb) => q.count(cb)), 0)
   assert.equal(await call((cb) => q.pushed(cb)), 3)
   assert.equal(await call((cb) => q.consumed(cb)), 0)
+})
+
+test('callbacks without a result get err only: metadata set (3.1: "no further arguments"), flush, non-reliable ack', async () => {
+  const bus = await classicBus(redis.servers)
+  const q = bus.queue(uniqueName('q'))
+  q.attach()
+  await nextEvent(q, 'attached')
+  const args = async (fn: (cb: (...a: unknown[]) => void) => void): Promise<unknown[]> =>
+    await new Promise((resolve) => fn((...a) => resolve(a)))
+  assert.deepEqual(await args((cb) => q.metadata('owner', 'ann', cb)), [null])
+  assert.deepEqual(await args((cb) => q.metadata({ shift: 'night' }, cb)), [null])
+  assert.deepEqual(await args((cb) => q.flush(cb)), [null])
+  assert.deepEqual(await args((cb) => q.ack(1, cb)), [null])
+  assert.deepEqual(await args((cb) => q.metadata('owner', cb)), [null, 'ann'])
 })
 
 test('close() detaches and deletes the queue: closed; close() while not attached emits error', async () => {

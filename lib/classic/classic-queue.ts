@@ -11,7 +11,10 @@ import { ackUpTo, isClosedError, promisifyMethods, settle, toPayload, toText, ty
 
 /** Options of `queue.attach(options)` (BusMQ 3.1's). */
 export interface ClassicAttachOptions {
-  /** Seconds the queue lives on with nobody attached. Ignored when the queue exists (it keeps its own). @default 30 */
+  /**
+   * Seconds the queue lives on with nobody attached (0 or none: the default, as in 3.1). Ignored when the
+   * queue exists (it keeps its own). @default 30
+   */
   ttl?: number
   /** Most messages the queue holds; a push to a full queue is dropped and calls back with id `null`. 0: unbounded. @default 0 */
   maxsize?: number
@@ -115,7 +118,7 @@ export class ClassicQueue extends EventEmitter {
       // Federated (bus.federate()), each call goes to the federation server's bus (attach: it attaches there).
       const plain = this.bus.native.queue(this.name)
       const existing = await plain.getMeta('ttl')
-      const ttl = existing !== null && Number(existing) > 0 ? Number(existing) : (options.ttl ?? 30)
+      const ttl = existing !== null && Number(existing) > 0 ? Number(existing) : (options.ttl || 30)
       const handle = this.bus.native.queue<Buffer>(this.name, {
         ttl: Math.round(ttl * 1000), maxLength: maxsize, overflow: 'drop'
       })

@@ -22,11 +22,15 @@ export function isClosedError (err: unknown): boolean {
 }
 
 /**
- * Settles a BusMQ 3.1 call: the callback gets `(null, result)` or the error; without a callback an error
- * is emitted as 'error' (as 3.1 does).
+ * Settles a BusMQ 3.1 call: the callback gets `(null, result)` (only `(null)` when there is no result, as
+ * 3.1 calls back with no further arguments) or the error; without a callback an error is emitted as
+ * 'error' (as 3.1 does).
  */
 export function settle<T> (p: Promise<T>, cb: Callback<T> | undefined, emitter: EventEmitter): void {
-  p.then((result) => { cb?.(null, result) }, (err: Error) => {
+  p.then((result) => {
+    if (result === undefined) cb?.(null)
+    else cb?.(null, result)
+  }, (err: Error) => {
     if (cb) cb(err)
     else if (!isClosedError(err)) emitter.emit('error', err)
   })
