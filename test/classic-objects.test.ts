@@ -32,6 +32,19 @@ test('pubsub: subscribed, then message (a string) per publish while subscribed; 
   assert.deepEqual(seen, [['subscribed'], ['message', 'hello world'], ['message', '{"json":true}'], ['unsubscribed']])
 })
 
+test('pubsub: a name with spaces, as in the 3.1 documentation (bus.pubsub(\'my pubsub channel\')), publishes and subscribes', async () => {
+  const bus = await classicBus(redis.servers)
+  const name = `my pubsub channel ${uniqueName('ps')}`
+  const s = bus.pubsub(name)
+  const got: string[] = []
+  s.on('message', (m) => got.push(m))
+  s.subscribe()
+  await nextEvent(s, 'subscribed')
+  await call((cb) => bus.pubsub(name).publish('hello world', cb))
+  await eventually(() => got.length === 1)
+  assert.deepEqual(got, ['hello world'])
+})
+
 test('pubsub: every subscriber gets every message; promisify() makes publish return a promise', async () => {
   const bus = await classicBus(redis.servers)
   const other = await classicBus(redis.servers)

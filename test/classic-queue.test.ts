@@ -329,6 +329,24 @@ test('interoperation: a native writer and a classic consumer see the same messag
   assert.deepEqual(await got, [['one', ids[0]], ['{"two":2}', ids[1]], ['three', 3]])
 })
 
+test('names as 3.1 took them: a queue named with spaces and other characters works, stored as =XX per byte (a native handle reaches it there)', async () => {
+  const classic = await classicBus(redis.servers)
+  const native = await openBus(redis.servers)
+  const tag = uniqueName('q')
+  const q = classic.queue(`my queue ${tag} #1 ü`)
+  assert.equal(q.name, `my=20queue=20${tag}=20=231=20=C3=BC`)
+  q.attach()
+  await call((cb) => q.push('hello', cb))
+  assert.deepEqual(await native.queue(q.name).count(), 1)
+  const got = messages(q, 1)
+  q.consume()
+  assert.deepEqual(await got, [['hello', 1]])
+  // Names already within the rules are the native ones, unchanged.
+  assert.equal(classic.queue('a.b:c/d@e=f_g-h').name, 'a.b:c/d@e=f_g-h')
+  assert.throws(() => classic.queue(''), { code: 'ERR_BUSMQ_INVALID_NAME' })
+  assert.throws(() => classic.queue(' '.repeat(70)), { code: 'ERR_BUSMQ_INVALID_NAME' })
+})
+
 test('many pushes in one tick, with another producer pushing meanwhile: each callback gets the id of its own message', async () => {
   const classic = await classicBus(redis.servers)
   const native = await openBus(redis.servers)

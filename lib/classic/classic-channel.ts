@@ -5,7 +5,7 @@ import type { ReliableMessage } from '../queue/reliable-message.js'
 import { ClassicUsageError, PeerDestroyedError } from '../errors.js'
 import { validateName } from '../names.js'
 import type { ClassicBus } from './classic-bus.js'
-import { ackUpTo, isClosedError, promisifyMethods, settle, toPayload, toText, type Callback } from './util.js'
+import { ackUpTo, isClosedError, promisifyMethods, settle, toPayload, toText, type Callback, classicName } from './util.js'
 
 /** Options of `channel.connect(options)` / `listen(options)`. */
 export interface ClassicChannelOptions {
@@ -45,8 +45,8 @@ export class ClassicChannel extends EventEmitter {
     super()
     this.bus = bus
     this.name = name
-    this.local = validateName(local, 'channel local role')
-    this.remote = validateName(remote, 'channel remote role')
+    this.local = classicName(local, 'channel local role')
+    this.remote = classicName(remote, 'channel remote role')
   }
 
   /** Connects as `local` (reading) and `remote` (writing): `connect` once attached. Connected already: `error`. */
