@@ -1,10 +1,11 @@
-import { EventEmitter, once } from 'node:events'
+import { EventEmitter, once } from 'events'
 import type { Channel } from '../channel/channel.js'
 import type { Queue } from '../queue/queue.js'
 import type { ReliableMessage } from '../queue/reliable-message.js'
 import { ClassicUsageError, PeerDestroyedError } from '../errors.js'
 import { validateName } from '../names.js'
 import type { ClassicBus } from './classic-bus.js'
+import type { ClassicHost } from './classic-host.js'
 import { ackUpTo, isClosedError, promisifyMethods, settle, toPayload, toText, type Callback, classicName } from './util.js'
 
 /** Options of `channel.connect(options)` / `listen(options)`. */
@@ -25,10 +26,12 @@ export interface ClassicChannelOptions {
  * Events: `connect`, `remote:connect`, `message` (message; reliable: message, id), `remote:disconnect`,
  * `disconnect`, `end` (the peer ended the channel), `error` (err).
  */
-export class ClassicChannel extends EventEmitter {
+export class ClassicChannel<B = ClassicBus> extends EventEmitter {
   readonly type = 'channel'
   readonly name: string
-  readonly bus: ClassicBus
+  readonly bus: B
+  /** What this object uses of its bus (the bus itself). */
+  private readonly host: ClassicHost
   local: string
   remote: string
   private ch?: Channel
@@ -41,9 +44,10 @@ export class ClassicChannel extends EventEmitter {
   private ending = false
 
   /** @internal Use `bus.channel(name, local, remote)`. */
-  constructor (bus: ClassicBus, name: string, local = 'local', remote = 'remote') {
+  constructor (bus: B & ClassicHost, name: string, local = 'local', remote = 'remote') {
     super()
     this.bus = bus
+    this.host = bus
     this.name = name
     this.local = classicName(local, 'channel local role')
     this.remote = classicName(remote, 'channel remote role')
@@ -60,7 +64,7 @@ export class ClassicChannel extends EventEmitter {
     this.ending = false
     // 3.1 takes a ttl of 0 as the default (30 s), as a queue's attach() does.
     const ttl = options.ttl === undefined || options.ttl === 0 ? undefined : Math.round(options.ttl * 1000)
-    const native = this.bus.native
+    const native = this.host.native
     const ch = native.channel(this.name, {
       local: this.local, remote: this.remote, reliable: this.reliable, ack: this.reliable ? 'manual' : 'auto', ttl
     })
@@ -111,7 +115,7 @@ export class ClassicChannel extends EventEmitter {
       }
       this.emit('error', err)
     })
-    this.bus.open.add(this)
+    this.host.open.add(this)
   }
 
   private forget (ch: Channel): void {
@@ -119,7 +123,7 @@ export class ClassicChannel extends EventEmitter {
     this.ch = undefined
     this.out = undefined
     this.held.clear()
-    this.bus.open.delete(this)
+    this.host.open.delete(this)
   }
 
   /** @internal `bus.disconnect()`: detaches (the conversation goes on with a later peer, as in 3.1). */
@@ -152,7 +156,7 @@ export class ClassicChannel extends EventEmitter {
 
   /** Sends a message to role `endpoint` of the channel without connecting; `cb(err, id)`. */
   sendTo (endpoint: string, message: unknown, cb?: Callback<number | null>): void {
-    const q = this.bus.native.queue(validateName(`${this.name}:${endpoint}`, 'channel name and role'))
+    const q = this.host.native.queue(validateName(`${this.name}:${endpoint}`, 'channel name and role'))
     settle(q.push(toPayload(message)), cb, this)
   }
 
@@ -187,7 +191,7 @@ export class ClassicChannel extends EventEmitter {
         await finished
       }
       // A federated channel (bus.federate()) has no detach: closing it releases the server's side.
-      if (this.bus.native.federationOnly) ch.destroy()
+      if (this.host.native.federationOnly) ch.destroy()
       else await ch.detach()
     } catch (err) {
       if (!isClosedError(err)) this.emit('error', err)

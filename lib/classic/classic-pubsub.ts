@@ -1,30 +1,34 @@
-import { EventEmitter } from 'node:events'
+import { EventEmitter } from 'events'
 import type { PubSub } from '../pubsub/pubsub.js'
 import type { PubSubReadStream } from '../pubsub/pubsub-read-stream.js'
 import type { ClassicBus } from './classic-bus.js'
+import type { ClassicHost } from './classic-host.js'
 import { isClosedError, promisifyMethods, settle, toPayload, toText, type Callback } from './util.js'
 
 /**
  * BusMQ 3.1's publish/subscribe over a native {@link PubSub} (messages as strings). Events: `subscribed`,
  * `message` (message), `unsubscribed`, `error` (err).
  */
-export class ClassicPubsub extends EventEmitter {
+export class ClassicPubsub<B = ClassicBus> extends EventEmitter {
   readonly type = 'pubsub'
   readonly name: string
-  readonly bus: ClassicBus
+  readonly bus: B
+  /** What this object uses of its bus (the bus itself). */
+  private readonly host: ClassicHost
   private topicOf?: PubSub<Buffer>
   private reader?: PubSubReadStream<Buffer>
   private subscribed = false
 
   /** @internal Use `bus.pubsub(name)`. */
-  constructor (bus: ClassicBus, name: string) {
+  constructor (bus: B & ClassicHost, name: string) {
     super()
     this.bus = bus
+    this.host = bus
     this.name = name
   }
 
   private get topic (): PubSub<Buffer> {
-    this.topicOf ??= this.bus.native.pubsub(this.name)
+    this.topicOf ??= this.host.native.pubsub(this.name)
     return this.topicOf
   }
 
@@ -35,7 +39,7 @@ export class ClassicPubsub extends EventEmitter {
     const reader = this.topic.createReadStream()
     this.reader = reader
     // Federated (bus.federate()): `ready` once the server's stream is open.
-    reader.on(this.bus.native.federationOnly ? 'ready' : 'subscribed', () => this.emit('subscribed'))
+    reader.on(this.host.native.federationOnly ? 'ready' : 'subscribed', () => this.emit('subscribed'))
     reader.on('data', (data: Buffer) => { if (this.reader === reader) this.emit('message', toText(data)) })
     reader.on('error', (err: Error) => { if (!isClosedError(err)) this.emit('error', err) })
     reader.on('close', () => this.emit('unsubscribed'))

@@ -1,12 +1,14 @@
-import { EventEmitter } from 'node:events'
+import { EventEmitter } from 'events'
 import createDebug from 'debug'
 import type { Queue } from '../queue/queue.js'
-import { MAX_BATCH_BYTES, MAX_BATCH_COUNT, type Producer } from '../queue/producer.js'
+import type { Producer } from '../queue/producer.js'
+import { MAX_BATCH_BYTES, MAX_BATCH_COUNT } from '../queue/batch-limits.js'
 import type { QueueReader, IdentifiedMessage } from '../queue/queue-read-stream.js'
 import type { ReliableMessage } from '../queue/reliable-message.js'
 import type { ReliableReadStream } from '../queue/reliable-read-stream.js'
 import { ClassicUsageError } from '../errors.js'
 import type { ClassicBus } from './classic-bus.js'
+import type { ClassicHost } from './classic-host.js'
 import { ackUpTo, isClosedError, promisifyMethods, settle, toPayload, toText, type Callback } from './util.js'
 
 /** Options of `queue.attach(options)` (BusMQ 3.1's). */
@@ -53,10 +55,12 @@ type State = 'detached' | 'attaching' | 'attached' | 'detaching'
  * JSON). Events: `attaching`, `attached` (existed), `detaching`, `detached`, `consuming` (state),
  * `message` (message, id), `closed`, `error` (err).
  */
-export class ClassicQueue extends EventEmitter {
+export class ClassicQueue<B = ClassicBus> extends EventEmitter {
   readonly type = 'queue'
   readonly name: string
-  readonly bus: ClassicBus
+  readonly bus: B
+  /** What this object uses of its bus (the bus itself). */
+  private readonly host: ClassicHost
   /** true while consuming (3.1's property). */
   consuming = false
   private handleOf?: Queue<Buffer>
@@ -77,21 +81,22 @@ export class ClassicQueue extends EventEmitter {
   private consumedCount = 0
 
   /** @internal Use `bus.queue(name)`. */
-  constructor (bus: ClassicBus, name: string) {
+  constructor (bus: B & ClassicHost, name: string) {
     super()
     this.setMaxListeners(0)
     this.bus = bus
+    this.host = bus
     this.name = name
   }
 
   /** Whether the queue is used through federation (made by `bus.federate()`). */
   private get federated (): boolean {
-    return this.bus.native.federationOnly
+    return this.host.native.federationOnly
   }
 
   /** The native handle: the one attach() made, or a plain one. */
   private get handle (): Queue<Buffer> {
-    this.handleOf ??= this.bus.native.queue(this.name)
+    this.handleOf ??= this.host.native.queue(this.name)
     return this.handleOf
   }
 
@@ -116,10 +121,10 @@ export class ClassicQueue extends EventEmitter {
     const maxsize = Math.max(options.maxsize ?? 0, 0)
     ;(async () => {
       // Federated (bus.federate()), each call goes to the federation server's bus (attach: it attaches there).
-      const plain = this.bus.native.queue(this.name)
+      const plain = this.host.native.queue(this.name)
       const existing = await plain.getMeta('ttl')
       const ttl = existing !== null && Number(existing) > 0 ? Number(existing) : (options.ttl || 30)
-      const handle = this.bus.native.queue<Buffer>(this.name, {
+      const handle = this.host.native.queue<Buffer>(this.name, {
         ttl: Math.round(ttl * 1000), maxLength: maxsize, overflow: 'drop'
       })
       this.handleOf = handle
@@ -344,7 +349,7 @@ export class ClassicQueue extends EventEmitter {
    * `federate.urls` whose server's bus has it (as given there), else `null`.
    */
   find (cb?: Callback<string | null>): void {
-    settle(this.handle.find().then((where) => where === null || where === 'local' ? where : this.bus.federationUrl(where)), cb, this)
+    settle(this.handle.find().then((where) => where === null || where === 'local' ? where : this.host.federationUrl(where)), cb, this)
   }
 
   /** `cb(err, count)`: messages waiting. */

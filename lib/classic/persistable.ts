@@ -1,5 +1,5 @@
 import type { PersistedObject } from '../object/persisted-object.js'
-import type { ClassicBus } from './classic-bus.js'
+import type { ClassicHost } from './classic-host.js'
 import type { Callback } from './util.js'
 
 /** What `bus.persistify(name, object, properties)` adds to the object. */
@@ -31,7 +31,7 @@ const DEFAULT_TTL = 60
  * BusMQ 3.1's persistify over a native {@link PersistedObject}: the listed properties become accessors
  * that record changes; `save()` writes the changed ones (one atomic native save), `load()` reads them all.
  */
-export function persistify<T extends object> (bus: ClassicBus, name: string, object: T, properties: readonly string[]): Persistable<T> {
+export function persistify<T extends object> (bus: ClassicHost, name: string, object: T, properties: readonly string[]): Persistable<T> {
   const o = object as Record<string, any>
   const id = `bus:persisted:${name}`
   let dirty: Record<string, unknown> = {}

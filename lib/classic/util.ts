@@ -1,5 +1,4 @@
-import { promisify } from 'node:util'
-import type { EventEmitter } from 'node:events'
+import type { EventEmitter } from 'events'
 import { validateName } from '../names.js'
 
 /**
@@ -56,7 +55,11 @@ export function promisifyMethods<T extends object> (object: T, methods: readonly
   const o = object as Record<string, unknown>
   for (const m of methods) {
     if (typeof o[m] !== 'function') continue
-    o[m] = promisify((o[m] as (...args: any[]) => unknown).bind(object))
+    const fn = (o[m] as (...args: any[]) => unknown).bind(object)
+    // util.promisify's behaviour, without node:util (the classic browser build has these methods too).
+    o[m] = async (...args: unknown[]) => await new Promise((resolve, reject) => {
+      fn(...args, (err: Error | null, result?: unknown) => { if (err) reject(err); else resolve(result) })
+    })
   }
   return object
 }

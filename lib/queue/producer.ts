@@ -10,12 +10,12 @@ import type { Wakeups } from './wakeups.js'
 import type { Overflow } from './queue-options.js'
 import { QueueBinding } from './queue-binding.js'
 import type { QueueCounters } from '../metrics/bus-metrics.js'
+import { MAX_BATCH_BYTES, MAX_BATCH_COUNT } from './batch-limits.js'
 
 const debug = createDebug('busmq:producer')
 
 /** Largest script call a producer sends: messages and bytes per round trip. */
-export const MAX_BATCH_COUNT = 1000
-export const MAX_BATCH_BYTES = 4 * 1024 * 1024
+export { MAX_BATCH_COUNT, MAX_BATCH_BYTES }
 
 let producers = 0
 /**
