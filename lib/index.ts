@@ -58,3 +58,4 @@ export { DEFAULT_FEDERATE_OPTIONS, DEFAULT_FEDERATION_OPTIONS } from './federati
 export type { FederateOptions, FederationOptions, FederationOp, FederationClientInfo } from './federation/federation-options.js'
 export { RemoteWriteStream, RemoteReadStream, RemoteChannel } from './federation/remote-streams.js'
 export { RemoteQueue, RemotePubSub, RemoteService, RemoteObject } from './federation/remote-handles.js'
+export type { RemoteServiceServer, RemoteServiceRequest, RemoteServiceHandler } from './federation/remote-handles.js'

@@ -198,11 +198,12 @@ export class Link {
   }
 
   private get reads (): boolean {
-    return this.op !== 'queue.write' && this.op !== 'pubsub.write'
+    return this.op !== 'queue.write' && this.op !== 'pubsub.write' && this.op !== 'service.reply'
   }
 
   private get writes (): boolean {
-    return this.op === 'queue.write' || this.op === 'pubsub.write' || this.op === 'channel' || this.op === 'service.serve'
+    return this.op === 'queue.write' || this.op === 'pubsub.write' || this.op === 'channel' || this.op === 'service.serve' ||
+      this.op === 'service.reply'
   }
 
   /** @internal The stream failed (RESET from the server, the client gave up). */

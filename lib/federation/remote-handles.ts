@@ -3,15 +3,17 @@ import { checkCodec, decodeMessage, jsonCodec, type Codec, type CodecOptions } f
 import type { QueueOptions, ReadStreamOptions, WriteStreamOptions } from '../queue/queue-options.js'
 import type { ChannelOptions } from '../channel/channel-options.js'
 import type { ObjectChange, ObjectOptions, SaveOptions, ChangeStreamOptions } from '../object/object-options.js'
-import { DEFAULT_SERVICE_OPTIONS, type RequestOptions, type ServeOptions, type ServiceOptions, type ServiceTransformOptions } from '../service/service-options.js'
+import { DEFAULT_SERVICE_OPTIONS, type RequestOptions, type RequestStreamOptions, type ServeOptions, type ServiceOptions, type ServiceTransformOptions } from '../service/service-options.js'
 import { ServiceTransform } from '../service/service-transform.js'
 import { checkInt } from '../names.js'
 import { EventEmitter } from 'events'
 import { AckStream } from '../queue/ack-stream.js'
 import type { Link, LinkOwner } from './link.js'
-import { REPLY_EMPTY, REPLY_ERROR, REPLY_VALUE } from './frame.js'
-import { FederationError, InvalidOptionError } from '../errors.js'
+import { REPLY_CHUNK, REPLY_EMPTY, REPLY_ERROR, REPLY_VALUE, REQUEST_STREAMED } from './frame.js'
+import { isStreamLike } from '../service/stream-like.js'
+import { InvalidOptionError } from '../errors.js'
 import type { FederationClient } from './federation-client.js'
+import { AckBatcher, type SettleMode } from './ack-batcher.js'
 import { RemoteChannel, RemoteReadStream, RemoteWriteStream, decoder, encodeFor, type RemoteTarget } from './remote-streams.js'
 
 /** What every remote handle shares: the client, and the bus's size limit. */
@@ -20,10 +22,6 @@ export interface RemoteContext {
   readonly maxMessageSize: number
   /** Throws once the bus is closed. */
   assertOpen: () => void
-}
-
-function unsupported (what: string): never {
-  throw new FederationError(`${what} is not available over federation`)
 }
 
 /** A queue reached through federation: `bus.queue(name)` on a bus with only `federation`. */
@@ -75,10 +73,12 @@ export class RemoteQueue<T = any> implements RemoteTarget {
     if (!Number.isSafeInteger(hwm) || hwm < 1) throw new InvalidOptionError('highWaterMark must be a positive integer')
     if (options.mode === 'reliable') {
       const objectMode = options.objectMode ?? this.objectMode
-      const client = this.client
-      const name = this.name
-      const settle = async (link: Link, id: number, mode: string): Promise<boolean> =>
-        (await client.call('reliable.ack', name, { session: link.session, id, mode })).result
+      // Acks and nacks made in the same turn of the event loop go to the server in one call.
+      let acks: AckBatcher | undefined
+      const settle = async (link: Link, id: number, mode: SettleMode): Promise<boolean> => {
+        acks ??= new AckBatcher(this.client, this.name, link.session)
+        return await acks.settle(id, mode)
+      }
       return new RemoteReadStream<T>(this, 'queue.read', {
         mode: 'reliable',
         lease: options.lease,
@@ -206,6 +206,24 @@ export class RemoteService<Req = any, Res = any> {
   }
 
   /**
+   * Sends a request whose reply is a stream, as `Service.requestStream()` does: a Readable of the reply's
+   * chunks that ends with it, fails with `ERR_BUSMQ_REQUEST_TIMEOUT` (no chunk within `timeout` of the
+   * request, or of the last chunk while the reader waits) or `ERR_BUSMQ_REMOTE` (the handler failed).
+   * The reply comes as a federated stream with its own credit: a slow reader slows the server that
+   * writes it (about `2 × highWaterMark` chunks wait in Redis, as many on the wire). Destroying it tells
+   * the server to stop. A reply whose connection drops resumes; if the federation server lost it
+   * meanwhile, it fails with `ERR_BUSMQ_FEDERATION` (the request is not sent twice).
+   */
+  requestStream (data: Req, options: RequestStreamOptions = {}): RemoteReadStream<Res> {
+    this.ctx.assertOpen()
+    const hwm = checkInt(options.highWaterMark ?? DEFAULT_SERVICE_OPTIONS.streamHighWaterMark, 'highWaterMark', 1, 100_000)
+    const payload = encodeFor(this.ctx, data, this.objectMode, this.codec)
+    return new RemoteReadStream<Res>({ name: this.name, client: this.ctx.client }, 'service.requestStream', {
+      data: payload.toString('base64'), timeout: options.timeout ?? this.timeout, reliable: options.reliable, highWaterMark: hwm
+    }, decoder(this.objectMode, this.codec, false), hwm, 'none', Math.max(4, 2 * hwm))
+  }
+
+  /**
    * Sends a request that wants no reply, as `Service.send()` does: resolves once the federation server's
    * bus stored it. A request whose connection drops fails with `ERR_BUSMQ_FEDERATION` (not sent twice).
    */
@@ -233,14 +251,39 @@ export class RemoteService<Req = any, Res = any> {
   /**
    * Serves the service from this federated bus: the federation server runs a server (with these
    * options: `concurrency`, `reliable`, `lease`, `maxDeliveries`, `exposeStack`) that hands each request
-   * to `handler` here and answers with what it returns (a value; streamed replies need a bus with Redis).
-   * A handler that throws answers with `ERR_BUSMQ_REMOTE` at the requester. `close()` stops serving.
+   * to `handler` here and answers with what it returns: a value, or a streamed reply (a Readable or an
+   * async iterable of chunks) for a requester that called `requestStream()` (`req.streamed`). A streamed
+   * reply goes as a federated stream of its own, at its requester's pace. A handler that throws (or whose
+   * stream fails, after the chunks before) answers with `ERR_BUSMQ_REMOTE` at the requester. `close()`
+   * stops serving.
    */
-  serve (handler: (req: { id: string, data: Req, deadline: number }) => Res | undefined | Promise<Res | undefined>, options: ServeOptions = {}): RemoteServiceServer {
+  serve (handler: RemoteServiceHandler<Req, Res>, options: ServeOptions = {}): RemoteServiceServer {
     this.ctx.assertOpen()
     if (typeof handler !== 'function') throw new InvalidOptionError('serve needs a handler function')
     return new RemoteServiceServer(this.ctx, this.name, handler, options, this.objectMode, this.codec)
   }
+}
+
+/** A request as a federated handler gets it. */
+export interface RemoteServiceRequest<Req = any> {
+  /** The request's number on this server (unique while it runs). */
+  id: string
+  data: Req
+  /** When the requester stops waiting: ms since the epoch, on the federation server's clock. */
+  deadline: number
+  /** The requester reads a stream (`requestStream`): return a Readable or an async iterable of chunks. */
+  streamed: boolean
+}
+
+/** What a federated handler returns: a value, or a streamed reply (a Readable or an async iterable). */
+export type RemoteServiceHandler<Req = any, Res = any> = (req: RemoteServiceRequest<Req>) =>
+Res | undefined | NodeJS.ReadableStream | AsyncIterable<Res> | Promise<Res | undefined | NodeJS.ReadableStream | AsyncIterable<Res>>
+
+/** A handler's error, as the federation server gets it. */
+function failurePayload (err: Error & { code?: unknown }): Buffer {
+  return Buffer.from(JSON.stringify({
+    name: err?.name ?? 'Error', message: err?.message ?? String(err), code: typeof err?.code === 'string' ? err.code : undefined
+  }))
 }
 
 /** What `serve()` returns on a federated bus. Emits `error` when a reply cannot be sent. */
@@ -248,14 +291,14 @@ export class RemoteServiceServer extends EventEmitter {
   private readonly link: Link
   private closing?: Promise<void>
 
-  constructor (ctx: RemoteContext, readonly name: string, handler: (req: { id: string, data: any, deadline: number }) => unknown,
-    options: ServeOptions, objectMode: boolean, codec: Codec) {
+  constructor (private readonly ctx: RemoteContext, readonly name: string, handler: RemoteServiceHandler,
+    options: ServeOptions, private readonly objectMode: boolean, private readonly codec: Codec) {
     super()
     const reply = (n: number, status: number, body: Buffer): void => {
       const head = Buffer.allocUnsafe(9)
       head.writeDoubleBE(n, 0)
       head[8] = status
-      this.link.write([Buffer.concat([head, body])]).catch((err: Error) => { if (this.listenerCount('error') > 0) this.emit('error', err) })
+      this.link.write([Buffer.concat([head, body])]).catch((err: Error) => this.failed(err))
       this.link.grant(true)
     }
     const owner: LinkOwner = {
@@ -263,19 +306,21 @@ export class RemoteServiceServer extends EventEmitter {
         for (const m of messages) {
           const n = m.id
           Promise.resolve().then(() => handler({
-            id: String(n), deadline: m.payload.readDoubleBE(0), data: decodeMessage(m.payload.subarray(8), objectMode, codec)
+            id: String(n),
+            deadline: m.payload.readDoubleBE(0),
+            streamed: (m.payload[8] & REQUEST_STREAMED) !== 0,
+            data: decodeMessage(m.payload.subarray(9), objectMode, codec)
           })).then((value) => {
-            if (value === undefined) reply(n, REPLY_EMPTY, Buffer.alloc(0))
+            if (isStreamLike(value)) {
+              this.link.grant(true)
+              this.stream(n, value).catch((err: Error) => this.failed(err))
+            } else if (value === undefined) reply(n, REPLY_EMPTY, Buffer.alloc(0))
             else reply(n, REPLY_VALUE, encodeFor(ctx, value, objectMode, codec))
-          }, (err: Error & { code?: unknown }) => {
-            reply(n, REPLY_ERROR, Buffer.from(JSON.stringify({
-              name: err?.name ?? 'Error', message: err?.message ?? String(err), code: typeof err?.code === 'string' ? err.code : undefined
-            })))
-          })
+          }, (err: Error & { code?: unknown }) => reply(n, REPLY_ERROR, failurePayload(err)))
         }
       },
       onEnd: () => {},
-      onFail: (err) => { if (this.listenerCount('error') > 0) this.emit('error', err) }
+      onFail: (err) => this.failed(err)
     }
     this.link = ctx.client.link('service.serve', name, {
       concurrency: options.concurrency,
@@ -284,7 +329,46 @@ export class RemoteServiceServer extends EventEmitter {
       maxDeliveries: options.maxDeliveries,
       exposeStack: options.exposeStack
     }, owner, { bytes: 4 * 1024 * 1024, messages: 1024 })
-    this.link.open().then(() => this.emit('ready'), (err: Error) => { if (this.listenerCount('error') > 0) this.emit('error', err) })
+    this.link.open().then(() => this.emit('ready'), (err: Error) => this.failed(err))
+  }
+
+  private failed (err: Error): void {
+    if (this.listenerCount('error') > 0) this.emit('error', err)
+  }
+
+  /**
+   * A streamed reply to request `n`: a stream of its own to the federation server (`service.reply`),
+   * whose window the requester's pace holds up; each chunk is `REPLY_CHUNK | payload`, a failure of the
+   * handler's stream `REPLY_ERROR | error` after what came before. When the server refuses or drops it
+   * (the requester went away), the handler's stream is destroyed.
+   */
+  private async stream (n: number, source: NodeJS.ReadableStream | AsyncIterable<unknown>): Promise<void> {
+    let gone: Error | undefined
+    const link = this.ctx.client.link('service.reply', this.name, { serve: this.link.session, request: n }, {
+      onData: () => {},
+      onEnd: () => {},
+      onFail: (err) => { gone = err }
+    })
+    const kind = (k: number, body: Buffer): Buffer => Buffer.concat([Buffer.of(k), body])
+    try {
+      await link.open()
+      try {
+        for await (const chunk of source as AsyncIterable<unknown>) {
+          if (gone) break
+          await link.write([kind(REPLY_CHUNK, encodeFor(this.ctx, chunk, this.objectMode, this.codec))])
+        }
+      } catch (err) {
+        if (gone) return
+        await link.write([kind(REPLY_ERROR, failurePayload(err as Error))])
+      }
+      if (!gone) await link.finish()
+    } catch (err) {
+      // The requester went away, or the server refused the reply: nobody reads it any more.
+      ;(source as { destroy?: () => void }).destroy?.()
+      if (!gone) throw err
+    } finally {
+      if (gone) (source as { destroy?: () => void }).destroy?.()
+    }
   }
 
   /** Stops serving: the server on the federation server closes (requests it did not start go to other servers). */
@@ -387,7 +471,10 @@ export class RemoteObject<T extends Record<string, any> = Record<string, any>> {
 /** `channel()` over federation. */
 export function remoteChannel (ctx: RemoteContext, name: string, options: ChannelOptions = {}): RemoteChannel {
   ctx.assertOpen()
-  if (options.reliable === true) unsupported('a reliable channel')
+  if (options.reliable !== undefined && typeof options.reliable !== 'boolean') throw new InvalidOptionError('reliable must be a boolean')
+  const ack = options.ack ?? 'auto'
+  if (ack !== 'auto' && ack !== 'manual') throw new InvalidOptionError(`ack must be 'auto' or 'manual', got ${JSON.stringify(ack)}`)
+  if (ack === 'manual' && options.reliable !== true) throw new InvalidOptionError('ack: \'manual\' needs reliable: true')
   return new RemoteChannel({
     name, client: ctx.client, objectMode: options.objectMode ?? false, codec: checkCodec(options.codec) ?? jsonCodec, maxMessageSize: ctx.maxMessageSize
   }, options)

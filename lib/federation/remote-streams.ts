@@ -5,6 +5,7 @@ import { BusClosedError, EncodeError, MessageTooLargeError, DecodeError } from '
 import type { FederationClient } from './federation-client.js'
 import type { Link, LinkOwner } from './link.js'
 import type { WireMessage } from './frame.js'
+import { AckBatcher, type SettleMode } from './ack-batcher.js'
 
 type Callback = (err?: Error | null) => void
 
@@ -131,7 +132,7 @@ export class RemoteReadStream<T = any> extends Readable {
 
   /** @internal */
   constructor (target: { name: string, client: FederationClient }, op: string, options: Record<string, unknown>, chunkOf: ChunkOf,
-    highWaterMark = 256, resume: 'consume' | 'replay' | 'none' = 'none') {
+    highWaterMark = 256, resume: 'consume' | 'replay' | 'none' = 'none', messages = Math.max(2000, 2 * highWaterMark)) {
     super({ objectMode: true, highWaterMark })
     this.name = target.name
     this.chunkOf = chunkOf
@@ -165,7 +166,7 @@ export class RemoteReadStream<T = any> extends Readable {
       onEnd: () => this.push(null),
       onFail: (err) => failQuietlyOnClose(this, err)
     }
-    this.link = target.client.link(op, target.name, options, owner, { bytes: 4 * 1024 * 1024, messages: Math.max(2000, 2 * highWaterMark) })
+    this.link = target.client.link(op, target.name, options, owner, { bytes: 4 * 1024 * 1024, messages })
   }
 
   _construct (callback: Callback): void {
@@ -208,11 +209,18 @@ export class RemoteChannel<T = any> extends Duplex {
   readonly name: string
   readonly local: string
   readonly remote: string
+  /** Reliable mode: the server's channel holds leases; each message is acked once handed on (or by you). */
+  readonly reliable: boolean
+  /** Reliable mode: who acknowledges (`'auto'`: the channel; `'manual'`: the application). */
+  readonly ack: 'auto' | 'manual'
   remoteConnected = false
   private readonly link: Link
   private readonly target: RemoteTarget
   private readonly objectModeData: boolean
   private readonly codec: Codec
+  /** Reliable, `ack: 'auto'`: ids pushed into the readable and not yet handed on, oldest first. */
+  private readonly unhanded: number[] = []
+  private acks?: AckBatcher
 
   /** @internal */
   constructor (target: RemoteTarget, options: Record<string, any>) {
@@ -232,7 +240,9 @@ export class RemoteChannel<T = any> extends Duplex {
     this.codec = checkCodec(options.codec) ?? jsonCodec
     this.local = options.local ?? (listen ? 'remote' : 'local')
     this.remote = options.remote ?? (listen ? 'local' : 'remote')
-    const decode = decoder(objectMode, this.codec, false)
+    this.reliable = options.reliable === true
+    this.ack = options.ack ?? 'auto'
+    const decode = this.reliable ? this.reliableDecoder(objectMode) : decoder(objectMode, this.codec, false)
     const owner: LinkOwner = {
       onData: (messages) => {
         for (const m of messages) {
@@ -243,6 +253,7 @@ export class RemoteChannel<T = any> extends Duplex {
             this.destroy(err as Error)
             return
           }
+          if (this.reliable && this.ack === 'auto') this.unhanded.push(m.id)
           this.push(chunk)
         }
       },
@@ -255,8 +266,43 @@ export class RemoteChannel<T = any> extends Duplex {
       }
     }
     this.link = target.client.link('channel', target.name, {
-      local: this.local, remote: this.remote, ttl: options.ttl, heartbeat: options.heartbeat
+      local: this.local,
+      remote: this.remote,
+      ttl: options.ttl,
+      heartbeat: options.heartbeat,
+      ...(this.reliable ? { reliable: true, highWaterMark: options.highWaterMark } : {})
     }, owner)
+  }
+
+  /** Reliable: a message is `deliveries (u32) | payload`; acks go to the server, batched. */
+  private reliableDecoder (objectMode: boolean): ChunkOf {
+    const decode = decoder(objectMode, this.codec, false)
+    return (m, link) => {
+      const deliveries = m.payload.readUInt32BE(0)
+      const data = decode({ id: m.id, payload: m.payload.subarray(4) }, link)
+      if (this.ack === 'auto') return data
+      return {
+        id: m.id,
+        data,
+        deliveries,
+        redelivered: deliveries > 1,
+        ack: async () => await this.settle(m.id, 'ack'),
+        nack: async (o: { deadLetter?: boolean } = {}) => { await this.settle(m.id, o.deadLetter === true ? 'dead' : 'nack') }
+      }
+    }
+  }
+
+  private settle (id: number, mode: SettleMode): Promise<boolean> {
+    this.acks ??= new AckBatcher(this.target.client, this.name, this.link.session)
+    return this.acks.settle(id, mode)
+  }
+
+  override emit (event: string | symbol, ...args: any[]): boolean {
+    // Reliable, auto: a message is acked once the readable has handed it on (as a native channel does).
+    if (event === 'data' && this.unhanded.length > 0) {
+      this.settle(this.unhanded.shift()!, 'ack').catch(() => {})
+    }
+    return super.emit(event, ...args)
   }
 
   _construct (callback: Callback): void {
