@@ -124,6 +124,41 @@ test('a federated bus streams replies: native and federated requestStream get th
   await served.close()
 })
 
+test('a federated server stream: requests answered with reply(), replyStream() (then fail() after its chunks) and fail(); leaving the loop stops serving', async () => {
+  const server = await fedServer(redis.servers)
+  const client = await fedClient([server.url])
+  const svc = uniqueName('fedserverstream')
+  const requests = client.service<{ n: number, op: string }, any>(svc, { objectMode: true }).createServerStream({ concurrency: 4 })
+  await once(requests, 'ready')
+  const serving = (async () => {
+    for await (const req of requests) {
+      if (req.data.op === 'stop') {
+        await req.reply('stopping')
+        break
+      }
+      if (req.data.op === 'fail') await req.fail(Object.assign(new Error('refused'), { code: 'E_REFUSED' }))
+      else if (!req.streamed) await req.reply(req.data.n * 2)
+      else {
+        const w = req.replyStream()
+        for (let i = 0; i < req.data.n; i++) w.write({ i })
+        if (req.data.op === 'stream-fail') await req.fail(new Error('half-way'))
+        else w.end()
+      }
+    }
+  })()
+  const native = server.bus.service<{ n: number, op: string }, any>(svc, { objectMode: true })
+  assert.deepEqual(await Promise.all([1, 2, 3].map((n) => native.request({ n, op: 'double' }, { timeout: 10_000 }))), [2, 4, 6])
+  await assert.rejects(native.request({ n: 0, op: 'fail' }, { timeout: 10_000 }), (err: any) => err.code === 'ERR_BUSMQ_REMOTE' && err.remoteCode === 'E_REFUSED')
+  const streamed = await readAll(native.requestStream({ n: 5, op: 'stream' }, { timeout: 10_000 }))
+  assert.deepEqual([streamed.chunks, streamed.code], [[0, 1, 2, 3, 4].map((i) => ({ i })), undefined])
+  const broken = await readAll(native.requestStream({ n: 2, op: 'stream-fail' }, { timeout: 10_000 }))
+  assert.deepEqual([broken.chunks, broken.code, broken.err.remoteMessage], [[{ i: 0 }, { i: 1 }], 'ERR_BUSMQ_REMOTE', 'half-way'])
+  assert.equal(await native.request({ n: 0, op: 'stop' }, { timeout: 10_000 }), 'stopping')
+  await serving
+  await eventually(() => requests.closed)
+  await assert.rejects(native.request({ n: 1, op: 'double' }, { timeout: 500 }), { code: 'ERR_BUSMQ_REQUEST_TIMEOUT' })
+})
+
 /** A native echo peer on `name` (reliable), ending its side when the other one has ended. */
 function nativeEcho (bus: Bus, name: string): void {
   const native = bus.channel(name, { listen: true, objectMode: true, reliable: true })

@@ -9,12 +9,16 @@ import { checkInt } from '../names.js'
 import { EventEmitter } from 'events'
 import { AckStream } from '../queue/ack-stream.js'
 import type { Link, LinkOwner } from './link.js'
-import { REPLY_CHUNK, REPLY_EMPTY, REPLY_ERROR, REPLY_VALUE, REQUEST_STREAMED } from './frame.js'
+import { REPLY_EMPTY, REPLY_ERROR, REPLY_VALUE, REQUEST_STREAMED } from './frame.js'
 import { isStreamLike } from '../service/stream-like.js'
 import { InvalidOptionError } from '../errors.js'
 import type { FederationClient } from './federation-client.js'
 import { AckBatcher, type SettleMode } from './ack-batcher.js'
-import { RemoteChannel, RemoteReadStream, RemoteWriteStream, decoder, encodeFor, type RemoteTarget } from './remote-streams.js'
+import {
+  RemoteChannel, RemoteReadStream, RemoteReplyStream, RemoteWriteStream, decoder, encodeFor, failurePayload, type RemoteTarget
+} from './remote-streams.js'
+import { Readable } from 'readable-stream'
+import { drained } from '../util.js'
 
 /** What every remote handle shares: the client, and the bus's size limit. */
 export interface RemoteContext {
@@ -262,6 +266,12 @@ export class RemoteService<Req = any, Res = any> {
     if (typeof handler !== 'function') throw new InvalidOptionError('serve needs a handler function')
     return new RemoteServiceServer(this.ctx, this.name, handler, options, this.objectMode, this.codec)
   }
+
+  /** The stream form of a server, as `Service.createServerStream()`: a Readable of requests to answer. */
+  createServerStream (options: ServeOptions = {}): RemoteServiceServerStream<Req, Res> {
+    this.ctx.assertOpen()
+    return new RemoteServiceServerStream<Req, Res>(this.ctx, this.name, options, this.objectMode, this.codec)
+  }
 }
 
 /** A request as a federated handler gets it. */
@@ -279,48 +289,43 @@ export interface RemoteServiceRequest<Req = any> {
 export type RemoteServiceHandler<Req = any, Res = any> = (req: RemoteServiceRequest<Req>) =>
 Res | undefined | NodeJS.ReadableStream | AsyncIterable<Res> | Promise<Res | undefined | NodeJS.ReadableStream | AsyncIterable<Res>>
 
-/** A handler's error, as the federation server gets it. */
-function failurePayload (err: Error & { code?: unknown }): Buffer {
-  return Buffer.from(JSON.stringify({
-    name: err?.name ?? 'Error', message: err?.message ?? String(err), code: typeof err?.code === 'string' ? err.code : undefined
-  }))
+/** A request of a federated server stream: answer it once, with `reply`, `replyStream` or `fail`. */
+export interface RemoteServerRequest<Req = any, Res = any> extends RemoteServiceRequest<Req> {
+  /** Answers with one value; resolves once the answer is sent. A second answer is ignored. */
+  reply: (value?: Res) => Promise<void>
+  /** A Writable for a streamed reply (`streamed` requests); see `RemoteReplyStream`. */
+  replyStream: () => RemoteReplyStream<Res>
+  /** Answers with an error: `ERR_BUSMQ_REMOTE` at the requester (after the chunks of a streamed reply). */
+  fail: (err: unknown) => Promise<void>
 }
 
-/** What `serve()` returns on a federated bus. Emits `error` when a reply cannot be sent. */
-export class RemoteServiceServer extends EventEmitter {
-  private readonly link: Link
-  private closing?: Promise<void>
+/**
+ * The client end of a federated server (`service.serve` stream): the federation server runs a native
+ * server whose requests arrive here (`onRequest`); answers go back on the stream, streamed replies on
+ * streams of their own.
+ */
+class ServeLink {
+  readonly link: Link
+  private readonly target: RemoteTarget
 
-  constructor (private readonly ctx: RemoteContext, readonly name: string, handler: RemoteServiceHandler,
-    options: ServeOptions, private readonly objectMode: boolean, private readonly codec: Codec) {
-    super()
-    const reply = (n: number, status: number, body: Buffer): void => {
-      const head = Buffer.allocUnsafe(9)
-      head.writeDoubleBE(n, 0)
-      head[8] = status
-      this.link.write([Buffer.concat([head, body])]).catch((err: Error) => this.failed(err))
-      this.link.grant(true)
-    }
+  constructor (private readonly ctx: RemoteContext, name: string, options: ServeOptions, objectMode: boolean, codec: Codec,
+    onRequest: (req: RemoteServiceRequest, n: number) => void, private readonly failed: (err: Error) => void) {
+    this.target = { name, client: ctx.client, objectMode, codec, maxMessageSize: ctx.maxMessageSize }
     const owner: LinkOwner = {
       onData: (messages) => {
         for (const m of messages) {
-          const n = m.id
-          Promise.resolve().then(() => handler({
-            id: String(n),
-            deadline: m.payload.readDoubleBE(0),
-            streamed: (m.payload[8] & REQUEST_STREAMED) !== 0,
-            data: decodeMessage(m.payload.subarray(9), objectMode, codec)
-          })).then((value) => {
-            if (isStreamLike(value)) {
-              this.link.grant(true)
-              this.stream(n, value).catch((err: Error) => this.failed(err))
-            } else if (value === undefined) reply(n, REPLY_EMPTY, Buffer.alloc(0))
-            else reply(n, REPLY_VALUE, encodeFor(ctx, value, objectMode, codec))
-          }, (err: Error & { code?: unknown }) => reply(n, REPLY_ERROR, failurePayload(err)))
+          let data: unknown
+          try {
+            data = decodeMessage(m.payload.subarray(9), objectMode, codec)
+          } catch (err) {
+            this.answer(m.id, REPLY_ERROR, failurePayload(err as Error))
+            continue
+          }
+          onRequest({ id: String(m.id), deadline: m.payload.readDoubleBE(0), streamed: (m.payload[8] & REQUEST_STREAMED) !== 0, data }, m.id)
         }
       },
       onEnd: () => {},
-      onFail: (err) => this.failed(err)
+      onFail: (err) => failed(err)
     }
     this.link = ctx.client.link('service.serve', name, {
       concurrency: options.concurrency,
@@ -329,51 +334,139 @@ export class RemoteServiceServer extends EventEmitter {
       maxDeliveries: options.maxDeliveries,
       exposeStack: options.exposeStack
     }, owner, { bytes: 4 * 1024 * 1024, messages: 1024 })
-    this.link.open().then(() => this.emit('ready'), (err: Error) => this.failed(err))
   }
 
-  private failed (err: Error): void {
-    if (this.listenerCount('error') > 0) this.emit('error', err)
+  /** Answers request `n`: `status` and its body (see frame.ts); resolves once sent. */
+  answer (n: number, status: number, body: Buffer): Promise<void> {
+    const head = Buffer.allocUnsafe(9)
+    head.writeDoubleBE(n, 0)
+    head[8] = status
+    const sent = this.link.write([Buffer.concat([head, body])])
+    this.link.grant(true)
+    return sent.catch((err: Error) => this.failed(err))
   }
 
-  /**
-   * A streamed reply to request `n`: a stream of its own to the federation server (`service.reply`),
-   * whose window the requester's pace holds up; each chunk is `REPLY_CHUNK | payload`, a failure of the
-   * handler's stream `REPLY_ERROR | error` after what came before. When the server refuses or drops it
-   * (the requester went away), the handler's stream is destroyed.
-   */
-  private async stream (n: number, source: NodeJS.ReadableStream | AsyncIterable<unknown>): Promise<void> {
-    let gone: Error | undefined
-    const link = this.ctx.client.link('service.reply', this.name, { serve: this.link.session, request: n }, {
-      onData: () => {},
-      onEnd: () => {},
-      onFail: (err) => { gone = err }
-    })
-    const kind = (k: number, body: Buffer): Buffer => Buffer.concat([Buffer.of(k), body])
+  /** Answers request `n` with a value (`undefined`: no value). */
+  reply (n: number, value: unknown): Promise<void> {
+    if (value === undefined) return this.answer(n, REPLY_EMPTY, Buffer.alloc(0))
+    let body: Buffer
     try {
-      await link.open()
-      try {
-        for await (const chunk of source as AsyncIterable<unknown>) {
-          if (gone) break
-          await link.write([kind(REPLY_CHUNK, encodeFor(this.ctx, chunk, this.objectMode, this.codec))])
-        }
-      } catch (err) {
-        if (gone) return
-        await link.write([kind(REPLY_ERROR, failurePayload(err as Error))])
-      }
-      if (!gone) await link.finish()
+      body = encodeFor(this.ctx, value, this.target.objectMode, this.target.codec)
     } catch (err) {
-      // The requester went away, or the server refused the reply: nobody reads it any more.
-      ;(source as { destroy?: () => void }).destroy?.()
-      if (!gone) throw err
-    } finally {
-      if (gone) (source as { destroy?: () => void }).destroy?.()
+      return this.answer(n, REPLY_ERROR, failurePayload(err as Error))
     }
+    return this.answer(n, REPLY_VALUE, body)
+  }
+
+  /** A streamed reply to request `n`, on a stream of its own. */
+  replyStream (n: number): RemoteReplyStream {
+    this.link.grant(true)
+    const w = new RemoteReplyStream(this.target, this.link.session, n)
+    // Its failures (the requester went away, a one-value request) reach whoever writes it.
+    w.on('error', () => {})
+    return w
+  }
+
+  /** Writes a handler's stream of chunks as the streamed reply to `n`, at its requester's pace. */
+  async stream (n: number, source: NodeJS.ReadableStream | AsyncIterable<unknown>): Promise<void> {
+    const w = this.replyStream(n)
+    try {
+      for await (const chunk of source as AsyncIterable<unknown>) {
+        if (w.destroyed) break
+        if (!w.write(chunk)) await drained(w)
+      }
+    } catch (err) {
+      w.fail(err as Error)
+      return
+    }
+    // Leaving the loop early (the requester went away) destroyed the source.
+    if (!w.destroyed && !w.writableEnded) w.end()
+  }
+}
+
+/** What `serve()` returns on a federated bus. Emits `error` when a reply cannot be sent. */
+export class RemoteServiceServer extends EventEmitter {
+  private readonly serving: ServeLink
+  private closing?: Promise<void>
+
+  constructor (ctx: RemoteContext, readonly name: string, handler: RemoteServiceHandler,
+    options: ServeOptions, objectMode: boolean, codec: Codec) {
+    super()
+    const failed = (err: Error): void => { if (this.listenerCount('error') > 0) this.emit('error', err) }
+    this.serving = new ServeLink(ctx, name, options, objectMode, codec, (req, n) => {
+      Promise.resolve().then(() => handler(req)).then((value) => {
+        if (isStreamLike(value)) this.serving.stream(n, value).catch(failed)
+        else this.serving.reply(n, value).catch(failed)
+      }, (err: Error) => this.serving.answer(n, REPLY_ERROR, failurePayload(err)))
+    }, failed)
+    this.serving.link.open().then(() => this.emit('ready'), failed)
   }
 
   /** Stops serving: the server on the federation server closes (requests it did not start go to other servers). */
   close (): Promise<void> {
-    this.closing ??= this.link.finish().catch(() => {})
+    this.closing ??= this.serving.link.finish().catch(() => {})
+    return this.closing
+  }
+}
+
+/**
+ * The stream form of a federated server (`service.createServerStream()` on a federation-only bus): a
+ * Readable of {@link RemoteServerRequest}s, each to answer with `reply()`, `replyStream()` or `fail()`.
+ * The federation server takes at most `concurrency` requests unanswered. `destroy()` (or leaving a
+ * `for await` loop) and `close()` stop serving; it emits `'ready'` once it takes requests.
+ */
+export class RemoteServiceServerStream<Req = any, Res = any> extends Readable {
+  readonly name: string
+  private readonly serving: ServeLink
+  private closing?: Promise<void>
+
+  /** @internal */
+  constructor (ctx: RemoteContext, name: string, options: ServeOptions, objectMode: boolean, codec: Codec) {
+    const concurrency = checkInt(options.concurrency ?? DEFAULT_SERVICE_OPTIONS.concurrency, 'concurrency', 1, 100_000)
+    super({ objectMode: true, highWaterMark: concurrency })
+    this.name = name
+    this.serving = new ServeLink(ctx, name, options, objectMode, codec, (req, n) => {
+      let done = false
+      let stream: RemoteReplyStream<Res> | undefined
+      const first = (): boolean => { const was = done; done = true; return !was }
+      const request: RemoteServerRequest<Req, Res> = {
+        ...req,
+        reply: async (value) => { if (first()) await this.serving.reply(n, value) },
+        replyStream: () => {
+          done = true
+          stream ??= this.serving.replyStream(n)
+          return stream
+        },
+        fail: async (err) => {
+          const e = err instanceof Error ? err : new Error(String(err))
+          if (stream) {
+            // After what was written.
+            const w = stream
+            w.fail(e)
+            if (!w.closed) await new Promise((resolve) => w.once('close', resolve))
+          } else if (first()) await this.serving.answer(n, REPLY_ERROR, failurePayload(e))
+        }
+      }
+      this.push(request)
+    }, (err) => this.destroy(err))
+  }
+
+  _construct (callback: (err?: Error | null) => void): void {
+    this.serving.link.open().then(() => {
+      callback()
+      if (!this.destroyed) queueMicrotask(() => this.emit('ready'))
+    }, (err: Error) => callback(this.destroyed ? null : err))
+  }
+
+  override _read (): void {}
+
+  override _destroy (err: Error | null, callback: (error: Error | null) => void): void {
+    this.close().finally(() => callback(err))
+  }
+
+  /** Stops serving (the federation server closes its server); idempotent. */
+  close (): Promise<void> {
+    this.closing ??= this.serving.link.finish().catch(() => {}).then(() => { if (!this.destroyed) this.destroy() })
     return this.closing
   }
 }

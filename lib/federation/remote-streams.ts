@@ -4,7 +4,7 @@ import { checkCodec, decodeMessage, encodeMessage, jsonCodec, type Codec } from 
 import { BusClosedError, EncodeError, MessageTooLargeError, DecodeError } from '../errors.js'
 import type { FederationClient } from './federation-client.js'
 import type { Link, LinkOwner } from './link.js'
-import type { WireMessage } from './frame.js'
+import { REPLY_CHUNK, REPLY_ERROR, type WireMessage } from './frame.js'
 import { AckBatcher, type SettleMode } from './ack-batcher.js'
 
 type Callback = (err?: Error | null) => void
@@ -62,12 +62,12 @@ export class RemoteWriteStream<T = any> extends Writable {
   readonly objectMode: boolean
   /** Messages dropped by a full queue (`overflow: 'drop'`); not reported over federation. */
   readonly dropped = 0
-  private readonly link: Link
+  protected readonly link: Link
   private readonly codec: Codec
   private readonly target: RemoteTarget
 
   /** @internal */
-  constructor (target: RemoteTarget, op: 'queue.write' | 'pubsub.write', options: Record<string, unknown>, stream: { objectMode?: boolean, codec?: Codec, highWaterMark?: number }) {
+  constructor (target: RemoteTarget, op: 'queue.write' | 'pubsub.write' | 'service.reply', options: Record<string, unknown>, stream: { objectMode?: boolean, codec?: Codec, highWaterMark?: number }) {
     const objectMode = stream.objectMode ?? target.objectMode
     const codec = checkCodec(stream.codec) ?? target.codec
     super({ objectMode, decodeStrings: true, highWaterMark: stream.highWaterMark ?? (objectMode ? 1024 : 1024 * 1024) })
@@ -93,7 +93,12 @@ export class RemoteWriteStream<T = any> extends Writable {
   override _writev (chunks: Array<{ chunk: any }>, callback: Callback): void {
     const { payloads, failure } = encodeAll(this.target, chunks, this.objectMode, this.codec)
     if (payloads.length === 0) return callback(failure)
-    this.link.write(payloads).then(() => callback(failure), callback)
+    this.link.write(this.framed(payloads)).then(() => callback(failure), callback)
+  }
+
+  /** The messages sent for these payloads. */
+  protected framed (payloads: Buffer[]): Buffer[] {
+    return payloads
   }
 
   override _final (callback: Callback): void {
@@ -103,6 +108,53 @@ export class RemoteWriteStream<T = any> extends Writable {
   override _destroy (err: Error | null, callback: (error: Error | null) => void): void {
     this.link?.reset()
     callback(err)
+  }
+}
+
+/** A handler's error, as the federation server gets it (JSON `{ name, message, code }`). */
+export function failurePayload (err: Error & { code?: unknown }): Buffer {
+  return Buffer.from(JSON.stringify({
+    name: err?.name ?? 'Error', message: err?.message ?? String(err), code: typeof err?.code === 'string' ? err.code : undefined
+  }))
+}
+
+function kind (k: number, body: Buffer): Buffer {
+  const out = Buffer.allocUnsafe(body.length + 1)
+  out[0] = k
+  body.copy(out, 1)
+  return out
+}
+
+/**
+ * A streamed reply written by a federated handler (`req.replyStream()`), as a stream of its own to the
+ * federation server (`service.reply`): each chunk is one chunk the requester reads, `end()` ends the
+ * requester's stream, `fail(err)` ends it with the error after what was written. The server acknowledges
+ * what its reply stream took, which waits while the requester is behind: `write()` then returns false.
+ * It fails (destroyed with the server's error) when the requester went away, or when the request wants
+ * one value (`ERR_BUSMQ_INVALID_OPTION`; the requester gets it as `ERR_BUSMQ_REMOTE`).
+ */
+export class RemoteReplyStream<T = any> extends RemoteWriteStream<T> {
+  private failure?: Error
+
+  /** @internal */
+  constructor (target: RemoteTarget, serve: string, request: number) {
+    super(target, 'service.reply', { serve, request }, { highWaterMark: target.objectMode ? 64 : 256 * 1024 })
+  }
+
+  protected override framed (payloads: Buffer[]): Buffer[] {
+    return payloads.map((p) => kind(REPLY_CHUNK, p))
+  }
+
+  /** Ends the reply with `err` after what was written: the requester gets `ERR_BUSMQ_REMOTE`. */
+  fail (err: Error): void {
+    if (this.writableEnded || this.destroyed) return
+    this.failure = err
+    this.end()
+  }
+
+  override _final (callback: Callback): void {
+    if (!this.failure) return super._final(callback)
+    this.link.write([kind(REPLY_ERROR, failurePayload(this.failure))]).then(async () => await this.link.finish()).then(() => callback(), callback)
   }
 }
 
