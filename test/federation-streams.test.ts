@@ -42,7 +42,16 @@ test('requestStream over federation: ordered chunks then end; a failing handler 
   const server = await fedServer(redis.servers)
   const client = await fedClient([server.url])
   const svc = uniqueName('fedrs')
+  let stopped = 0
   server.bus.service<{ n: number, failAt?: number }, { i: number }>(svc, { objectMode: true }).serve(async function * (req) {
+    if (req.data.n < 0) {
+      // Endless: runs until its requester goes away.
+      try {
+        for (let i = 0; ; i++) yield { i }
+      } finally {
+        stopped++
+      }
+    }
     for (let i = 0; i < req.data.n; i++) {
       if (i === req.data.failAt) throw Object.assign(new Error('broken'), { code: 'E_BROKEN' })
       yield { i }
@@ -59,6 +68,16 @@ test('requestStream over federation: ordered chunks then end; a failing handler 
   assert.equal(failed.err.remoteCode, 'E_BROKEN')
   assert.equal(failed.err.remoteMessage, 'broken')
 
+  // A requester that leaves (destroys its stream) stops the server's handler.
+  const endless: Array<{ i: number }> = []
+  for await (const c of remote.requestStream({ n: -1 }, { timeout: 10_000 })) {
+    endless.push(c)
+    if (endless.length === 20) break
+  }
+  assert.deepEqual(endless, Array.from({ length: 20 }, (_, i) => ({ i })))
+  await eventually(() => stopped === 1)
+
+  assert.throws(() => remote.requestStream({ n: 1 }, { highWaterMark: 0 }), { code: 'ERR_BUSMQ_INVALID_OPTION' })
   const nobody = await readAll(client.service(uniqueName('fedrs-none')).requestStream(Buffer.from('x'), { timeout: 300 }))
   assert.deepEqual([nobody.chunks.length, nobody.code], [0, 'ERR_BUSMQ_REQUEST_TIMEOUT'])
 })
@@ -88,8 +107,19 @@ test('a federated bus streams replies: native and federated requestStream get th
   const requester = await fedClient([server.url])
   const svc = uniqueName('fedserve-stream')
   let made = 0
+  let stopped = 0
   const served = client.service<{ n: number, size?: number, failAt?: number }, any>(svc, { objectMode: true }).serve((req) => {
     if (!req.streamed) return (async function * () { yield 'one value was asked for' })()
+    if (req.data.n < 0) {
+      // Endless: runs until its requester goes away.
+      return (async function * () {
+        try {
+          for (let i = 0; ; i++) yield { i }
+        } finally {
+          stopped++
+        }
+      })()
+    }
     return (async function * () {
       for (let i = 0; i < req.data.n; i++) {
         if (i === req.data.failAt) throw Object.assign(new Error('stream broke'), { code: 'E_STREAM' })
@@ -114,6 +144,13 @@ test('a federated bus streams replies: native and federated requestStream get th
   assert.equal(failed.code, 'ERR_BUSMQ_REMOTE')
   assert.equal(failed.err.remoteCode, 'E_STREAM')
   await assert.rejects(native.request({ n: 1 }, { timeout: 10_000 }), (err: any) => err.code === 'ERR_BUSMQ_REMOTE' && err.remoteCode === 'ERR_BUSMQ_INVALID_OPTION')
+  // A requester that leaves stops the federated handler's stream.
+  let read = 0
+  for await (const c of native.requestStream({ n: -1 }, { timeout: 10_000 })) {
+    assert.equal(c.i, read++)
+    if (read === 20) break
+  }
+  await eventually(() => stopped === 1)
 
   // 64 KiB chunks: the federated handler's window (4 MiB) and the reply's queue bound what it runs ahead.
   made = 0

@@ -444,7 +444,7 @@ class ServerConnection implements StreamHost {
         await this.server.allowed('read', name, this.client)
         const q = bus.queue(name, { ttl: o.ttl })
         if (o.mode === 'reliable') {
-          // Leases are the server's; the client acks each message by id (the reliable.ack call).
+          // Leases are the server's; the client acks messages by id (reliable.acks calls, batched).
           const held = new Map<number, ReliableMessage>()
           const reader = q.createReadStream({
             mode: 'reliable',

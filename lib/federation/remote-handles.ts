@@ -221,9 +221,11 @@ export class RemoteService<Req = any, Res = any> {
   requestStream (data: Req, options: RequestStreamOptions = {}): RemoteReadStream<Res> {
     this.ctx.assertOpen()
     const hwm = checkInt(options.highWaterMark ?? DEFAULT_SERVICE_OPTIONS.streamHighWaterMark, 'highWaterMark', 1, 100_000)
+    const timeout = options.timeout === undefined ? this.timeout : checkInt(options.timeout, 'timeout', 1)
+    if (options.reliable !== undefined && typeof options.reliable !== 'boolean') throw new InvalidOptionError('reliable must be a boolean')
     const payload = encodeFor(this.ctx, data, this.objectMode, this.codec)
     return new RemoteReadStream<Res>({ name: this.name, client: this.ctx.client }, 'service.requestStream', {
-      data: payload.toString('base64'), timeout: options.timeout ?? this.timeout, reliable: options.reliable, highWaterMark: hwm
+      data: payload.toString('base64'), timeout, reliable: options.reliable, highWaterMark: hwm
     }, decoder(this.objectMode, this.codec, false), hwm, 'none', Math.max(4, 2 * hwm))
   }
 

@@ -125,6 +125,9 @@ function kind (k: number, body: Buffer): Buffer {
   return out
 }
 
+/** Chunks of a streamed reply sent and not yet taken by the server's reply stream. */
+const REPLY_MESSAGES_IN_FLIGHT = 64
+
 /**
  * A streamed reply written by a federated handler (`req.replyStream()`), as a stream of its own to the
  * federation server (`service.reply`): each chunk is one chunk the requester reads, `end()` ends the
@@ -139,6 +142,8 @@ export class RemoteReplyStream<T = any> extends RemoteWriteStream<T> {
   /** @internal */
   constructor (target: RemoteTarget, serve: string, request: number) {
     super(target, 'service.reply', { serve, request }, { highWaterMark: target.objectMode ? 64 : 256 * 1024 })
+    // The server's reply stream takes 64 chunks at a time (its highWaterMark): more on the wire only queue there.
+    this.link.writeMessages = REPLY_MESSAGES_IN_FLIGHT
   }
 
   protected override framed (payloads: Buffer[]): Buffer[] {

@@ -35,22 +35,6 @@ export async function runCall (server: FederationServer, client: FederationClien
       const { firstId, stored } = await producer.push(payloads)
       return { result: stored === 0 ? null : firstId }
     }
-    case 'reliable.ack': {
-      await server.allowed('read', name, client)
-      if (typeof a.session !== 'string' || !Number.isSafeInteger(a.id)) throw new ProtocolError('reliable.ack: bad call')
-      const stream = server.sessions.get(a.session)
-      const msg = stream?.held?.get(a.id)
-      // Unknown: its reader is gone (and gave it back), or it was acked already.
-      if (!stream || !msg) return { result: false }
-      try {
-        if (a.mode === 'ack') return { result: await msg.ack() }
-        await msg.nack({ deadLetter: a.mode === 'dead' })
-        return { result: true }
-      } finally {
-        stream.held!.delete(a.id)
-        stream.settled()
-      }
-    }
     case 'count':
     case 'exists':
     case 'find': {
