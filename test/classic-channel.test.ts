@@ -5,6 +5,7 @@ import assert from 'node:assert/strict'
 import { useRedis } from './helpers/redis-server.js'
 import { nextEvent, uniqueName } from './helpers/bus.js'
 import { call, classicBus, messages, record } from './helpers/classic.js'
+import type { ClassicBus } from '../lib/classic/index.js'
 
 const redis = useRedis(1)
 
@@ -110,12 +111,18 @@ test('disconnect(): the peer sees remote:disconnect and keeps sending; a later p
   await back
 })
 
-test('reliable channel: messages come with ids; what was not acked comes back to the next peer with the same roles', async () => {
-  const bus = await classicBus(redis.servers)
+/** A listening peer of a new channel on `bus` that has sent 'a', 'b', 'c' (ids 1, 2, 3): the channel's name. */
+async function sentThree (bus: ClassicBus): Promise<string> {
   const name = uniqueName('ch')
   const sender = bus.channel(name)
   sender.listen()
   for (const m of ['a', 'b', 'c']) await call((cb) => sender.send(m, cb))
+  return name
+}
+
+test('reliable channel: messages come with ids; what was not acked comes back to the next peer with the same roles', async () => {
+  const bus = await classicBus(redis.servers)
+  const name = await sentThree(bus)
   const first = bus.channel(name)
   const got = messages(first, 3)
   first.connect({ reliable: true })
@@ -128,6 +135,32 @@ test('reliable channel: messages come with ids; what was not acked comes back to
   second.connect({ reliable: true })
   assert.deepEqual(await again, [['b', 2], ['c', 3]])
   await call((cb) => second.ack(3, cb))
+})
+
+test('reliable channel with last: messages up to last are discarded (not delivered again), the rest delivered', async () => {
+  const bus = await classicBus(redis.servers)
+  const name = await sentThree(bus)
+  const first = bus.channel(name)
+  const got = messages(first, 1)
+  first.connect({ reliable: true, last: 2 })
+  assert.deepEqual(await got, [['c', 3]])
+  first.disconnect()
+  await nextEvent(first, 'disconnect')
+  // a and b were acked by last; c was not acked: only c comes back.
+  const second = bus.channel(name)
+  const again = messages(second, 1)
+  second.connect({ reliable: true })
+  assert.deepEqual(await again, [['c', 3]])
+  await call((cb) => second.ack(3, cb))
+})
+
+test('connect({ ttl: 0 }) takes the default ttl, as 3.1 does (no error)', async () => {
+  const bus = await classicBus(redis.servers)
+  const c = bus.channel(uniqueName('ch'))
+  const seen = record(c, ['connect', 'error'])
+  c.connect({ ttl: 0 })
+  await nextEvent(c, 'connect')
+  assert.deepEqual(seen, [['connect']])
 })
 
 test('sendTo(endpoint) sends to a role without connecting; promisify() makes send, sendTo and ack return promises', async () => {

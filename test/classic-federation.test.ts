@@ -91,9 +91,6 @@ test('queue: federated pushes reach a native reader of the serving bus; its push
   const got = messages(q, 2)
   q.consume()
   assert.deepEqual((await got).map(([m]) => m), ['three', 'four'])
-  // What the federation protocol has no call for fails with ERR_BUSMQ_CLASSIC_UNSUPPORTED.
-  await assert.rejects(call((cb) => q.flush(cb)), { code: 'ERR_BUSMQ_CLASSIC_UNSUPPORTED' })
-  await assert.rejects(call((cb) => q.metadata('ttl', cb)), { code: 'ERR_BUSMQ_CLASSIC_UNSUPPORTED' })
   assert.equal(await call((cb) => q.count(cb)), 0)
   const seen = record(fed, ['close'])
   fed.close(true)
@@ -151,9 +148,78 @@ test('channel, pubsub and persistable federated to one server share its connecti
   await call((cb) => so.save(cb))
   assert.equal(await call((cb: any) => po.load((err: Error | null, exists: boolean) => cb(err, exists))), true)
   assert.deepEqual([po.a, po.b], [1, 'two'])
-  assert.throws(() => po.persist(60), { code: 'ERR_BUSMQ_CLASSIC_UNSUPPORTED' })
   // Nothing of it on the federating bus's own Redis.
   assert.equal(await local.native.object(name).load(), null)
+})
+
+test('queue: flush, ttl, metadata, consume({ index }) and close work on a federated queue, as on the serving bus', async () => {
+  const { h, serving, local } = await pair()
+  const name = uniqueName('cfm')
+  const q = await ready<ReturnType<typeof local.queue>>(local.federate(local.queue(name), h.url))
+  q.attach({ ttl: 20, discoverable: true })
+  assert.deepEqual(await nextEvent(q, 'attached'), [false])
+  // The federated attach set 3.1's metadata on the serving bus's queue, and attached it there.
+  const native = serving.native.queue(name)
+  assert.deepEqual(await native.getMeta(), { ttl: '20', maxsize: '0', discover: 'true', source: 'local' })
+  assert.equal((await native.stats()).clients, 1)
+  assert.equal(await call((cb) => q.ttl(cb)), 20)
+  assert.equal(await call((cb) => q.metadata('discover', cb)), 'true')
+  await call((cb) => q.metadata('owner', 'fed', cb))
+  await call((cb) => q.metadata({ n: 2 }, cb))
+  await native.setMeta({ from: 'serving' })
+  assert.deepEqual(await call((cb) => q.metadata(cb)), { ttl: '20', maxsize: '0', discover: 'true', source: 'local', owner: 'fed', n: '2', from: 'serving' })
+
+  for (const m of ['m0', 'm1', 'm2', 'm3']) await call((cb) => q.push(m, cb))
+  // Without removing, from position 2: a replay of what is there, the messages stay.
+  const replayed = messages(q, 2)
+  q.consume({ remove: false, index: 2 })
+  assert.deepEqual(await replayed, [['m2', 3], ['m3', 4]])
+  q.stop()
+  assert.equal(await call((cb) => q.count(cb)), 4)
+  await call((cb) => q.flush(cb))
+  assert.equal(await native.count(), 0)
+
+  q.close()
+  await nextEvent(q, 'closed')
+  assert.equal(await native.exists(), false, 'close() detached and deleted the queue on the serving bus')
+})
+
+test('persist() keeps a federated persistable alive on the serving bus past its ttl; unpersist() lets it expire', async () => {
+  const { h, serving, local } = await pair()
+  const name = uniqueName('cfp')
+  const po = await ready<any>(local.federate(local.persistify(name, {}, ['a']), h.url))
+  po.persist(1.5)
+  po.a = 1
+  await call((cb) => po.save(cb))
+  // Time is the point: three ttls without a save (the heartbeat refreshes every 500 ms).
+  await new Promise((resolve) => setTimeout(resolve, 4500))
+  const so: any = serving.persistify(name, {}, ['a'])
+  assert.equal(await call((cb: any) => so.load((err: Error | null, exists: boolean) => cb(err, exists))), true)
+  assert.equal(so.a, 1)
+  po.unpersist()
+  await eventually(async () => !(await serving.native.object(name).exists()), 15_000)
+})
+
+test('find(): with federate.urls, local when this bus has the queue, else the URL (as listed) of the server whose bus has it, else null', async () => {
+  const { h, serving } = await pair()
+  const seeker = await classicBus([redis.servers[1]], { federate: { urls: [h.url], secret: SECRET } })
+  const there = uniqueName('cfd')
+  const sq = serving.queue(there)
+  sq.attach({ discoverable: true })
+  await nextEvent(sq, 'attached')
+  const here = uniqueName('cfl')
+  const lq = seeker.queue(here)
+  lq.attach()
+  await nextEvent(lq, 'attached')
+  assert.equal(await call((cb) => seeker.queue(there).find(cb)), h.url)
+  assert.equal(await call((cb) => seeker.queue(here).find(cb)), 'local')
+  assert.equal(await call((cb) => seeker.queue(uniqueName('nowhere')).find(cb)), null)
+  // The location found is a target for bus.federate().
+  const fq = await ready<ReturnType<typeof seeker.queue>>(seeker.federate(seeker.queue(there), h.url))
+  fq.attach()
+  await nextEvent(fq, 'attached')
+  assert.equal(await call((cb) => fq.push('found', cb)), 1)
+  assert.equal(await serving.native.queue(there).count(), 1)
 })
 
 test('reconnect: the serving http server stops (reconnecting) and starts again (reconnected); the queue works on', async () => {
@@ -231,4 +297,25 @@ test('options: a bad federate option throws ERR_BUSMQ_INVALID_OPTION; federating
   const closed = nextEvent(fed, 'close')
   local.disconnect()
   await closed
+})
+
+test('a reliable channel federated: the federated side acks up to an id through the server; nothing stays in flight', async () => {
+  const { h, serving, local } = await pair()
+  const name = uniqueName('cfrel')
+  const fc = await ready<ReturnType<typeof local.channel>>(local.federate(local.channel(name), h.url))
+  const sc = serving.channel(name)
+  const remote = [nextEvent(fc, 'remote:connect'), nextEvent(sc, 'remote:connect')]
+  sc.listen({ reliable: true })
+  fc.connect({ reliable: true })
+  await Promise.all(remote)
+  const got = messages(fc, 3)
+  for (const m of ['a', 'b', 'c']) await call((cb) => sc.send(m, cb))
+  const received = await got
+  assert.deepEqual(received.map(([m]) => m), ['a', 'b', 'c'])
+  assert.ok(received.every(([, id]) => typeof id === 'number'))
+  const native = serving.native.queue(`${name}:local`)
+  assert.equal((await native.stats()).inFlight, 3, 'held by the server for the federated side until acked')
+  await call((cb) => fc.ack(received[2][1], cb))
+  const stats = await native.stats()
+  assert.deepEqual([stats.length, stats.inFlight], [0, 0])
 })

@@ -10,13 +10,15 @@ import { sleep } from './helpers/queue.js'
 
 const redis = useRedis(1)
 
-test('pubsub: subscribed, then message (a string) per publish while subscribed; unsubscribed; publish calls back', async () => {
+test('pubsub: subscribed, then message (a string) per publish while subscribed; unsubscribed; publish calls back with err only', async () => {
   const bus = await classicBus(redis.servers)
   const name = uniqueName('ps')
   const s = bus.pubsub(name)
   const seen = record(s, ['subscribed', 'message', 'unsubscribed'])
   const p = bus.pubsub(name)
-  await call((cb) => p.publish('before anyone listens', cb))
+  // 3.1 (since 1.5.0): the callback receives err only, not how many subscribers got it.
+  const args = await new Promise<unknown[]>((resolve) => p.publish('before anyone listens', (...a: unknown[]) => resolve(a)))
+  assert.deepEqual(args, [null])
   s.subscribe()
   assert.equal(s.isSubscribed(), true)
   await nextEvent(s, 'subscribed')
@@ -28,6 +30,19 @@ test('pubsub: subscribed, then message (a string) per publish while subscribed; 
   await nextEvent(s, 'unsubscribed')
   await call((cb) => p.publish('after unsubscribe', cb))
   assert.deepEqual(seen, [['subscribed'], ['message', 'hello world'], ['message', '{"json":true}'], ['unsubscribed']])
+})
+
+test('pubsub: a name with spaces, as in the 3.1 documentation (bus.pubsub(\'my pubsub channel\')), publishes and subscribes', async () => {
+  const bus = await classicBus(redis.servers)
+  const name = `my pubsub channel ${uniqueName('ps')}`
+  const s = bus.pubsub(name)
+  const got: string[] = []
+  s.on('message', (m) => got.push(m))
+  s.subscribe()
+  await nextEvent(s, 'subscribed')
+  await call((cb) => bus.pubsub(name).publish('hello world', cb))
+  await eventually(() => got.length === 1)
+  assert.deepEqual(got, ['hello world'])
 })
 
 test('pubsub: every subscriber gets every message; promisify() makes publish return a promise', async () => {

@@ -129,6 +129,16 @@ test('a queue that exists keeps its ttl: a later attach with another ttl reads t
   assert.equal(await call((cb) => second.ttl(cb)), 7)
 })
 
+test('attach({ ttl: 0 }) takes the default ttl of 30 seconds, as 3.1 does', async () => {
+  const bus = await classicBus(redis.servers)
+  const q = bus.queue(uniqueName('q'))
+  const errors = record(q, ['error'])
+  q.attach({ ttl: 0 })
+  await nextEvent(q, 'attached')
+  assert.equal(await call((cb) => q.ttl(cb)), 30)
+  assert.deepEqual(errors, [])
+})
+
 test('maxsize: a push to a full queue is dropped and calls back with id null', async () => {
   const bus = await classicBus(redis.servers)
   const q = bus.queue(uniqueName('q'))
@@ -247,6 +257,20 @@ test('count, flush, exists, find, metadata, pushed, consumed', async () => {
   assert.equal(await call((cb) => q.consumed(cb)), 0)
 })
 
+test('callbacks without a result get err only: metadata set (3.1: "no further arguments"), flush, non-reliable ack', async () => {
+  const bus = await classicBus(redis.servers)
+  const q = bus.queue(uniqueName('q'))
+  q.attach()
+  await nextEvent(q, 'attached')
+  const args = async (fn: (cb: (...a: unknown[]) => void) => void): Promise<unknown[]> =>
+    await new Promise((resolve) => fn((...a) => resolve(a)))
+  assert.deepEqual(await args((cb) => q.metadata('owner', 'ann', cb)), [null])
+  assert.deepEqual(await args((cb) => q.metadata({ shift: 'night' }, cb)), [null])
+  assert.deepEqual(await args((cb) => q.flush(cb)), [null])
+  assert.deepEqual(await args((cb) => q.ack(1, cb)), [null])
+  assert.deepEqual(await args((cb) => q.metadata('owner', cb)), [null, 'ann'])
+})
+
 test('close() detaches and deletes the queue: closed; close() while not attached emits error', async () => {
   const bus = await classicBus(redis.servers)
   const q = bus.queue(uniqueName('q'))
@@ -303,6 +327,24 @@ test('interoperation: a native writer and a classic consumer see the same messag
   const writer = native.queue(name).createWriteStream()
   writer.end('three')
   assert.deepEqual(await got, [['one', ids[0]], ['{"two":2}', ids[1]], ['three', 3]])
+})
+
+test('names as 3.1 took them: a queue named with spaces and other characters works, stored as =XX per byte (a native handle reaches it there)', async () => {
+  const classic = await classicBus(redis.servers)
+  const native = await openBus(redis.servers)
+  const tag = uniqueName('q')
+  const q = classic.queue(`my queue ${tag} #1 ü`)
+  assert.equal(q.name, `my=20queue=20${tag}=20=231=20=C3=BC`)
+  q.attach()
+  await call((cb) => q.push('hello', cb))
+  assert.deepEqual(await native.queue(q.name).count(), 1)
+  const got = messages(q, 1)
+  q.consume()
+  assert.deepEqual(await got, [['hello', 1]])
+  // Names already within the rules are the native ones, unchanged.
+  assert.equal(classic.queue('a.b:c/d@e=f_g-h').name, 'a.b:c/d@e=f_g-h')
+  assert.throws(() => classic.queue(''), { code: 'ERR_BUSMQ_INVALID_NAME' })
+  assert.throws(() => classic.queue(' '.repeat(70)), { code: 'ERR_BUSMQ_INVALID_NAME' })
 })
 
 test('many pushes in one tick, with another producer pushing meanwhile: each callback gets the id of its own message', async () => {

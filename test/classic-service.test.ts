@@ -130,6 +130,14 @@ test('a request nobody answers in reqTimeout ms calls back with a timeout error 
   assert.equal(stream, undefined)
 })
 
+test('reqTimeout 0 (connect or request) means the default timeout, as in 3.1: the reply arrives', async () => {
+  const { requester, requesterBus } = await pair((request, reply) => reply(null, `re: ${request}`))
+  assert.deepEqual(await ask(requester, 'one', { reqTimeout: 0 }), [null, 're: one'])
+  const other = requesterBus.service(requester.name)
+  await new Promise<void>((resolve) => other.connect({ reqTimeout: 0 }, resolve))
+  assert.deepEqual(await ask(other, 'two'), [null, 're: two'])
+})
+
 test('serve({ max }) handles max requests, then stops serving; the others wait for another server', async () => {
   const handled: unknown[] = []
   const { requester, serverBus, server } = await pair((request, reply) => {

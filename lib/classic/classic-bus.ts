@@ -4,15 +4,14 @@ import createDebug from 'debug'
 import { Bus } from '../bus.js'
 import type { Client } from '../router/shard.js'
 import { ClassicUsageError } from '../errors.js'
-import { validateName } from '../names.js'
-import { DEFAULT_SECRET, nativeOptions, type ClassicBusOptions, type ClassicLog } from './classic-options.js'
+import { DEFAULT_SECRET, nativeOptions, wsUrl, type ClassicBusOptions, type ClassicLog } from './classic-options.js'
 import { ClassicLogger } from './classic-logger.js'
 import { ClassicQueue } from './classic-queue.js'
 import { ClassicChannel } from './classic-channel.js'
 import { ClassicPubsub } from './classic-pubsub.js'
 import { ClassicService } from './classic-service.js'
 import { persistify, type Persistable } from './persistable.js'
-import { promisifyMethods } from './util.js'
+import { classicName, promisifyMethods } from './util.js'
 import { ClassicFederation, FederationTarget, serveOptions, targetUrl } from './classic-federation.js'
 
 const debug = createDebug('busmq:classic')
@@ -137,6 +136,11 @@ export class ClassicBus extends EventEmitter {
     this.closing = Promise.allSettled(open.map((o) => o.close())).then(() => bus.close()).then(() => this.update())
   }
 
+  /** @internal The entry of `federate.urls` that the native `find()` answered with (its ws:// form). */
+  federationUrl (url: string): string {
+    return this.options.federate?.urls?.find((u) => wsUrl(u) === url) ?? url
+  }
+
   /** True while every shard is connected (after `online`, before `offline`). */
   isOnline (): boolean {
     return this.online
@@ -164,29 +168,32 @@ export class ClassicBus extends EventEmitter {
     return undefined
   }
 
-  /** A queue (attach it before use). Throws `ERR_BUSMQ_INVALID_NAME` for a name the native rules refuse. */
+  /**
+   * A queue (attach it before use). Names outside this BusMQ's rules are stored escaped (see
+   * `classicName`: a space is `=20`); throws `ERR_BUSMQ_INVALID_NAME` for an empty or too long name.
+   */
   queue (name: string): ClassicQueue {
-    return new ClassicQueue(this, validateName(name, 'queue name'))
+    return new ClassicQueue(this, classicName(name, 'queue name'))
   }
 
   /** A channel between two roles (default `local` and `remote`). */
   channel (name: string, local?: string, remote?: string): ClassicChannel {
-    return new ClassicChannel(this, validateName(name, 'channel name'), local, remote)
+    return new ClassicChannel(this, classicName(name, 'channel name'), local, remote)
   }
 
   /** A publish/subscribe channel. */
   pubsub (name: string): ClassicPubsub {
-    return new ClassicPubsub(this, validateName(name, 'pubsub name'))
+    return new ClassicPubsub(this, classicName(name, 'pubsub name'))
   }
 
   /** A service endpoint (serve or connect it before use). */
   service (name: string): ClassicService {
-    return new ClassicService(this, validateName(name, 'service name'))
+    return new ClassicService(this, classicName(name, 'service name'))
   }
 
   /** Adds `save`, `load`, `persist`, `unpersist` to `object` and tracks `properties` for saving. */
   persistify<T extends object> (name: string, object: T, properties: readonly string[]): Persistable<T> {
-    return persistify(this, validateName(name, 'object name'), object, properties)
+    return persistify(this, classicName(name, 'object name'), object, properties)
   }
 
   /** Makes the named callback methods of `object` return promises; returns `object`. */

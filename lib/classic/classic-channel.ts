@@ -5,13 +5,18 @@ import type { ReliableMessage } from '../queue/reliable-message.js'
 import { ClassicUsageError, PeerDestroyedError } from '../errors.js'
 import { validateName } from '../names.js'
 import type { ClassicBus } from './classic-bus.js'
-import { ackUpTo, isClosedError, promisifyMethods, settle, toPayload, toText, type Callback } from './util.js'
+import { ackUpTo, isClosedError, promisifyMethods, settle, toPayload, toText, type Callback, classicName } from './util.js'
 
 /** Options of `channel.connect(options)` / `listen(options)`. */
 export interface ClassicChannelOptions {
   /** Each message must be acked (`ack(id)`); what was not is delivered again to the next peer with these roles. @default false */
   reliable?: boolean
-  /** Seconds the channel's queues live on with neither peer attached. @default 30 */
+  /**
+   * Reliable: the last id acked before (as a queue's `consume({ reliable, last })`); messages up to it
+   * are acked as they arrive, not delivered. @default 0
+   */
+  last?: number
+  /** Seconds the channel's queues live on with neither peer attached (0 or none: the default). @default 30 */
   ttl?: number
 }
 
@@ -40,8 +45,8 @@ export class ClassicChannel extends EventEmitter {
     super()
     this.bus = bus
     this.name = name
-    this.local = validateName(local, 'channel local role')
-    this.remote = validateName(remote, 'channel remote role')
+    this.local = classicName(local, 'channel local role')
+    this.remote = classicName(remote, 'channel remote role')
   }
 
   /** Connects as `local` (reading) and `remote` (writing): `connect` once attached. Connected already: `error`. */
@@ -51,8 +56,10 @@ export class ClassicChannel extends EventEmitter {
       return
     }
     this.reliable = options.reliable === true
+    const last = this.reliable ? options.last ?? 0 : 0
     this.ending = false
-    const ttl = options.ttl === undefined ? undefined : Math.round(options.ttl * 1000)
+    // 3.1 takes a ttl of 0 as the default (30 s), as a queue's attach() does.
+    const ttl = options.ttl === undefined || options.ttl === 0 ? undefined : Math.round(options.ttl * 1000)
     const native = this.bus.native
     const ch = native.channel(this.name, {
       local: this.local, remote: this.remote, reliable: this.reliable, ack: this.reliable ? 'manual' : 'auto', ttl
@@ -77,6 +84,11 @@ export class ClassicChannel extends EventEmitter {
       if (this.ch !== ch) return
       if (Buffer.isBuffer(chunk)) {
         this.emit('message', toText(chunk))
+        return
+      }
+      if (chunk.id <= last) {
+        // Acked before this connect (`last`): discarded.
+        chunk.ack().catch(() => {})
         return
       }
       this.held.set(chunk.id, chunk)

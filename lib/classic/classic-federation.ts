@@ -5,7 +5,7 @@ import createDebug from 'debug'
 import type { Bus } from '../bus.js'
 import type { FederateOptions } from '../federation/federation-options.js'
 import { ClassicUnsupportedError, ClassicUsageError } from '../errors.js'
-import { DEFAULT_SECRET, type ClassicFederateOptions, type ClassicVerifyClient } from './classic-options.js'
+import { DEFAULT_SECRET, wsUrl, type ClassicFederateOptions, type ClassicVerifyClient } from './classic-options.js'
 import type { ClassicBus } from './classic-bus.js'
 import { ClassicQueue } from './classic-queue.js'
 import { ClassicChannel } from './classic-channel.js'
@@ -39,7 +39,7 @@ export function targetUrl (target: unknown): string {
   if (typeof target !== 'string') {
     throw new ClassicUnsupportedError('busmq/classic federates to a URL only (not over an already open websocket)')
   }
-  return target.replace(/^http(s?):\/\//i, 'ws$1://')
+  return wsUrl(target)
 }
 
 /** The kind of classic object `object` is, made again on `bus` (same name, roles, properties). */

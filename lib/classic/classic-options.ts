@@ -1,6 +1,6 @@
 import type { IncomingMessage, Server } from 'node:http'
 import type { RedisOptions } from 'ioredis'
-import type { BusOptions } from '../bus-options.js'
+import { defaultRedis, type BusOptions } from '../bus-options.js'
 import type { Logger } from '../logger.js'
 import { InvalidOptionError } from '../errors.js'
 
@@ -61,7 +61,10 @@ export interface ClassicFederateOptions {
   server?: Server
   /** The path federation is served under. @default '/' */
   path?: string
-  /** Listed for 3.1's sake; `bus.federate(object, url)` connects to the URL it is given. */
+  /**
+   * Federation servers (`http(s)://` or `ws(s)://` URLs) that `queue.find()` asks, in order, about a
+   * queue this bus's Redis does not have (`bus.federate(object, url)` connects to the URL it is given).
+   */
   urls?: string[]
   /** WebSockets kept open to each target of `bus.federate()`. @default 1 */
   poolSize?: number
@@ -85,12 +88,27 @@ function checkFederate (f: ClassicFederateOptions): void {
   if (f.secret !== undefined && typeof f.secret !== 'function' && (typeof f.secret !== 'string' || f.secret.length === 0)) {
     throw new InvalidOptionError('federate.secret must be a non-empty string or a function')
   }
-  if (f.urls !== undefined && (!Array.isArray(f.urls) || f.urls.some((u) => typeof u !== 'string'))) {
-    throw new InvalidOptionError('federate.urls must be a list of URLs')
+  if (f.urls !== undefined && (!Array.isArray(f.urls) || f.urls.some((u) => typeof u !== 'string' || !/^(http|ws)s?:\/\//i.test(u)))) {
+    throw new InvalidOptionError('federate.urls must be a list of http(s):// or ws(s):// URLs')
   }
   if (f.poolSize !== undefined && (!Number.isInteger(f.poolSize) || f.poolSize < 1)) {
     throw new InvalidOptionError('federate.poolSize must be a positive integer')
   }
+}
+
+/** 3.1's federation URLs are http(s):// URLs; the native client speaks ws(s)://. */
+export function wsUrl (url: string): string {
+  return url.replace(/^http(s?):\/\//i, 'ws$1://')
+}
+
+/**
+ * `federate.urls` as the native bus's federation (what `queue.find()` asks when the queue is not
+ * local), with `federate.secret` when it is a string.
+ */
+function federationOf (f: ClassicFederateOptions | undefined): Pick<BusOptions, 'federation'> {
+  if (f?.urls === undefined || f.urls.length === 0) return {}
+  const secret = f.secret ?? DEFAULT_SECRET
+  return { federation: { urls: f.urls.map(wsUrl), ...(typeof secret === 'string' ? { secret } : {}) } }
 }
 
 const LAYOUTS: readonly ClassicLayout[] = ['direct', 'cluster', 'sentinels']
@@ -117,10 +135,11 @@ export function nativeOptions (options: ClassicBusOptions, logger: Logger): BusO
   const layout = options.layout ?? 'direct'
   if (!LAYOUTS.includes(layout)) throw new InvalidOptionError(`unsupported connection layout: ${String(layout)}`)
   const { name, ...redisOptions } = options.redisOptions ?? {}
-  const base: BusOptions = { logger, redisOptions }
+  const base: BusOptions = { logger, redisOptions, ...federationOf(options.federate) }
   if (options.redis === undefined) {
     if (layout !== 'direct') throw new InvalidOptionError(`layout '${layout}' needs the redis option`)
-    return base
+    // With federation the bus must be told of its Redis (else it would have only federation).
+    return base.federation ? { ...base, redis: defaultRedis() } : base
   }
   const urls = typeof options.redis === 'string' ? [options.redis] : options.redis
   if (!Array.isArray(urls) || urls.length === 0 || urls.some((u) => typeof u !== 'string')) {

@@ -5,17 +5,23 @@ import { MAX_BATCH_BYTES, MAX_BATCH_COUNT, type Producer } from '../queue/produc
 import type { QueueReader, IdentifiedMessage } from '../queue/queue-read-stream.js'
 import type { ReliableMessage } from '../queue/reliable-message.js'
 import type { ReliableReadStream } from '../queue/reliable-read-stream.js'
-import { ClassicUnsupportedError, ClassicUsageError } from '../errors.js'
+import { ClassicUsageError } from '../errors.js'
 import type { ClassicBus } from './classic-bus.js'
 import { ackUpTo, isClosedError, promisifyMethods, settle, toPayload, toText, type Callback } from './util.js'
 
 /** Options of `queue.attach(options)` (BusMQ 3.1's). */
 export interface ClassicAttachOptions {
-  /** Seconds the queue lives on with nobody attached. Ignored when the queue exists (it keeps its own). @default 30 */
+  /**
+   * Seconds the queue lives on with nobody attached (0 or none: the default, as in 3.1). Ignored when the
+   * queue exists (it keeps its own). @default 30
+   */
   ttl?: number
   /** Most messages the queue holds; a push to a full queue is dropped and calls back with id `null`. 0: unbounded. @default 0 */
   maxsize?: number
-  /** Federation's discovery: stored in the queue's metadata, nothing else (federation is not supported). @default false */
+  /**
+   * 3.1's federation discovery: stored in the queue's metadata (`discover`). Any queue that exists is
+   * found (`queue.find()` of a bus whose `federate.urls` lists this bus's federation server). @default false
+   */
   discoverable?: boolean
 }
 
@@ -39,11 +45,6 @@ const RELIABLE_PREFETCH = 100_000
 const NEVER_DEAD_LETTER = 1_000_000_000
 
 const debug = createDebug('busmq:classic')
-
-/** What a federated queue (`bus.federate()`) cannot do: the federation protocol has no call for it. */
-function unsupported (what: string): ClassicUnsupportedError {
-  return new ClassicUnsupportedError(`a federated queue does not support ${what}`)
-}
 
 type State = 'detached' | 'attaching' | 'attached' | 'detaching'
 
@@ -114,15 +115,10 @@ export class ClassicQueue extends EventEmitter {
     process.nextTick(() => this.emit('attaching'))
     const maxsize = Math.max(options.maxsize ?? 0, 0)
     ;(async () => {
-      if (this.federated) {
-        // Federated (bus.federate()): the server's bus keeps the queue while streams use it.
-        const handle = this.bus.native.queue<Buffer>(this.name, { ttl: Math.round((options.ttl ?? 30) * 1000), maxLength: maxsize, overflow: 'drop' })
-        this.handleOf = handle
-        return await handle.exists()
-      }
+      // Federated (bus.federate()), each call goes to the federation server's bus (attach: it attaches there).
       const plain = this.bus.native.queue(this.name)
       const existing = await plain.getMeta('ttl')
-      const ttl = existing !== null && Number(existing) > 0 ? Number(existing) : (options.ttl ?? 30)
+      const ttl = existing !== null && Number(existing) > 0 ? Number(existing) : (options.ttl || 30)
       const handle = this.bus.native.queue<Buffer>(this.name, {
         ttl: Math.round(ttl * 1000), maxLength: maxsize, overflow: 'drop'
       })
@@ -156,7 +152,7 @@ export class ClassicQueue extends EventEmitter {
     this.stop()
     await this.dropLingering()
     try {
-      if (!this.federated) await this.handle.detach()
+      await this.handle.detach()
     } catch (err) {
       if (!isClosedError(err)) this.emit('error', err)
     }
@@ -248,7 +244,6 @@ export class ClassicQueue extends EventEmitter {
     released.then(async () => {
       if (!remove) {
         // 3.1's index is a position in the queue; the native offset is an id: the oldest id plus it.
-        if (index > 0 && this.federated) throw unsupported('consume with an index')
         const from = index > 0 ? await h.stats().then((s) => s.pushed - s.length + 1 + index) : 0
         return h.createReadStream({ mode: 'replay', from, withIds: true, max })
       }
@@ -329,14 +324,14 @@ export class ClassicQueue extends EventEmitter {
       return
     }
     const handle = this.handle
-    this.detaching().then(() => this.federated ? Promise.reject(unsupported('close')) : handle.delete()).then(() => this.emit('closed'), (err: Error) => {
+    this.detaching().then(() => handle.delete()).then(() => this.emit('closed'), (err: Error) => {
       if (!isClosedError(err)) this.emit('error', err)
     })
   }
 
   /** Deletes every message in the queue; `cb(err)`. */
   flush (cb?: Callback<void>): void {
-    settle(this.federated ? Promise.reject(unsupported('flush')) : this.handle.flush(), cb, this)
+    settle(this.handle.flush(), cb, this)
   }
 
   /** `cb(err, exists)`. */
@@ -344,9 +339,12 @@ export class ClassicQueue extends EventEmitter {
     settle(this.handle.exists(), cb, this)
   }
 
-  /** `cb(err, location)`: `'local'` when the queue exists, else `null` (federation is not supported). */
+  /**
+   * `cb(err, location)`: `'local'` when the queue exists on this bus, else the first URL of
+   * `federate.urls` whose server's bus has it (as given there), else `null`.
+   */
   find (cb?: Callback<string | null>): void {
-    settle(this.handle.exists().then((yes) => yes ? 'local' : null), cb, this)
+    settle(this.handle.find().then((where) => where === null || where === 'local' ? where : this.bus.federationUrl(where)), cb, this)
   }
 
   /** `cb(err, count)`: messages waiting. */
@@ -358,7 +356,6 @@ export class ClassicQueue extends EventEmitter {
   ttl (cb?: Callback<number | null>): void {
     const h = this.handle
     settle((async () => {
-      if (this.federated) throw unsupported('ttl')
       const meta = await h.getMeta('ttl')
       if (meta !== null) return Number(meta)
       return (await h.exists()) ? h.ttl / 1000 : null
@@ -379,8 +376,7 @@ export class ClassicQueue extends EventEmitter {
       value = undefined
     }
     const h = this.handle
-    if (this.federated) settle(Promise.reject(unsupported('metadata')), cb, this)
-    else if (typeof key === 'object' && key !== null) settle(h.setMeta(key), cb, this)
+    if (typeof key === 'object' && key !== null) settle(h.setMeta(key), cb, this)
     else if (key !== undefined && value !== undefined) settle(h.setMeta({ [key]: String(value) }), cb, this)
     else if (key !== undefined) settle(h.getMeta(key), cb, this)
     else settle(h.getMeta(), cb, this)

@@ -22,13 +22,13 @@ export interface ClassicServeOptions {
 
 /** Options of `service.connect(options, cb)`. */
 export interface ClassicConnectOptions {
-  /** Default request timeout, ms. @default 1000 */
+  /** Default request timeout, ms (0 or none: the default, as in 3.1). @default 1000 */
   reqTimeout?: number
 }
 
 /** Options of `service.request(data, options, cb)`. */
 export interface ClassicRequestOptions {
-  /** This request's timeout, ms (for a streamed reply: until each chunk). @default the connect() one */
+  /** This request's timeout, ms (for a streamed reply: until each chunk; 0 or none: the connect() one). @default the connect() one */
   reqTimeout?: number
   /** The callback's reply is a Readable of the reply's chunks. @default false */
   streamReply?: boolean
@@ -166,7 +166,7 @@ export class ClassicService extends EventEmitter {
       options = undefined
     }
     this.connected = true
-    this.reqTimeout = options?.reqTimeout ?? DEFAULT_REQ_TIMEOUT
+    this.reqTimeout = options?.reqTimeout || DEFAULT_REQ_TIMEOUT
     const session = ++this.session
     if (cb) this.once('connected', () => cb!())
     this.bus.native.connect().then(() => {
@@ -185,7 +185,7 @@ export class ClassicService extends EventEmitter {
       cb = options
       options = undefined
     }
-    const timeout = options?.reqTimeout ?? this.reqTimeout
+    const timeout = options?.reqTimeout || this.reqTimeout
     if (!cb) {
       this.svc.send(data, { timeout }).catch((err: Error) => { if (!isClosedError(err)) this.emit('error', err) })
       return

@@ -1,5 +1,4 @@
 import type { PersistedObject } from '../object/persisted-object.js'
-import { ClassicUnsupportedError } from '../errors.js'
 import type { ClassicBus } from './classic-bus.js'
 import type { Callback } from './util.js'
 
@@ -78,7 +77,6 @@ export function persistify<T extends object> (bus: ClassicBus, name: string, obj
       }, (err: Error) => cb?.(err))
     },
     persist (seconds) {
-      if (bus.native.federationOnly) throw new ClassicUnsupportedError('a federated persistable does not support persist()')
       if (kept) return
       kept = true
       if (seconds !== ttl) {

@@ -1,5 +1,20 @@
 import { promisify } from 'node:util'
 import type { EventEmitter } from 'node:events'
+import { validateName } from '../names.js'
+
+/**
+ * The name a BusMQ 3.1 name is stored under. 3.1 took any string (its own example is
+ * `bus.pubsub('my pubsub channel')`); this BusMQ's names are `[A-Za-z0-9_-.:@/=]`, so every other
+ * character is written as `=XX` per byte of its UTF-8 (a space: `=20`), and names within the rules stay
+ * as they are, the same queue a native handle opens. Throws `ERR_BUSMQ_INVALID_NAME` for an empty name,
+ * or one longer than 200 characters once escaped.
+ */
+export function classicName (name: string, what: string): string {
+  if (typeof name !== 'string') return validateName(name, what)
+  const escaped = name.replace(/[^A-Za-z0-9_\-.:@/=]/gu, (ch) =>
+    [...Buffer.from(ch, 'utf8')].map((b) => `=${b.toString(16).toUpperCase().padStart(2, '0')}`).join(''))
+  return validateName(escaped, what)
+}
 
 /** A BusMQ 3.1 callback: an error (or null), then results. */
 export type Callback<T = unknown> = (err: Error | null, result?: T) => void
@@ -22,11 +37,15 @@ export function isClosedError (err: unknown): boolean {
 }
 
 /**
- * Settles a BusMQ 3.1 call: the callback gets `(null, result)` or the error; without a callback an error
- * is emitted as 'error' (as 3.1 does).
+ * Settles a BusMQ 3.1 call: the callback gets `(null, result)` (only `(null)` when there is no result, as
+ * 3.1 calls back with no further arguments) or the error; without a callback an error is emitted as
+ * 'error' (as 3.1 does).
  */
 export function settle<T> (p: Promise<T>, cb: Callback<T> | undefined, emitter: EventEmitter): void {
-  p.then((result) => { cb?.(null, result) }, (err: Error) => {
+  p.then((result) => {
+    if (result === undefined) cb?.(null)
+    else cb?.(null, result)
+  }, (err: Error) => {
     if (cb) cb(err)
     else if (!isClosedError(err)) emitter.emit('error', err)
   })

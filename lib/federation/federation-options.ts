@@ -2,9 +2,10 @@ import type { IncomingMessage, Server } from 'node:http'
 
 /** What a federated client asks to do: the `op` given to `allow(op, name, client)`. */
 export type FederationOp =
-  | 'write' // queue write streams and push()
+  | 'write' // queue write streams, push() and setMeta(); with 'read', either lets a client attach()
   | 'read' // queue read streams (consume, replay)
-  | 'inspect' // count(), exists(), find()
+  | 'inspect' // count(), exists(), find(), stats(), ttlLeft(), getMeta()
+  | 'admin' // a queue's flush() and delete()
   | 'channel'
   | 'publish'
   | 'subscribe'

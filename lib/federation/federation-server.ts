@@ -16,6 +16,7 @@ import { ServerStream, QueueSink, WritableSink, type StreamHost } from './server
 import { runCall, PASSTHROUGH_CODEC } from './server-calls.js'
 import { ServeBridge } from './serve-bridge.js'
 import { ReplySink } from './reply-sink.js'
+import { keepStream, keepTtl } from './server-keep.js'
 import type { ObjectChange } from '../object/object-options.js'
 import {
   DEFAULT_FEDERATE_OPTIONS, type FederateOptions, type FederationClientInfo, type FederationOp
@@ -470,6 +471,19 @@ class ServerConnection implements StreamHost {
           queueReader: (o.mode ?? 'consume') === 'consume',
           toPayload: (c: { id: number, data: Buffer }) => ({ id: c.id, payload: c.data })
         })
+      }
+      case 'queue.attach': {
+        // Whoever may open a stream on the queue (which attaches it) may attach it.
+        await this.server.allowed('read', name, this.client).catch(async () => await this.server.allowed('write', name, this.client))
+        const q = bus.queue(name, { ttl: keepTtl(o.ttl) })
+        const existed = await q.attach()
+        return keepStream(session, op, existed, async () => await q.detach())
+      }
+      case 'object.keep': {
+        await this.server.allowed('object', name, this.client)
+        const obj = bus.object(name, { ttl: keepTtl(o.ttl) })
+        obj.keepAlive()
+        return keepStream(session, op, true, async () => await obj.close())
       }
       case 'channel': {
         await this.server.allowed('channel', name, this.client)

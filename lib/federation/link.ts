@@ -214,7 +214,7 @@ export class Link {
 
   private get writes (): boolean {
     return this.op === 'queue.write' || this.op === 'pubsub.write' || this.op === 'channel' || this.op === 'service.serve' ||
-      this.op === 'service.reply'
+      this.op === 'queue.attach' || this.op === 'object.keep' || this.op === 'service.reply'
   }
 
   /** @internal The stream failed (RESET from the server, the client gave up). */

@@ -1,6 +1,8 @@
 import { Buffer } from 'buffer'
+import createDebug from 'debug'
 import { checkCodec, decodeMessage, jsonCodec, type Codec, type CodecOptions } from '../queue/codec.js'
 import type { QueueOptions, ReadStreamOptions, WriteStreamOptions } from '../queue/queue-options.js'
+import type { QueueStats } from '../queue/queue.js'
 import type { ChannelOptions } from '../channel/channel-options.js'
 import type { ObjectChange, ObjectOptions, SaveOptions, ChangeStreamOptions } from '../object/object-options.js'
 import { DEFAULT_SERVICE_OPTIONS, type RequestOptions, type RequestStreamOptions, type ServeOptions, type ServiceOptions, type ServiceTransformOptions } from '../service/service-options.js'
@@ -28,6 +30,8 @@ export interface RemoteContext {
   assertOpen: () => void
 }
 
+const debug = createDebug('busmq:federation')
+
 /** A queue reached through federation: `bus.queue(name)` on a bus with only `federation`. */
 export class RemoteQueue<T = any> implements RemoteTarget {
   readonly name: string
@@ -38,6 +42,8 @@ export class RemoteQueue<T = any> implements RemoteTarget {
   readonly overflow: string
   readonly retain: number
   private producer?: { id: string, batch: number }
+  /** One stream per attach() not yet detached. */
+  private readonly attachments: Link[] = []
 
   constructor (private readonly ctx: RemoteContext, name: string, private readonly options: QueueOptions = {}) {
     this.name = name
@@ -58,7 +64,7 @@ export class RemoteQueue<T = any> implements RemoteTarget {
   }
 
   private get queueOptions (): Record<string, unknown> {
-    return { ttl: this.options.ttl, maxLength: this.options.maxLength, overflow: this.options.overflow, retain: this.options.retain }
+    return { ttl: this.ttl, maxLength: this.options.maxLength, overflow: this.options.overflow, retain: this.options.retain }
   }
 
   /** A Writable producer over federation: each chunk is one message; `'finish'` once all are stored. */
@@ -92,7 +98,7 @@ export class RemoteQueue<T = any> implements RemoteTarget {
         max: options.max === Infinity ? undefined : options.max,
         untilEmpty: options.untilEmpty,
         untilEnd: options.untilEnd,
-        ttl: this.options.ttl,
+        ttl: this.ttl,
         highWaterMark: hwm
       }, (m, link) => {
         const deliveries = m.payload.readUInt32BE(0)
@@ -112,7 +118,7 @@ export class RemoteQueue<T = any> implements RemoteTarget {
       max: options.max === Infinity ? undefined : options.max,
       untilEmpty: options.untilEmpty,
       untilEnd: options.untilEnd,
-      ttl: this.options.ttl
+      ttl: this.ttl
     }, decoder(options.objectMode ?? this.objectMode, codec, options.withIds === true), hwm, options.mode === 'replay' ? 'replay' : 'consume')
   }
 
@@ -145,6 +151,87 @@ export class RemoteQueue<T = any> implements RemoteTarget {
   async find (): Promise<string | null> {
     return await this.client.find(this.name)
   }
+
+  /** Length, counters, attached clients, TTL left and shard, as the federation server's bus sees them. */
+  async stats (): Promise<QueueStats> {
+    return (await this.client.call('stats', this.name, {})).result
+  }
+
+  /** ms until the queue expires if nobody touches it; -2 when it does not exist. */
+  async ttlLeft (): Promise<number> {
+    return (await this.client.call('ttlLeft', this.name, {})).result
+  }
+
+  /** User metadata: one field, or all of them. */
+  async getMeta (): Promise<Record<string, string>>
+  async getMeta (field: string): Promise<string | null>
+  async getMeta (field?: string): Promise<Record<string, string> | string | null> {
+    if (field !== undefined && typeof field !== 'string') throw new InvalidOptionError('a metadata field is a string')
+    return (await this.client.call('getMeta', this.name, field === undefined ? {} : { field })).result
+  }
+
+  /** Sets metadata fields (strings); they expire with the queue. */
+  async setMeta (fields: Record<string, string | number>): Promise<void> {
+    this.ctx.assertOpen()
+    if (fields === null || typeof fields !== 'object') throw new InvalidOptionError('setMeta needs an object of fields')
+    if (Object.keys(fields).length === 0) return
+    await this.client.call('setMeta', this.name, { fields, ttl: this.ttl })
+  }
+
+  /** Deletes every waiting and in-flight message; counters and attachments stay. */
+  async flush (): Promise<void> {
+    await this.client.call('flush', this.name, {})
+  }
+
+  /** Deletes the queue on the federation server's bus (see `Queue.delete()`); resolves with whether it existed. */
+  async delete (): Promise<boolean> {
+    return (await this.client.call('delete', this.name, {}, [], { retry: false })).result
+  }
+
+  /**
+   * Attaches to the queue: the federation server attaches it on this client's behalf (one stream per
+   * attachment) while this client is connected, and through reconnections shorter than its
+   * `resumeTimeout`. `detach()` (or `bus.close()`) lets go. Resolves with true when the queue existed.
+   */
+  async attach (options: { ttl?: number } = {}): Promise<boolean> {
+    this.ctx.assertOpen()
+    if (options.ttl !== undefined) (this as { ttl?: number }).ttl = checkInt(options.ttl, 'ttl', 10)
+    const kept = keepLink(this.client, 'queue.attach', this.name, { ttl: this.ttl })
+    this.attachments.push(kept.link)
+    try {
+      return await kept.existed
+    } catch (err) {
+      this.attachments.splice(this.attachments.indexOf(kept.link), 1)
+      throw err
+    }
+  }
+
+  /** Drops one attachment; when none is left, the queue expires `ttl` ms later unless used again. */
+  async detach (): Promise<void> {
+    await this.attachments.pop()?.finish()
+  }
+
+  /** Drops every attachment of this handle. */
+  async close (): Promise<void> {
+    await Promise.allSettled(this.attachments.splice(0).map(async (link) => await link.finish()))
+  }
+}
+
+/**
+ * A stream that keeps `name` alive on the federation server while it is open (`queue.attach`,
+ * `object.keep`); `existed`: the server's one message (whether the thing existed). `finish()` lets go.
+ */
+function keepLink (client: FederationClient, op: string, name: string, options: Record<string, unknown>): { link: Link, existed: Promise<boolean> } {
+  let settle!: { resolve: (existed: boolean) => void, reject: (err: Error) => void }
+  const existed = new Promise<boolean>((resolve, reject) => { settle = { resolve, reject } })
+  existed.catch(() => {})
+  const link = client.link(op, name, options, {
+    onData: (messages) => settle.resolve(messages[0]?.payload[0] === 1),
+    onEnd: () => {},
+    onFail: (err) => settle.reject(err)
+  }, { bytes: 64 * 1024, messages: 16 })
+  link.open().catch(settle.reject)
+  return { link, existed }
 }
 
 /** Plain publish/subscribe through federation. */
@@ -481,6 +568,8 @@ export class RemoteObject<T extends Record<string, any> = Record<string, any>> {
   private readonly ttl?: number
   private readonly changes = new Map<string, { value?: unknown, unset: boolean }>()
   private saving: Promise<unknown> = Promise.resolve()
+  /** The stream of keepAlive(), until release(). */
+  private kept?: Link
 
   constructor (private readonly ctx: RemoteContext, readonly name: string, options: ObjectOptions = {}) {
     this.codec = checkCodec(options.codec) ?? jsonCodec
@@ -540,6 +629,26 @@ export class RemoteObject<T extends Record<string, any> = Record<string, any>> {
 
   async exists (): Promise<boolean> {
     return (await this.ctx.client.call('object.exists', this.name, {})).result
+  }
+
+  /**
+   * Keeps the object alive (see `PersistedObject.keepAlive()`): the federation server keeps it alive on
+   * this client's behalf while this client is connected, and through reconnections shorter than its
+   * `resumeTimeout`. Until `release()` or `bus.close()`.
+   */
+  keepAlive (): void {
+    if (this.kept) return
+    this.ctx.assertOpen()
+    const kept = keepLink(this.ctx.client, 'object.keep', this.name, { ttl: this.ttl })
+    kept.existed.catch((err: Error) => debug('object %s: keepAlive() failed: %s', this.name, err.message))
+    this.kept = kept.link
+  }
+
+  /** Stops keeping the object alive: it expires `ttl` ms from now unless saved or kept alive again. */
+  release (): void {
+    const link = this.kept
+    this.kept = undefined
+    link?.finish().catch((err: Error) => debug('object %s: release failed: %s', this.name, err.message))
   }
 
   async delete (): Promise<boolean> {

@@ -18,7 +18,7 @@ function names (value: unknown, what: string): string[] {
   return value
 }
 
-/** One client call (`push`, `count`, `find`, `publish`, `request`, `send`, object operations) run against the bus. */
+/** One client call (`push`, `count`, `find`, `stats`, `getMeta`, `setMeta`, `flush`, `delete`, `publish`, `request`, `send`, object operations) run against the bus. */
 export async function runCall (server: FederationServer, client: FederationClientInfo, call: Record<string, any>,
   payloads: Buffer[]): Promise<{ result: unknown, payloads?: Buffer[] }> {
   const { op, name } = call
@@ -42,6 +42,35 @@ export async function runCall (server: FederationServer, client: FederationClien
       const q = bus.queue(name)
       if (op === 'count') return { result: await q.count() }
       return { result: await q.exists() }
+    }
+    case 'stats':
+    case 'ttlLeft':
+    case 'getMeta': {
+      await server.allowed('inspect', name, client)
+      const q = bus.queue(name)
+      if (op === 'stats') return { result: await q.stats() }
+      if (op === 'ttlLeft') return { result: await q.ttlLeft() }
+      if (a.field === undefined) return { result: await q.getMeta() }
+      if (typeof a.field !== 'string') throw new ProtocolError('getMeta: bad field')
+      return { result: await q.getMeta(a.field) }
+    }
+    case 'setMeta': {
+      await server.allowed('write', name, client)
+      const fields = a.fields as Record<string, unknown> | undefined
+      if (fields === null || typeof fields !== 'object' || Array.isArray(fields) ||
+        Object.values(fields).some((v) => typeof v !== 'string' && !(typeof v === 'number' && Number.isFinite(v)))) {
+        throw new ProtocolError('setMeta: fields must be an object of strings and numbers')
+      }
+      await bus.queue(name, { ttl: a.ttl }).setMeta(fields as Record<string, string | number>)
+      return { result: true }
+    }
+    case 'flush':
+    case 'delete': {
+      await server.allowed('admin', name, client)
+      const q = bus.queue(name)
+      if (op === 'delete') return { result: await q.delete() }
+      await q.flush()
+      return { result: true }
     }
     case 'publish': {
       await server.allowed('publish', name, client)

@@ -11,13 +11,20 @@ const debug = createDebug('busmq:attach')
 export const HEARTBEAT_BATCH = 200
 
 /**
- * Queues per heartbeat call at most, while refreshes run late (the batch doubles for every sixth of a TTL
- * the oldest due refresh is late: calls come too seldom for the TTLs, from a process too busy or behind a
- * burst). Calls stay one at a time, so a larger batch is what keeps queues alive; it costs Redis the same
- * per queue, in longer calls (about 10 µs a queue: at most ~20 ms for a full one, only when refreshes
- * would otherwise let attached queues expire).
+ * Refreshes sent in one round at most: calls of {@link HEARTBEAT_BATCH} queues sent together (pipelined
+ * on the heartbeat connection, Redis serves other clients between two of them), and the next round only
+ * once they are all answered. A round on time takes a few calls' worth of the refreshes due next; a late
+ * one takes every refresh already due, up to this many, so that a process too busy to turn its event
+ * loop often (a burst of thousands of pushes, a long garbage collection) catches up in one turn instead
+ * of one call per turn.
  */
-export const HEARTBEAT_MAX_BATCH = 2000
+export const HEARTBEAT_ROUND = 20_000
+
+/**
+ * Calls of a round on time (the refreshes due within the next thirtieth of a TTL), and of a round of
+ * attaches or detaches (of the same kind, in the order they were made).
+ */
+const CALLS_ON_TIME = 4
 
 interface Entry {
   keys: KeepAliveKeys
@@ -57,6 +64,15 @@ function ttlOf (e: Entry): number {
   return e.ttls.length > 0 ? Math.max(...e.ttls) : e.lastTtl
 }
 
+/**
+ * How often an entry is refreshed: every third of its TTL. A refresh gives every key the whole TTL again,
+ * so a refresh may run up to two thirds of a TTL late before a key expires; refreshes that run late go
+ * out together (see `Attachments.takeDue`), so a process that falls behind catches up in one round.
+ */
+function periodOf (e: Entry): number {
+  return Math.max(5, Math.floor(ttlOf(e) / 3))
+}
+
 function rolesOf (e: Entry): string {
   return e.readers + e.writers === 0 ? '' : `r${e.readers}w${e.writers}`
 }
@@ -67,9 +83,11 @@ function rolesOf (e: Entry): string {
  * (`object.keepAlive()`) are entries of the same kind (`KeepAliveKeys.kind` says which): refreshed in the
  * same calls, counted the same way, without an attachment field (the script only extends their TTL).
  *
- * However many queues are attached, one call refreshes up to {@link HEARTBEAT_BATCH} of them ({@link HEARTBEAT_MAX_BATCH} while refreshes run late; due times are kept in a heap)
- * (heartbeat.lua), calls go out one at a time (never overlapping, so Redis serves other clients between
- * two batches), and attaches and detaches made in the same tick share calls too. On a Redis Cluster,
+ * However many queues are attached, one call refreshes up to {@link HEARTBEAT_BATCH} of them
+ * (heartbeat.lua; due times are kept in a heap). Calls go out in rounds, a round only once the previous
+ * one is answered (rounds never overlap; Redis serves other clients between two calls): a few calls while
+ * refreshes are on time, every refresh already due (up to {@link HEARTBEAT_ROUND}) once they run late.
+ * Attaches and detaches made in the same tick share calls too. On a Redis Cluster,
  * whose queues each have their own slot, a batch is sent as one call per queue, pipelined.
  *
  * Calls also write the shard's registry of live queues (lib/keys.ts `registryKey`): each queue about
@@ -184,7 +202,7 @@ export class Attachments {
     setImmediate(() => { this.pump().catch((err: Error) => debug('%s heartbeat failed: %s', this.shard.id, err.message)) })
   }
 
-  /** Sends what is waiting, one call at a time: attaches and detaches first, then the refreshes due. */
+  /** Sends what is waiting, one round at a time: attaches and detaches first, then the refreshes due. */
   private async pump (): Promise<void> {
     try {
       let opsLast = false
@@ -197,7 +215,9 @@ export class Attachments {
         const ops = due.length === 0 ? this.takeOps() : undefined
         if (ops) {
           opsLast = true
-          await this.sendOps(ops.op, ops.batch)
+          const calls: Array<Promise<void>> = []
+          for (let i = 0; i < ops.batch.length; i += HEARTBEAT_BATCH) calls.push(this.sendOps(ops.op, ops.batch.slice(i, i + HEARTBEAT_BATCH)))
+          await Promise.all(calls)
           continue
         }
         opsLast = false
@@ -217,7 +237,7 @@ export class Attachments {
     const batch: Pending[] = []
     const rest: Pending[] = []
     for (const p of this.queue) {
-      if (p.op === op && batch.length < HEARTBEAT_BATCH) batch.push(p)
+      if (p.op === op && batch.length < HEARTBEAT_BATCH * CALLS_ON_TIME) batch.push(p)
       else rest.push(p)
     }
     this.queue = rest
@@ -245,7 +265,7 @@ export class Attachments {
           p.entry.forget = []
         } else if (p.entry.ttls.length > 0 && p.entry.detaching === undefined) {
           // (Detached again while this attach was on its way: the detach queued after it decides.)
-          this.setDue(p.entry, now + Math.max(5, Math.floor(ttlOf(p.entry) / 3)))
+          this.setDue(p.entry, now + periodOf(p.entry))
         }
         p.resolve(existed[i] === 1)
       })
@@ -262,20 +282,20 @@ export class Attachments {
   }
 
   /**
-   * The refreshes to send now. Those due within the next tenth of their period go too, so that calls are
-   * full and the pump wakes up about once per period rather than once per queue; with `overdue`, only
-   * those already due (between two calls of attaches).
+   * The refreshes to send now. Those due within the next thirtieth of their period go too, so that calls
+   * are full and the pump wakes up about once per batch rather than once per queue; with `overdue`, only
+   * those already due (between two calls of attaches). On time, a round is up to {@link CALLS_ON_TIME}
+   * calls; once the earliest is late by a thirtieth of its TTL or more, it is every refresh already due (up
+   * to {@link HEARTBEAT_ROUND}).
    */
   private takeDue (overdue: boolean): Entry[] {
     const now = Date.now()
     const out: Entry[] = []
     const first = this.nextDue()
-    // Running late: twice the batch for every sixth of a TTL of lateness (a process too busy to send
-    // calls often, such as one pushing to thousands of queues at once, sends larger ones).
-    const late = first === undefined ? 0 : Math.floor((now - first.due) / Math.max(1, ttlOf(first.item) / 6))
-    const limit = late <= 0 ? HEARTBEAT_BATCH : Math.min(HEARTBEAT_MAX_BATCH, HEARTBEAT_BATCH * 2 ** Math.min(late, 10))
+    const late = first !== undefined && now - first.due >= Math.max(1, Math.floor(ttlOf(first.item) / 30))
+    const limit = late ? HEARTBEAT_ROUND : HEARTBEAT_BATCH * CALLS_ON_TIME
     for (let node = first; node !== undefined && out.length < limit; node = this.nextDue()) {
-      if (node.due > now + (overdue ? 0 : Math.floor(ttlOf(node.item) / 30))) break
+      if (node.due > now + (overdue || late ? 0 : Math.floor(ttlOf(node.item) / 30))) break
       this.dues.pop()
       out.push(node.item)
     }
@@ -299,7 +319,16 @@ export class Attachments {
     if (due !== Infinity) this.dues.push(e, due, e.seq)
   }
 
+  /** One round: the refreshes in calls of {@link HEARTBEAT_BATCH}, sent together; resolves once all are answered. */
   private async sendBeats (due: Entry[]): Promise<void> {
+    const calls: Array<Promise<boolean>> = []
+    for (let i = 0; i < due.length; i += HEARTBEAT_BATCH) calls.push(this.sendBeat(due.slice(i, i + HEARTBEAT_BATCH)))
+    const ok = await Promise.all(calls)
+    // The shard is away: pause before the next round (the refreshes are due again in 200 ms).
+    if (ok.includes(false)) await new Promise((resolve) => setTimeout(resolve, 50).unref())
+  }
+
+  private async sendBeat (due: Entry[]): Promise<boolean> {
     const started = Date.now()
     // Those due for the registry go first: the script registers the first `registered` of a batch.
     const register = (e: Entry): boolean => listed(e) && started - e.registeredAt >= ttlOf(e)
@@ -313,7 +342,8 @@ export class Attachments {
         const late = started - Math.min(...entries.map((e) => e.due))
         debug('%s refreshed %d queue(s) in %d ms, %d ms late', this.shard.id, entries.length, Date.now() - started, late)
       }
-      for (const e of entries) if (e.due !== Infinity) this.setDue(e, started + Math.max(5, Math.floor(ttlOf(e) / 3)))
+      for (const e of entries) if (e.due !== Infinity) this.setDue(e, started + periodOf(e))
+      return true
     } catch (err) {
       // The shard is away: try again soon (the keys still have what is left of their TTL).
       debug('%s refresh of %d queue(s) failed: %s', this.shard.id, entries.length, (err as Error).message)
@@ -323,7 +353,7 @@ export class Attachments {
         e.rolesSent = '?'
         e.registeredAt = 0
       }
-      await new Promise((resolve) => setTimeout(resolve, 50).unref())
+      return false
     }
   }
 

@@ -70,7 +70,8 @@ local function refresh(base, ttl)
 end
 
 local function queue(i, info, arg)
-  local ttl = tonumber(string.match(arg, '^%d+'))
+  -- (Most refreshes' argument is the ttl alone.)
+  local ttl = tonumber(arg) or tonumber(string.match(arg, '^%d+'))
   local base = string.sub(info, 1, -3)
   local left = redis.call('PTTL', info)
   if op == 'b' then
@@ -93,7 +94,7 @@ local function queue(i, info, arg)
   if op == 'd' then
     redis.call('HDEL', info, client, roles)
     for field in string.gmatch(arg, ';([^;]+)') do redis.call('HDEL', info, field) end
-  elseif not string.find(arg, '/', 1, true) then
+  elseif tonumber(arg) or not string.find(arg, '/', 1, true) then
     redis.call('HSET', info, client, now + ttl)
   else
     local r = string.match(arg, '/(%w*)')
