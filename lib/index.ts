@@ -56,5 +56,8 @@ export type { MeterLike } from './metrics/otel.js'
 export type { Federation } from './federation/federation-server.js'
 export { DEFAULT_FEDERATE_OPTIONS, DEFAULT_FEDERATION_OPTIONS } from './federation/federation-options.js'
 export type { FederateOptions, FederationOptions, FederationOp, FederationClientInfo } from './federation/federation-options.js'
-export { RemoteWriteStream, RemoteReadStream, RemoteChannel } from './federation/remote-streams.js'
+export { RemoteWriteStream, RemoteReadStream, RemoteChannel, RemoteReplyStream } from './federation/remote-streams.js'
 export { RemoteQueue, RemotePubSub, RemoteService, RemoteObject } from './federation/remote-handles.js'
+export type {
+  RemoteServiceServer, RemoteServiceServerStream, RemoteServiceRequest, RemoteServerRequest, RemoteServiceHandler
+} from './federation/remote-handles.js'

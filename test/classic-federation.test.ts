@@ -298,3 +298,24 @@ test('options: a bad federate option throws ERR_BUSMQ_INVALID_OPTION; federating
   local.disconnect()
   await closed
 })
+
+test('a reliable channel federated: the federated side acks up to an id through the server; nothing stays in flight', async () => {
+  const { h, serving, local } = await pair()
+  const name = uniqueName('cfrel')
+  const fc = await ready<ReturnType<typeof local.channel>>(local.federate(local.channel(name), h.url))
+  const sc = serving.channel(name)
+  const remote = [nextEvent(fc, 'remote:connect'), nextEvent(sc, 'remote:connect')]
+  sc.listen({ reliable: true })
+  fc.connect({ reliable: true })
+  await Promise.all(remote)
+  const got = messages(fc, 3)
+  for (const m of ['a', 'b', 'c']) await call((cb) => sc.send(m, cb))
+  const received = await got
+  assert.deepEqual(received.map(([m]) => m), ['a', 'b', 'c'])
+  assert.ok(received.every(([, id]) => typeof id === 'number'))
+  const native = serving.native.queue(`${name}:local`)
+  assert.equal((await native.stats()).inFlight, 3, 'held by the server for the federated side until acked')
+  await call((cb) => fc.ack(received[2][1], cb))
+  const stats = await native.stats()
+  assert.deepEqual([stats.length, stats.inFlight], [0, 0])
+})

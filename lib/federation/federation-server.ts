@@ -5,7 +5,7 @@ import createDebug from 'debug'
 import { WebSocketServer, type WebSocket } from 'ws'
 import type { Bus } from '../bus.js'
 import { checkInt } from '../names.js'
-import { ForbiddenError, InvalidOptionError } from '../errors.js'
+import { FederationError, ForbiddenError, InvalidOptionError } from '../errors.js'
 import type { ReliableMessage } from '../queue/reliable-message.js'
 import {
   FrameType, ProtocolError, decodeFrame, encodeFrame, jsonFrame, parseJson, decodeBatch, readCredit, encodeCall,
@@ -15,6 +15,7 @@ import { randomNonce, clientProof, serverProof } from './auth.js'
 import { ServerStream, QueueSink, WritableSink, type StreamHost } from './server-stream.js'
 import { runCall, PASSTHROUGH_CODEC } from './server-calls.js'
 import { ServeBridge } from './serve-bridge.js'
+import { ReplySink } from './reply-sink.js'
 import { keepStream, keepTtl } from './server-keep.js'
 import type { ObjectChange } from '../object/object-options.js'
 import {
@@ -186,6 +187,35 @@ export class FederationServer implements Federation {
   get isClosing (): boolean {
     return this.closing !== undefined
   }
+}
+
+/**
+ * A reliable channel for a federated peer: the channel here acks nothing by itself (`ack: 'manual'`); its
+ * messages go to the client with their ids, held here (leased) until the client acks or nacks them
+ * (`reliable.acks` calls). Destroyed, or left when its client does not come back within resumeTimeout,
+ * it gives back whatever was not acked.
+ */
+function reliableChannel (session: string, bus: Bus, name: string, o: Record<string, any>): ServerStream {
+  const ch = bus.channel(name, {
+    local: o.local, remote: o.remote, ttl: o.ttl, heartbeat: o.heartbeat, reliable: true, ack: 'manual', highWaterMark: o.highWaterMark
+  })
+  const held = new Map<number, ReliableMessage>()
+  const stream = new ServerStream(session, 'channel', ch, new WritableSink(ch), {
+    toPayload: (m: ReliableMessage<Buffer>) => reliablePayload(held, m),
+    // A client that does not come back in time leaves the conversation as detach() does (no abort for
+    // the peer): what was not acked goes back, for the channel it opens again when it reconnects.
+    leave: async () => await ch.detach()
+  })
+  stream.held = held
+  return stream
+}
+
+/** A reliable message for the client, `deliveries (u32) | data`, held until it is acked or nacked. */
+function reliablePayload (held: Map<number, ReliableMessage>, m: ReliableMessage<Buffer>): WireMessage {
+  held.set(m.id, m)
+  const head = Buffer.allocUnsafe(4)
+  head.writeUInt32BE(m.deliveries, 0)
+  return { id: m.id, payload: Buffer.concat([head, m.data]) }
 }
 
 /** One client's WebSocket: the handshake, then its streams and calls. */
@@ -415,7 +445,7 @@ class ServerConnection implements StreamHost {
         await this.server.allowed('read', name, this.client)
         const q = bus.queue(name, { ttl: o.ttl })
         if (o.mode === 'reliable') {
-          // Leases are the server's; the client acks each message by id (the reliable.ack call).
+          // Leases are the server's; the client acks messages by id (reliable.acks calls, batched).
           const held = new Map<number, ReliableMessage>()
           const reader = q.createReadStream({
             mode: 'reliable',
@@ -429,12 +459,7 @@ class ServerConnection implements StreamHost {
             highWaterMark: o.highWaterMark
           })
           const stream = new ServerStream(session, op, reader, undefined, {
-            toPayload: (m: ReliableMessage<Buffer>) => {
-              held.set(m.id, m)
-              const head = Buffer.allocUnsafe(4)
-              head.writeUInt32BE(m.deliveries, 0)
-              return { id: m.id, payload: Buffer.concat([head, m.data]) }
-            }
+            toPayload: (m: ReliableMessage<Buffer>) => reliablePayload(held, m)
           })
           stream.held = held
           return stream
@@ -462,6 +487,7 @@ class ServerConnection implements StreamHost {
       }
       case 'channel': {
         await this.server.allowed('channel', name, this.client)
+        if (o.reliable === true) return reliableChannel(session, bus, name, o)
         const ch = bus.channel(name, { local: o.local, remote: o.remote, ttl: o.ttl, heartbeat: o.heartbeat, listen: o.listen })
         return new ServerStream(session, op, ch, new WritableSink(ch))
       }
@@ -477,6 +503,26 @@ class ServerConnection implements StreamHost {
         await this.server.allowed('serve', name, this.client)
         const bridge = new ServeBridge(bus, name, o)
         return new ServerStream(session, op, bridge.requests, bridge, { toPayload: (c: WireMessage) => c })
+      }
+      case 'service.requestStream': {
+        await this.server.allowed('request', name, this.client)
+        // Opened again after the server lost it: the request is not sent twice (its reply is gone with it).
+        if (req.resume === true) throw new FederationError('the streamed reply was lost with its federation connection')
+        if (typeof o.data !== 'string') throw new ProtocolError('OPEN: bad request')
+        const reply = bus.service(name).requestStream(Buffer.from(o.data, 'base64'), {
+          timeout: o.timeout, reliable: o.reliable, highWaterMark: o.highWaterMark
+        })
+        return new ServerStream(session, op, reply, undefined)
+      }
+      case 'service.reply': {
+        await this.server.allowed('serve', name, this.client)
+        const serving = typeof o.serve === 'string' ? this.server.sessions.get(o.serve) : undefined
+        const bridge = serving?.sink
+        if (!(bridge instanceof ServeBridge) || bridge.name !== name || !Number.isSafeInteger(o.request)) {
+          throw new FederationError('no such request to reply to')
+        }
+        const { stream, fail } = bridge.replyStream(o.request)
+        return new ServerStream(session, op, undefined, new ReplySink(stream, fail))
       }
       case 'object.changes': {
         await this.server.allowed('object', name, this.client)

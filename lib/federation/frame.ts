@@ -256,3 +256,7 @@ export function cost (payload: Uint8Array): number {
 export const REPLY_VALUE = 0
 export const REPLY_EMPTY = 1
 export const REPLY_ERROR = 2
+/** A message of a streamed reply (`service.reply` stream): `kind (u8) | body`, a chunk or (last) REPLY_ERROR. */
+export const REPLY_CHUNK = 3
+/** Flags of a request handed to a federated handler (`deadline (f64) | flags (u8) | data`): the reply is streamed. */
+export const REQUEST_STREAMED = 1

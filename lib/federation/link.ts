@@ -42,8 +42,14 @@ export class Link {
   private failure?: Error
   /** Write side: batches sent (or waiting for the connection) and not yet acknowledged. */
   private nextTag = 1
-  private readonly unacked: Array<{ tag: number, frame: Buffer, bytes: number }> = []
+  private readonly unacked: Array<{ tag: number, frame: Buffer, bytes: number, messages: number }> = []
   private unackedBytes = 0
+  private unackedMessages = 0
+  /**
+   * Messages that may be sent and not yet acknowledged (besides the server's window of bytes): a sink
+   * that takes small messages one by one (a streamed reply) is not sent a window's worth of them at once.
+   */
+  writeMessages = Infinity
   private creditWaiters: Array<() => void> = []
   private endSent = false
   private finished = false
@@ -125,18 +131,19 @@ export class Link {
       const max = Math.max(1, this.conn.maxMessageSize - 64 * 1024)
       let j = i
       let bytes = 0
-      while (j < payloads.length && j - i < BATCH_MESSAGES && (j === i || bytes + payloads[j].length + MESSAGE_OVERHEAD <= Math.min(BATCH_BYTES, max))) {
+      while (j < payloads.length && j - i < Math.min(BATCH_MESSAGES, this.writeMessages) && (j === i || bytes + payloads[j].length + MESSAGE_OVERHEAD <= Math.min(BATCH_BYTES, max))) {
         bytes += payloads[j++].length + MESSAGE_OVERHEAD
       }
-      while (this.unackedBytes >= this.writeWindow || !this.opened) {
+      while (this.unackedBytes >= this.writeWindow || this.unackedMessages >= this.writeMessages || !this.opened) {
         if (this.failure) throw this.failure
         await new Promise<void>((resolve) => this.creditWaiters.push(resolve))
       }
       if (this.failure) throw this.failure
       const tag = this.nextTag++
       const frame = dataFrame(this.id, tag, payloads.slice(i, j).map((payload) => ({ id: 0, payload })))
-      this.unacked.push({ tag, frame, bytes: frame.length })
+      this.unacked.push({ tag, frame, bytes: frame.length, messages: j - i })
       this.unackedBytes += frame.length
+      this.unackedMessages += j - i
       this.conn.sendFrame(frame)
       i = j
     }
@@ -162,7 +169,11 @@ export class Link {
       this.maybeDone()
       return
     }
-    while (this.unacked.length > 0 && this.unacked[0].tag <= tag) this.unackedBytes -= this.unacked.shift()!.bytes
+    while (this.unacked.length > 0 && this.unacked[0].tag <= tag) {
+      const u = this.unacked.shift()!
+      this.unackedBytes -= u.bytes
+      this.unackedMessages -= u.messages
+    }
     this.wakeWriters()
   }
 
@@ -198,12 +209,12 @@ export class Link {
   }
 
   private get reads (): boolean {
-    return this.op !== 'queue.write' && this.op !== 'pubsub.write'
+    return this.op !== 'queue.write' && this.op !== 'pubsub.write' && this.op !== 'service.reply'
   }
 
   private get writes (): boolean {
     return this.op === 'queue.write' || this.op === 'pubsub.write' || this.op === 'channel' || this.op === 'service.serve' ||
-      this.op === 'queue.attach' || this.op === 'object.keep'
+      this.op === 'queue.attach' || this.op === 'object.keep' || this.op === 'service.reply'
   }
 
   /** @internal The stream failed (RESET from the server, the client gave up). */

@@ -5,16 +5,22 @@ import type { QueueOptions, ReadStreamOptions, WriteStreamOptions } from '../que
 import type { QueueStats } from '../queue/queue.js'
 import type { ChannelOptions } from '../channel/channel-options.js'
 import type { ObjectChange, ObjectOptions, SaveOptions, ChangeStreamOptions } from '../object/object-options.js'
-import { DEFAULT_SERVICE_OPTIONS, type RequestOptions, type ServeOptions, type ServiceOptions, type ServiceTransformOptions } from '../service/service-options.js'
+import { DEFAULT_SERVICE_OPTIONS, type RequestOptions, type RequestStreamOptions, type ServeOptions, type ServiceOptions, type ServiceTransformOptions } from '../service/service-options.js'
 import { ServiceTransform } from '../service/service-transform.js'
 import { checkInt } from '../names.js'
 import { EventEmitter } from 'events'
 import { AckStream } from '../queue/ack-stream.js'
 import type { Link, LinkOwner } from './link.js'
-import { REPLY_EMPTY, REPLY_ERROR, REPLY_VALUE } from './frame.js'
-import { FederationError, InvalidOptionError } from '../errors.js'
+import { REPLY_EMPTY, REPLY_ERROR, REPLY_VALUE, REQUEST_STREAMED } from './frame.js'
+import { isStreamLike } from '../service/stream-like.js'
+import { InvalidOptionError } from '../errors.js'
 import type { FederationClient } from './federation-client.js'
-import { RemoteChannel, RemoteReadStream, RemoteWriteStream, decoder, encodeFor, type RemoteTarget } from './remote-streams.js'
+import { AckBatcher, type SettleMode } from './ack-batcher.js'
+import {
+  RemoteChannel, RemoteReadStream, RemoteReplyStream, RemoteWriteStream, decoder, encodeFor, failurePayload, type RemoteTarget
+} from './remote-streams.js'
+import { Readable } from 'readable-stream'
+import { drained } from '../util.js'
 
 /** What every remote handle shares: the client, and the bus's size limit. */
 export interface RemoteContext {
@@ -25,10 +31,6 @@ export interface RemoteContext {
 }
 
 const debug = createDebug('busmq:federation')
-
-function unsupported (what: string): never {
-  throw new FederationError(`${what} is not available over federation`)
-}
 
 /** A queue reached through federation: `bus.queue(name)` on a bus with only `federation`. */
 export class RemoteQueue<T = any> implements RemoteTarget {
@@ -81,10 +83,12 @@ export class RemoteQueue<T = any> implements RemoteTarget {
     if (!Number.isSafeInteger(hwm) || hwm < 1) throw new InvalidOptionError('highWaterMark must be a positive integer')
     if (options.mode === 'reliable') {
       const objectMode = options.objectMode ?? this.objectMode
-      const client = this.client
-      const name = this.name
-      const settle = async (link: Link, id: number, mode: string): Promise<boolean> =>
-        (await client.call('reliable.ack', name, { session: link.session, id, mode })).result
+      // Acks and nacks made in the same turn of the event loop go to the server in one call.
+      let acks: AckBatcher | undefined
+      const settle = async (link: Link, id: number, mode: SettleMode): Promise<boolean> => {
+        acks ??= new AckBatcher(this.client, this.name, link.session)
+        return await acks.settle(id, mode)
+      }
       return new RemoteReadStream<T>(this, 'queue.read', {
         mode: 'reliable',
         lease: options.lease,
@@ -293,6 +297,26 @@ export class RemoteService<Req = any, Res = any> {
   }
 
   /**
+   * Sends a request whose reply is a stream, as `Service.requestStream()` does: a Readable of the reply's
+   * chunks that ends with it, fails with `ERR_BUSMQ_REQUEST_TIMEOUT` (no chunk within `timeout` of the
+   * request, or of the last chunk while the reader waits) or `ERR_BUSMQ_REMOTE` (the handler failed).
+   * The reply comes as a federated stream with its own credit: a slow reader slows the server that
+   * writes it (about `2 × highWaterMark` chunks wait in Redis, as many on the wire). Destroying it tells
+   * the server to stop. A reply whose connection drops resumes; if the federation server lost it
+   * meanwhile, it fails with `ERR_BUSMQ_FEDERATION` (the request is not sent twice).
+   */
+  requestStream (data: Req, options: RequestStreamOptions = {}): RemoteReadStream<Res> {
+    this.ctx.assertOpen()
+    const hwm = checkInt(options.highWaterMark ?? DEFAULT_SERVICE_OPTIONS.streamHighWaterMark, 'highWaterMark', 1, 100_000)
+    const timeout = options.timeout === undefined ? this.timeout : checkInt(options.timeout, 'timeout', 1)
+    if (options.reliable !== undefined && typeof options.reliable !== 'boolean') throw new InvalidOptionError('reliable must be a boolean')
+    const payload = encodeFor(this.ctx, data, this.objectMode, this.codec)
+    return new RemoteReadStream<Res>({ name: this.name, client: this.ctx.client }, 'service.requestStream', {
+      data: payload.toString('base64'), timeout, reliable: options.reliable, highWaterMark: hwm
+    }, decoder(this.objectMode, this.codec, false), hwm, 'none', Math.max(4, 2 * hwm))
+  }
+
+  /**
    * Sends a request that wants no reply, as `Service.send()` does: resolves once the federation server's
    * bus stored it. A request whose connection drops fails with `ERR_BUSMQ_FEDERATION` (not sent twice).
    */
@@ -320,49 +344,77 @@ export class RemoteService<Req = any, Res = any> {
   /**
    * Serves the service from this federated bus: the federation server runs a server (with these
    * options: `concurrency`, `reliable`, `lease`, `maxDeliveries`, `exposeStack`) that hands each request
-   * to `handler` here and answers with what it returns (a value; streamed replies need a bus with Redis).
-   * A handler that throws answers with `ERR_BUSMQ_REMOTE` at the requester. `close()` stops serving.
+   * to `handler` here and answers with what it returns: a value, or a streamed reply (a Readable or an
+   * async iterable of chunks) for a requester that called `requestStream()` (`req.streamed`). A streamed
+   * reply goes as a federated stream of its own, at its requester's pace. A handler that throws (or whose
+   * stream fails, after the chunks before) answers with `ERR_BUSMQ_REMOTE` at the requester. `close()`
+   * stops serving.
    */
-  serve (handler: (req: { id: string, data: Req, deadline: number }) => Res | undefined | Promise<Res | undefined>, options: ServeOptions = {}): RemoteServiceServer {
+  serve (handler: RemoteServiceHandler<Req, Res>, options: ServeOptions = {}): RemoteServiceServer {
     this.ctx.assertOpen()
     if (typeof handler !== 'function') throw new InvalidOptionError('serve needs a handler function')
     return new RemoteServiceServer(this.ctx, this.name, handler, options, this.objectMode, this.codec)
   }
+
+  /** The stream form of a server, as `Service.createServerStream()`: a Readable of requests to answer. */
+  createServerStream (options: ServeOptions = {}): RemoteServiceServerStream<Req, Res> {
+    this.ctx.assertOpen()
+    return new RemoteServiceServerStream<Req, Res>(this.ctx, this.name, options, this.objectMode, this.codec)
+  }
 }
 
-/** What `serve()` returns on a federated bus. Emits `error` when a reply cannot be sent. */
-export class RemoteServiceServer extends EventEmitter {
-  private readonly link: Link
-  private closing?: Promise<void>
+/** A request as a federated handler gets it. */
+export interface RemoteServiceRequest<Req = any> {
+  /** The request's number on this server (unique while it runs). */
+  id: string
+  data: Req
+  /** When the requester stops waiting: ms since the epoch, on the federation server's clock. */
+  deadline: number
+  /** The requester reads a stream (`requestStream`): return a Readable or an async iterable of chunks. */
+  streamed: boolean
+}
 
-  constructor (ctx: RemoteContext, readonly name: string, handler: (req: { id: string, data: any, deadline: number }) => unknown,
-    options: ServeOptions, objectMode: boolean, codec: Codec) {
-    super()
-    const reply = (n: number, status: number, body: Buffer): void => {
-      const head = Buffer.allocUnsafe(9)
-      head.writeDoubleBE(n, 0)
-      head[8] = status
-      this.link.write([Buffer.concat([head, body])]).catch((err: Error) => { if (this.listenerCount('error') > 0) this.emit('error', err) })
-      this.link.grant(true)
-    }
+/** What a federated handler returns: a value, or a streamed reply (a Readable or an async iterable). */
+export type RemoteServiceHandler<Req = any, Res = any> = (req: RemoteServiceRequest<Req>) =>
+Res | undefined | NodeJS.ReadableStream | AsyncIterable<Res> | Promise<Res | undefined | NodeJS.ReadableStream | AsyncIterable<Res>>
+
+/** A request of a federated server stream: answer it once, with `reply`, `replyStream` or `fail`. */
+export interface RemoteServerRequest<Req = any, Res = any> extends RemoteServiceRequest<Req> {
+  /** Answers with one value; resolves once the answer is sent. A second answer is ignored. */
+  reply: (value?: Res) => Promise<void>
+  /** A Writable for a streamed reply (`streamed` requests); see `RemoteReplyStream`. */
+  replyStream: () => RemoteReplyStream<Res>
+  /** Answers with an error: `ERR_BUSMQ_REMOTE` at the requester (after the chunks of a streamed reply). */
+  fail: (err: unknown) => Promise<void>
+}
+
+/**
+ * The client end of a federated server (`service.serve` stream): the federation server runs a native
+ * server whose requests arrive here (`onRequest`); answers go back on the stream, streamed replies on
+ * streams of their own.
+ */
+class ServeLink {
+  readonly link: Link
+  private readonly target: RemoteTarget
+
+  constructor (private readonly ctx: RemoteContext, name: string, options: ServeOptions, objectMode: boolean, codec: Codec,
+    onRequest: (req: RemoteServiceRequest, n: number) => void, private readonly failed: (err: Error) => void) {
+    this.target = { name, client: ctx.client, objectMode, codec, maxMessageSize: ctx.maxMessageSize }
     const owner: LinkOwner = {
       onData: (messages) => {
         for (const m of messages) {
-          const n = m.id
-          Promise.resolve().then(() => handler({
-            id: String(n), deadline: m.payload.readDoubleBE(0), data: decodeMessage(m.payload.subarray(8), objectMode, codec)
-          })).then((value) => {
-            if (value === undefined) reply(n, REPLY_EMPTY, Buffer.alloc(0))
-            else reply(n, REPLY_VALUE, encodeFor(ctx, value, objectMode, codec))
-          }, (err: Error & { code?: unknown }) => {
-            reply(n, REPLY_ERROR, Buffer.from(JSON.stringify({
-              name: err?.name ?? 'Error', message: err?.message ?? String(err), code: typeof err?.code === 'string' ? err.code : undefined
-            })))
-          })
+          let data: unknown
+          try {
+            data = decodeMessage(m.payload.subarray(9), objectMode, codec)
+          } catch (err) {
+            this.answer(m.id, REPLY_ERROR, failurePayload(err as Error))
+            continue
+          }
+          onRequest({ id: String(m.id), deadline: m.payload.readDoubleBE(0), streamed: (m.payload[8] & REQUEST_STREAMED) !== 0, data }, m.id)
         }
       },
       onEnd: () => {},
-      onFail: (err) => { if (this.listenerCount('error') > 0) this.emit('error', err) }
+      onFail: (err) => failed(err)
     }
     this.link = ctx.client.link('service.serve', name, {
       concurrency: options.concurrency,
@@ -371,12 +423,139 @@ export class RemoteServiceServer extends EventEmitter {
       maxDeliveries: options.maxDeliveries,
       exposeStack: options.exposeStack
     }, owner, { bytes: 4 * 1024 * 1024, messages: 1024 })
-    this.link.open().then(() => this.emit('ready'), (err: Error) => { if (this.listenerCount('error') > 0) this.emit('error', err) })
+  }
+
+  /** Answers request `n`: `status` and its body (see frame.ts); resolves once sent. */
+  answer (n: number, status: number, body: Buffer): Promise<void> {
+    const head = Buffer.allocUnsafe(9)
+    head.writeDoubleBE(n, 0)
+    head[8] = status
+    const sent = this.link.write([Buffer.concat([head, body])])
+    this.link.grant(true)
+    return sent.catch((err: Error) => this.failed(err))
+  }
+
+  /** Answers request `n` with a value (`undefined`: no value). */
+  reply (n: number, value: unknown): Promise<void> {
+    if (value === undefined) return this.answer(n, REPLY_EMPTY, Buffer.alloc(0))
+    let body: Buffer
+    try {
+      body = encodeFor(this.ctx, value, this.target.objectMode, this.target.codec)
+    } catch (err) {
+      return this.answer(n, REPLY_ERROR, failurePayload(err as Error))
+    }
+    return this.answer(n, REPLY_VALUE, body)
+  }
+
+  /** A streamed reply to request `n`, on a stream of its own. */
+  replyStream (n: number): RemoteReplyStream {
+    this.link.grant(true)
+    const w = new RemoteReplyStream(this.target, this.link.session, n)
+    // Its failures (the requester went away, a one-value request) reach whoever writes it.
+    w.on('error', () => {})
+    return w
+  }
+
+  /** Writes a handler's stream of chunks as the streamed reply to `n`, at its requester's pace. */
+  async stream (n: number, source: NodeJS.ReadableStream | AsyncIterable<unknown>): Promise<void> {
+    const w = this.replyStream(n)
+    try {
+      for await (const chunk of source as AsyncIterable<unknown>) {
+        if (w.destroyed) break
+        if (!w.write(chunk)) await drained(w)
+      }
+    } catch (err) {
+      w.fail(err as Error)
+      return
+    }
+    // Leaving the loop early (the requester went away) destroyed the source.
+    if (!w.destroyed && !w.writableEnded) w.end()
+  }
+}
+
+/** What `serve()` returns on a federated bus. Emits `error` when a reply cannot be sent. */
+export class RemoteServiceServer extends EventEmitter {
+  private readonly serving: ServeLink
+  private closing?: Promise<void>
+
+  constructor (ctx: RemoteContext, readonly name: string, handler: RemoteServiceHandler,
+    options: ServeOptions, objectMode: boolean, codec: Codec) {
+    super()
+    const failed = (err: Error): void => { if (this.listenerCount('error') > 0) this.emit('error', err) }
+    this.serving = new ServeLink(ctx, name, options, objectMode, codec, (req, n) => {
+      Promise.resolve().then(() => handler(req)).then((value) => {
+        if (isStreamLike(value)) this.serving.stream(n, value).catch(failed)
+        else this.serving.reply(n, value).catch(failed)
+      }, (err: Error) => this.serving.answer(n, REPLY_ERROR, failurePayload(err)))
+    }, failed)
+    this.serving.link.open().then(() => this.emit('ready'), failed)
   }
 
   /** Stops serving: the server on the federation server closes (requests it did not start go to other servers). */
   close (): Promise<void> {
-    this.closing ??= this.link.finish().catch(() => {})
+    this.closing ??= this.serving.link.finish().catch(() => {})
+    return this.closing
+  }
+}
+
+/**
+ * The stream form of a federated server (`service.createServerStream()` on a federation-only bus): a
+ * Readable of {@link RemoteServerRequest}s, each to answer with `reply()`, `replyStream()` or `fail()`.
+ * The federation server takes at most `concurrency` requests unanswered. `destroy()` (or leaving a
+ * `for await` loop) and `close()` stop serving; it emits `'ready'` once it takes requests.
+ */
+export class RemoteServiceServerStream<Req = any, Res = any> extends Readable {
+  readonly name: string
+  private readonly serving: ServeLink
+  private closing?: Promise<void>
+
+  /** @internal */
+  constructor (ctx: RemoteContext, name: string, options: ServeOptions, objectMode: boolean, codec: Codec) {
+    const concurrency = checkInt(options.concurrency ?? DEFAULT_SERVICE_OPTIONS.concurrency, 'concurrency', 1, 100_000)
+    super({ objectMode: true, highWaterMark: concurrency })
+    this.name = name
+    this.serving = new ServeLink(ctx, name, options, objectMode, codec, (req, n) => {
+      let done = false
+      let stream: RemoteReplyStream<Res> | undefined
+      const first = (): boolean => { const was = done; done = true; return !was }
+      const request: RemoteServerRequest<Req, Res> = {
+        ...req,
+        reply: async (value) => { if (first()) await this.serving.reply(n, value) },
+        replyStream: () => {
+          done = true
+          stream ??= this.serving.replyStream(n)
+          return stream
+        },
+        fail: async (err) => {
+          const e = err instanceof Error ? err : new Error(String(err))
+          if (stream) {
+            // After what was written.
+            const w = stream
+            w.fail(e)
+            if (!w.closed) await new Promise((resolve) => w.once('close', resolve))
+          } else if (first()) await this.serving.answer(n, REPLY_ERROR, failurePayload(e))
+        }
+      }
+      this.push(request)
+    }, (err) => this.destroy(err))
+  }
+
+  _construct (callback: (err?: Error | null) => void): void {
+    this.serving.link.open().then(() => {
+      callback()
+      if (!this.destroyed) queueMicrotask(() => this.emit('ready'))
+    }, (err: Error) => callback(this.destroyed ? null : err))
+  }
+
+  override _read (): void {}
+
+  override _destroy (err: Error | null, callback: (error: Error | null) => void): void {
+    this.close().finally(() => callback(err))
+  }
+
+  /** Stops serving (the federation server closes its server); idempotent. */
+  close (): Promise<void> {
+    this.closing ??= this.serving.link.finish().catch(() => {}).then(() => { if (!this.destroyed) this.destroy() })
     return this.closing
   }
 }
@@ -496,7 +675,10 @@ export class RemoteObject<T extends Record<string, any> = Record<string, any>> {
 /** `channel()` over federation. */
 export function remoteChannel (ctx: RemoteContext, name: string, options: ChannelOptions = {}): RemoteChannel {
   ctx.assertOpen()
-  if (options.reliable === true) unsupported('a reliable channel')
+  if (options.reliable !== undefined && typeof options.reliable !== 'boolean') throw new InvalidOptionError('reliable must be a boolean')
+  const ack = options.ack ?? 'auto'
+  if (ack !== 'auto' && ack !== 'manual') throw new InvalidOptionError(`ack must be 'auto' or 'manual', got ${JSON.stringify(ack)}`)
+  if (ack === 'manual' && options.reliable !== true) throw new InvalidOptionError('ack: \'manual\' needs reliable: true')
   return new RemoteChannel({
     name, client: ctx.client, objectMode: options.objectMode ?? false, codec: checkCodec(options.codec) ?? jsonCodec, maxMessageSize: ctx.maxMessageSize
   }, options)

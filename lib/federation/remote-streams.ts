@@ -4,7 +4,8 @@ import { checkCodec, decodeMessage, encodeMessage, jsonCodec, type Codec } from 
 import { BusClosedError, EncodeError, MessageTooLargeError, DecodeError } from '../errors.js'
 import type { FederationClient } from './federation-client.js'
 import type { Link, LinkOwner } from './link.js'
-import type { WireMessage } from './frame.js'
+import { REPLY_CHUNK, REPLY_ERROR, type WireMessage } from './frame.js'
+import { AckBatcher, type SettleMode } from './ack-batcher.js'
 
 type Callback = (err?: Error | null) => void
 
@@ -61,12 +62,12 @@ export class RemoteWriteStream<T = any> extends Writable {
   readonly objectMode: boolean
   /** Messages dropped by a full queue (`overflow: 'drop'`); not reported over federation. */
   readonly dropped = 0
-  private readonly link: Link
+  protected readonly link: Link
   private readonly codec: Codec
   private readonly target: RemoteTarget
 
   /** @internal */
-  constructor (target: RemoteTarget, op: 'queue.write' | 'pubsub.write', options: Record<string, unknown>, stream: { objectMode?: boolean, codec?: Codec, highWaterMark?: number }) {
+  constructor (target: RemoteTarget, op: 'queue.write' | 'pubsub.write' | 'service.reply', options: Record<string, unknown>, stream: { objectMode?: boolean, codec?: Codec, highWaterMark?: number }) {
     const objectMode = stream.objectMode ?? target.objectMode
     const codec = checkCodec(stream.codec) ?? target.codec
     super({ objectMode, decodeStrings: true, highWaterMark: stream.highWaterMark ?? (objectMode ? 1024 : 1024 * 1024) })
@@ -92,7 +93,12 @@ export class RemoteWriteStream<T = any> extends Writable {
   override _writev (chunks: Array<{ chunk: any }>, callback: Callback): void {
     const { payloads, failure } = encodeAll(this.target, chunks, this.objectMode, this.codec)
     if (payloads.length === 0) return callback(failure)
-    this.link.write(payloads).then(() => callback(failure), callback)
+    this.link.write(this.framed(payloads)).then(() => callback(failure), callback)
+  }
+
+  /** The messages sent for these payloads. */
+  protected framed (payloads: Buffer[]): Buffer[] {
+    return payloads
   }
 
   override _final (callback: Callback): void {
@@ -102,6 +108,58 @@ export class RemoteWriteStream<T = any> extends Writable {
   override _destroy (err: Error | null, callback: (error: Error | null) => void): void {
     this.link?.reset()
     callback(err)
+  }
+}
+
+/** A handler's error, as the federation server gets it (JSON `{ name, message, code }`). */
+export function failurePayload (err: Error & { code?: unknown }): Buffer {
+  return Buffer.from(JSON.stringify({
+    name: err?.name ?? 'Error', message: err?.message ?? String(err), code: typeof err?.code === 'string' ? err.code : undefined
+  }))
+}
+
+function kind (k: number, body: Buffer): Buffer {
+  const out = Buffer.allocUnsafe(body.length + 1)
+  out[0] = k
+  body.copy(out, 1)
+  return out
+}
+
+/** Chunks of a streamed reply sent and not yet taken by the server's reply stream. */
+const REPLY_MESSAGES_IN_FLIGHT = 64
+
+/**
+ * A streamed reply written by a federated handler (`req.replyStream()`), as a stream of its own to the
+ * federation server (`service.reply`): each chunk is one chunk the requester reads, `end()` ends the
+ * requester's stream, `fail(err)` ends it with the error after what was written. The server acknowledges
+ * what its reply stream took, which waits while the requester is behind: `write()` then returns false.
+ * It fails (destroyed with the server's error) when the requester went away, or when the request wants
+ * one value (`ERR_BUSMQ_INVALID_OPTION`; the requester gets it as `ERR_BUSMQ_REMOTE`).
+ */
+export class RemoteReplyStream<T = any> extends RemoteWriteStream<T> {
+  private failure?: Error
+
+  /** @internal */
+  constructor (target: RemoteTarget, serve: string, request: number) {
+    super(target, 'service.reply', { serve, request }, { highWaterMark: target.objectMode ? 64 : 256 * 1024 })
+    // The server's reply stream takes 64 chunks at a time (its highWaterMark): more on the wire only queue there.
+    this.link.writeMessages = REPLY_MESSAGES_IN_FLIGHT
+  }
+
+  protected override framed (payloads: Buffer[]): Buffer[] {
+    return payloads.map((p) => kind(REPLY_CHUNK, p))
+  }
+
+  /** Ends the reply with `err` after what was written: the requester gets `ERR_BUSMQ_REMOTE`. */
+  fail (err: Error): void {
+    if (this.writableEnded || this.destroyed) return
+    this.failure = err
+    this.end()
+  }
+
+  override _final (callback: Callback): void {
+    if (!this.failure) return super._final(callback)
+    this.link.write([kind(REPLY_ERROR, failurePayload(this.failure))]).then(async () => await this.link.finish()).then(() => callback(), callback)
   }
 }
 
@@ -131,7 +189,7 @@ export class RemoteReadStream<T = any> extends Readable {
 
   /** @internal */
   constructor (target: { name: string, client: FederationClient }, op: string, options: Record<string, unknown>, chunkOf: ChunkOf,
-    highWaterMark = 256, resume: 'consume' | 'replay' | 'none' = 'none') {
+    highWaterMark = 256, resume: 'consume' | 'replay' | 'none' = 'none', messages = Math.max(2000, 2 * highWaterMark)) {
     super({ objectMode: true, highWaterMark })
     this.name = target.name
     this.chunkOf = chunkOf
@@ -165,7 +223,7 @@ export class RemoteReadStream<T = any> extends Readable {
       onEnd: () => this.push(null),
       onFail: (err) => failQuietlyOnClose(this, err)
     }
-    this.link = target.client.link(op, target.name, options, owner, { bytes: 4 * 1024 * 1024, messages: Math.max(2000, 2 * highWaterMark) })
+    this.link = target.client.link(op, target.name, options, owner, { bytes: 4 * 1024 * 1024, messages })
   }
 
   _construct (callback: Callback): void {
@@ -208,11 +266,18 @@ export class RemoteChannel<T = any> extends Duplex {
   readonly name: string
   readonly local: string
   readonly remote: string
+  /** Reliable mode: the server's channel holds leases; each message is acked once handed on (or by you). */
+  readonly reliable: boolean
+  /** Reliable mode: who acknowledges (`'auto'`: the channel; `'manual'`: the application). */
+  readonly ack: 'auto' | 'manual'
   remoteConnected = false
   private readonly link: Link
   private readonly target: RemoteTarget
   private readonly objectModeData: boolean
   private readonly codec: Codec
+  /** Reliable, `ack: 'auto'`: ids pushed into the readable and not yet handed on, oldest first. */
+  private readonly unhanded: number[] = []
+  private acks?: AckBatcher
 
   /** @internal */
   constructor (target: RemoteTarget, options: Record<string, any>) {
@@ -232,7 +297,9 @@ export class RemoteChannel<T = any> extends Duplex {
     this.codec = checkCodec(options.codec) ?? jsonCodec
     this.local = options.local ?? (listen ? 'remote' : 'local')
     this.remote = options.remote ?? (listen ? 'local' : 'remote')
-    const decode = decoder(objectMode, this.codec, false)
+    this.reliable = options.reliable === true
+    this.ack = options.ack ?? 'auto'
+    const decode = this.reliable ? this.reliableDecoder(objectMode) : decoder(objectMode, this.codec, false)
     const owner: LinkOwner = {
       onData: (messages) => {
         for (const m of messages) {
@@ -243,6 +310,7 @@ export class RemoteChannel<T = any> extends Duplex {
             this.destroy(err as Error)
             return
           }
+          if (this.reliable && this.ack === 'auto') this.unhanded.push(m.id)
           this.push(chunk)
         }
       },
@@ -255,8 +323,43 @@ export class RemoteChannel<T = any> extends Duplex {
       }
     }
     this.link = target.client.link('channel', target.name, {
-      local: this.local, remote: this.remote, ttl: options.ttl, heartbeat: options.heartbeat
+      local: this.local,
+      remote: this.remote,
+      ttl: options.ttl,
+      heartbeat: options.heartbeat,
+      ...(this.reliable ? { reliable: true, highWaterMark: options.highWaterMark } : {})
     }, owner)
+  }
+
+  /** Reliable: a message is `deliveries (u32) | payload`; acks go to the server, batched. */
+  private reliableDecoder (objectMode: boolean): ChunkOf {
+    const decode = decoder(objectMode, this.codec, false)
+    return (m, link) => {
+      const deliveries = m.payload.readUInt32BE(0)
+      const data = decode({ id: m.id, payload: m.payload.subarray(4) }, link)
+      if (this.ack === 'auto') return data
+      return {
+        id: m.id,
+        data,
+        deliveries,
+        redelivered: deliveries > 1,
+        ack: async () => await this.settle(m.id, 'ack'),
+        nack: async (o: { deadLetter?: boolean } = {}) => { await this.settle(m.id, o.deadLetter === true ? 'dead' : 'nack') }
+      }
+    }
+  }
+
+  private settle (id: number, mode: SettleMode): Promise<boolean> {
+    this.acks ??= new AckBatcher(this.target.client, this.name, this.link.session)
+    return this.acks.settle(id, mode)
+  }
+
+  override emit (event: string | symbol, ...args: any[]): boolean {
+    // Reliable, auto: a message is acked once the readable has handed it on (as a native channel does).
+    if (event === 'data' && this.unhanded.length > 0) {
+      this.settle(this.unhanded.shift()!, 'ack').catch(() => {})
+    }
+    return super.emit(event, ...args)
   }
 
   _construct (callback: Callback): void {

@@ -3,6 +3,7 @@ import type { FederationClientInfo } from './federation-options.js'
 import type { Codec } from '../queue/codec.js'
 import { ProtocolError } from './frame.js'
 import { PARTS_PER_BATCH } from './server-stream.js'
+import { MAX_ACKS_PER_CALL } from './ack-batcher.js'
 
 /** Objects' fields cross the wire as the client encoded them: the server stores bytes as they are. */
 export const PASSTHROUGH_CODEC: Codec = {
@@ -33,22 +34,6 @@ export async function runCall (server: FederationServer, client: FederationClien
       const producer = q.producer({ identity: { id: `f.${a.producer}`, batch: a.batch * PARTS_PER_BATCH - 1 } })
       const { firstId, stored } = await producer.push(payloads)
       return { result: stored === 0 ? null : firstId }
-    }
-    case 'reliable.ack': {
-      await server.allowed('read', name, client)
-      if (typeof a.session !== 'string' || !Number.isSafeInteger(a.id)) throw new ProtocolError('reliable.ack: bad call')
-      const stream = server.sessions.get(a.session)
-      const msg = stream?.held?.get(a.id)
-      // Unknown: its reader is gone (and gave it back), or it was acked already.
-      if (!stream || !msg) return { result: false }
-      try {
-        if (a.mode === 'ack') return { result: await msg.ack() }
-        await msg.nack({ deadLetter: a.mode === 'dead' })
-        return { result: true }
-      } finally {
-        stream.held!.delete(a.id)
-        stream.settled()
-      }
     }
     case 'count':
     case 'exists':
@@ -103,6 +88,34 @@ export async function runCall (server: FederationServer, client: FederationClien
       if (payloads.length !== 1) throw new ProtocolError('send: bad call')
       await bus.service(name).send(payloads[0], { timeout: a.timeout, reliable: a.reliable })
       return { result: true }
+    }
+    case 'reliable.acks': {
+      // Several acks and nacks of one remote reliable reader (or channel) at once; a result for each.
+      await server.allowed('read', name, client)
+      const { ids, modes } = a
+      if (typeof a.session !== 'string' || !Array.isArray(ids) || !Array.isArray(modes) || ids.length !== modes.length ||
+        ids.length > MAX_ACKS_PER_CALL || ids.some((id) => !Number.isSafeInteger(id)) ||
+        modes.some((m) => m !== 'ack' && m !== 'nack' && m !== 'dead')) {
+        throw new ProtocolError('reliable.acks: bad call')
+      }
+      const stream = server.sessions.get(a.session)
+      const results = await Promise.all((ids as number[]).map(async (id, i) => {
+        const msg = stream?.held?.get(id)
+        // Unknown: its reader is gone (and gave it back), or it was acked already.
+        if (!stream || !msg) return false
+        try {
+          if (modes[i] === 'ack') return await msg.ack()
+          await msg.nack({ deadLetter: modes[i] === 'dead' })
+          return true
+        } catch (err) {
+          const code = (err as Error & { code?: unknown }).code
+          return { code: typeof code === 'string' ? code : 'ERR_BUSMQ_FEDERATION', message: (err as Error).message }
+        } finally {
+          stream.held!.delete(id)
+          stream.settled()
+        }
+      }))
+      return { result: results }
     }
     case 'object.load': {
       await server.allowed('object', name, client)

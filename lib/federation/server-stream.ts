@@ -6,6 +6,7 @@ import type { QueueReader } from '../queue/queue-read-stream.js'
 import { KIND_END } from '../queue/element.js'
 import type { ReliableMessage } from '../queue/reliable-message.js'
 import { MAX_BATCH_COUNT, MAX_BATCH_BYTES } from '../queue/producer.js'
+import { RemoteError, type RemoteErrorDetails } from '../errors.js'
 import { FrameType, cost, creditPayload, dataFrame, jsonFrame, encodeFrame, numberPayload, type WireMessage } from './frame.js'
 
 const debug = createDebug('busmq:federation')
@@ -120,9 +121,13 @@ export class WritableSink implements Sink {
 }
 
 /** A local stream's outcome as the client learns it. */
-function wireError (err: Error): { code: string, message: string } {
+function wireError (err: Error): { code: string, message: string, details?: RemoteErrorDetails } {
   const code = (err as Error & { code?: unknown }).code
-  return { code: typeof code === 'string' ? code : 'ERR_BUSMQ_FEDERATION', message: err.message }
+  // A handler's error (a streamed reply that failed) keeps what the requester can match on.
+  const details = err instanceof RemoteError
+    ? { name: err.remoteName, message: err.remoteMessage, code: err.remoteCode, stack: err.remoteStack }
+    : undefined
+  return { code: typeof code === 'string' ? code : 'ERR_BUSMQ_FEDERATION', message: err.message, details }
 }
 
 /**
@@ -159,7 +164,13 @@ export class ServerStream {
     readonly kind: string,
     readonly source: Readable | undefined,
     readonly sink: Sink | undefined,
-    private readonly options: { queueReader?: boolean, finishSink?: boolean, toPayload?: (chunk: any) => WireMessage } = {}
+    private readonly options: {
+      queueReader?: boolean
+      finishSink?: boolean
+      toPayload?: (chunk: any) => WireMessage
+      /** When the client does not come back in time, the source leaves quietly (a reliable channel detaches). */
+      leave?: () => Promise<void>
+    } = {}
   ) {
     if (source) {
       source.on('readable', this.onReadable)
@@ -197,9 +208,15 @@ export class ServerStream {
   detach (resumeTimeout: number): void {
     this.host = undefined
     if (this.closed || this.lingering) return
-    this.expiry = setTimeout(() => this.destroy(undefined, 0), resumeTimeout)
+    this.expiry = setTimeout(() => {
+      this.timedOut = true
+      this.destroy(undefined, 0)
+    }, resumeTimeout)
     this.expiry.unref?.()
   }
+
+  /** The client did not come back within resumeTimeout. */
+  private timedOut = false
 
   private take (bytes: number): void {
     this.credit.bytes -= bytes
@@ -347,9 +364,10 @@ export class ServerStream {
         const back = Math.max(0, this.sent - Math.max(received, this.confirmed)) + unread
         ;(this.source as unknown as QueueReader).returnUnread(back)
       }
-      this.source.destroy()
+      if (this.timedOut && this.options.leave) this.options.leave().catch((e: Error) => debug('%s stream %d: leaving failed: %s', this.kind, this.id, e.message))
+      else this.source.destroy()
     }
-    if (this.sink && !this.sinkFinished) this.sink.destroy(err)
+    if (this.sink && !this.sinkFinished && !(this.timedOut && this.options.leave)) this.sink.destroy(err)
   }
 
   /** Server closing: everything goes now. */

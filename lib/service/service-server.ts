@@ -7,6 +7,7 @@ import { checkInt } from '../names.js'
 import { drained } from '../util.js'
 import { DEFAULT_SERVICE_OPTIONS, type CloseOptions } from './service-options.js'
 import type { MessageInput } from '../queue/message.js'
+import { isStreamLike } from './stream-like.js'
 
 /**
  * What a handler returns: the reply (a value, or `undefined`), or a streamed reply: a Readable, or any
@@ -17,13 +18,6 @@ export type ServiceHandlerResult<Res> = MessageInput<Res> | undefined | void | N
 /** A request handler: see `service.serve()`. */
 export type ServiceHandler<Req = any, Res = any> =
   (req: ServiceRequest<Req, Res>) => ServiceHandlerResult<Res> | Promise<ServiceHandlerResult<Res>>
-
-function isStreamLike (x: unknown): x is NodeJS.ReadableStream | AsyncIterable<unknown> {
-  if (x === null || typeof x !== 'object') return false
-  if (Buffer.isBuffer(x)) return false
-  return typeof (x as { pipe?: unknown }).pipe === 'function' ||
-    typeof (x as { [Symbol.asyncIterator]?: unknown })[Symbol.asyncIterator] === 'function'
-}
 
 /** Resolves `grace` from close options. */
 export function graceOf (options: CloseOptions): number {
