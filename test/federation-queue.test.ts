@@ -1,6 +1,7 @@
 // A queue's other calls over federation: stats, ttlLeft, getMeta/setMeta, flush, delete, attach/detach
 // on a federation-only bus do what they do on the serving bus (and the reverse); an object kept alive
-// through federation stays; `allow` maps each call to an op and a refusal creates nothing in Redis.
+// through federation stays; `allow` maps each call to an op and a refusal creates nothing in Redis;
+// deadLetter() and history() over federation, carried by a flag (never by the name).
 import { test, after } from 'node:test'
 import { once } from 'node:events'
 import { createServer, connect, type Socket, type AddressInfo } from 'node:net'
@@ -135,4 +136,125 @@ test('allow: stats/ttlLeft/getMeta are inspect, setMeta write, flush/delete admi
   obj.release()
   assert.equal(await q.count().catch((err: { code: string }) => err.code), 'ERR_BUSMQ_FORBIDDEN')
   assert.deepEqual(await keysContaining(redis.servers[0], secret), [])
+})
+
+test('deadLetter() through federation: what a remote reliable reader nacks arrives once, in order, at the remote dead-letter reader; history, count, stats, meta, streams, attach, flush and delete match the serving bus', async () => {
+  const server = await fedServer(redis.servers)
+  const client = await fedClient([server.url])
+  const name = uniqueName('fdl')
+  const remote = client.queue(name, { objectMode: true })
+  const local = server.bus.queue(name, { objectMode: true })
+  for (let i = 1; i <= 6; i++) await remote.push({ i })
+  // maxDeliveries 1: a nack is final. Odd ones are nacked (the last with deadLetter: true), even ones acked.
+  for await (const m of remote.createReadStream({ mode: 'reliable', maxDeliveries: 1, max: 6 })) {
+    if (m.data.i % 2 === 0) assert.equal(await m.ack(), true)
+    else await m.nack(m.data.i === 5 ? { deadLetter: true } : {})
+  }
+  const dlq = remote.deadLetter()
+  const localDlq = local.deadLetter()
+  assert.equal(dlq.name, `${name}:dead-letter`)
+  assert.equal(dlq.name, localDlq.name)
+  assert.equal(await dlq.count(), 3)
+  assert.equal(await dlq.count(), await localDlq.count())
+  assert.deepEqual({ ...await dlq.stats(), ttl: 0 }, { ...await localDlq.stats(), ttl: 0 })
+  assert.equal(await remote.count(), 0, 'the queue itself is empty')
+  assert.equal(await dlq.exists(), true)
+  assert.equal(await dlq.find(), server.url)
+  assert.ok(await dlq.ttlLeft() > 0)
+
+  // Replay shows the ids; each one's history over federation is the serving bus's.
+  const dead = await dlq.createReadStream({ mode: 'replay', withIds: true, max: 3 }).toArray() as Array<{ id: number, data: { i: number } }>
+  assert.deepEqual(dead.map((d) => d.data.i), [1, 3, 5])
+  for (const { id } of dead) {
+    const h = await dlq.history(id)
+    assert.ok(h !== null)
+    assert.deepEqual(h, await localDlq.history(id))
+    assert.equal(h.deliveries.length, 1)
+  }
+  assert.equal(await dlq.history(999), null)
+  assert.equal(await remote.history(dead[0].id), null, 'the queue itself has no dead-letter records (as natively)')
+
+  await dlq.setMeta({ triage: 'pending' })
+  assert.deepEqual(await localDlq.getMeta(), { triage: 'pending' })
+  assert.equal(await dlq.getMeta('triage'), 'pending')
+  assert.deepEqual(await remote.getMeta(), {}, 'the queue itself has no such field')
+
+  // Consume-once: exactly those, in order, once.
+  assert.deepEqual(await dlq.createReadStream({ untilEmpty: true }).toArray(), [{ i: 1 }, { i: 3 }, { i: 5 }])
+  assert.deepEqual(await dlq.createReadStream({ untilEmpty: true }).toArray(), [])
+  assert.equal(await localDlq.count(), 0)
+
+  // Writes (push and a write stream) and a reliable reader on the dead-letter queue.
+  assert.equal(typeof await dlq.push({ i: 7 }), 'number')
+  const w = dlq.createWriteStream()
+  w.end({ i: 8 })
+  await once(w, 'finish')
+  assert.equal(await localDlq.count(), 2)
+  for await (const m of dlq.createReadStream({ mode: 'reliable', max: 1 })) assert.equal(await m.ack(), true)
+  assert.deepEqual(await localDlq.createReadStream({ untilEmpty: true }).toArray(), [{ i: 8 }])
+
+  assert.equal(await dlq.attach(), true)
+  assert.equal((await localDlq.stats()).clients, 1)
+  await dlq.detach()
+  assert.equal((await localDlq.stats()).clients, 0)
+
+  await localDlq.push({ i: 9 })
+  await dlq.flush()
+  assert.equal(await localDlq.count(), 0)
+  assert.equal(await dlq.delete(), true)
+  assert.equal(await localDlq.exists(), false)
+  assert.equal(await local.exists(), true, 'deleting the dead-letter queue leaves its queue')
+  assert.throws(() => dlq.deadLetter(), { code: 'ERR_BUSMQ_INVALID_OPTION' })
+})
+
+test('deadLetter() through federation is carried by a flag: a queue named "x:dead-letter" is not the dead-letter queue of x', async () => {
+  const server = await fedServer(redis.servers)
+  const client = await fedClient([server.url])
+  const x = uniqueName('fdx')
+  await server.bus.queue(`${x}:dead-letter`).push(Buffer.from('native'))
+  const dlq = client.queue(x).deadLetter()
+  const named = client.queue(`${x}:dead-letter`)
+  assert.equal(dlq.name, named.name)
+  assert.equal(await dlq.exists(), false)
+  assert.equal(await dlq.count(), 0)
+  assert.equal(await named.count(), 1)
+  await server.bus.queue(x).deadLetter().push(Buffer.from('dead'))
+  assert.deepEqual((await named.createReadStream({ untilEmpty: true }).toArray()).map(String), ['native'])
+  assert.deepEqual((await dlq.createReadStream({ untilEmpty: true }).toArray()).map(String), ['dead'])
+  // A flag that is not a boolean is a protocol violation; the client reconnects, nothing is written.
+  const raw = (client as unknown as { remote: { client: { call: (...a: unknown[]) => Promise<unknown> } } }).remote.client
+  await assert.rejects(raw.call('push', x, { deadLetter: 'yes', producer: 'p1', batch: 1 }, [Buffer.from('no')], { retry: false }))
+  assert.equal(await dlq.count(), 0)
+  assert.equal(await server.bus.queue(x).count(), 0)
+})
+
+test('allow sees a dead-letter queue as "<name>:dead-letter": refusing it forbids every call and stream on it and creates no key', async () => {
+  const seen = new Set<string>()
+  const server = await fedServer(redis.servers, {
+    allow: (op, name) => {
+      seen.add(`${op} ${name}`)
+      return !name.endsWith(':dead-letter')
+    }
+  })
+  const client = await fedClient([server.url])
+  const name = uniqueName('fda')
+  const q = client.queue(name)
+  await q.push(Buffer.from('allowed'))
+  const dlq = q.deadLetter()
+  const attempts: Array<[string, () => Promise<unknown>]> = [
+    ['push', async () => await dlq.push(Buffer.from('x'))],
+    ['count', async () => await dlq.count()],
+    ['history', async () => await dlq.history(1)],
+    ['setMeta', async () => await dlq.setMeta({ f: 'x' })],
+    ['flush', async () => await dlq.flush()],
+    ['delete', async () => await dlq.delete()],
+    ['attach', async () => await dlq.attach()],
+    ['read', async () => await dlq.createReadStream({ untilEmpty: true }).toArray()],
+    ['reliable read', async () => await dlq.createReadStream({ mode: 'reliable', untilEmpty: true }).toArray()],
+    ['write', async () => { const w = dlq.createWriteStream(); w.end(Buffer.from('x')); await once(w, 'finish') }]
+  ]
+  for (const [what, fn] of attempts) await assert.rejects(fn(), { code: 'ERR_BUSMQ_FORBIDDEN' }, what)
+  for (const op of ['write', 'inspect', 'admin', 'read']) assert.ok(seen.has(`${op} ${name}:dead-letter`), op)
+  assert.equal(await q.count(), 1)
+  assert.deepEqual((await keysContaining(redis.servers[0], name)).filter((k) => k.includes(':dl')), [])
 })

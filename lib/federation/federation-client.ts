@@ -98,10 +98,10 @@ export class FederationClient {
     return { result: value.result, payloads: out }
   }
 
-  /** The first of `urls` whose server's bus has the queue `name`, or null. */
-  async find (name: string): Promise<string | null> {
+  /** The first of `urls` whose server's bus has the queue `name` (with `args.deadLetter`: its dead-letter queue), or null. */
+  async find (name: string, args: Record<string, unknown> = {}): Promise<string | null> {
     for (const url of this.urls) {
-      const { result } = await this.call('find', name, {}, [], { url })
+      const { result } = await this.call('find', name, args, [], { url })
       if (result === true) return url
     }
     return null

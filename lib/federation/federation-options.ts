@@ -4,7 +4,7 @@ import type { IncomingMessage, Server } from 'node:http'
 export type FederationOp =
   | 'write' // queue write streams, push() and setMeta(); with 'read', either lets a client attach()
   | 'read' // queue read streams (consume, replay)
-  | 'inspect' // count(), exists(), find(), stats(), ttlLeft(), getMeta()
+  | 'inspect' // count(), exists(), find(), stats(), ttlLeft(), getMeta(), history()
   | 'admin' // a queue's flush() and delete()
   | 'channel'
   | 'publish'
@@ -46,7 +46,8 @@ export interface FederateOptions {
   authorize?: (request: IncomingMessage) => unknown
   /**
    * Which operations on which names a client may use; a refusal fails the stream or call with
-   * `ERR_BUSMQ_FORBIDDEN` before anything reaches Redis.
+   * `ERR_BUSMQ_FORBIDDEN` before anything reaches Redis. A queue's dead-letter queue is named
+   * `<name>:dead-letter` here.
    * @default everything is allowed
    */
   allow?: (op: FederationOp, name: string, client: FederationClientInfo) => boolean | Promise<boolean>

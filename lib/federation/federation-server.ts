@@ -13,7 +13,7 @@ import {
 } from './frame.js'
 import { randomNonce, clientProof, serverProof } from './auth.js'
 import { ServerStream, QueueSink, WritableSink, type StreamHost } from './server-stream.js'
-import { runCall, PASSTHROUGH_CODEC } from './server-calls.js'
+import { runCall, allowedQueue, PASSTHROUGH_CODEC } from './server-calls.js'
 import { ServeBridge } from './serve-bridge.js'
 import { ReplySink } from './reply-sink.js'
 import { keepStream, keepTtl } from './server-keep.js'
@@ -436,14 +436,13 @@ class ServerConnection implements StreamHost {
     const bus = this.server.bus
     switch (op) {
       case 'queue.write': {
-        await this.server.allowed('write', name, this.client)
+        const queue = await allowedQueue(this.server, 'write', name, this.client, o.deadLetter)
         if (typeof o.producer !== 'string' || !PRODUCER_ID.test(o.producer)) throw new ProtocolError('OPEN: bad producer id')
-        const q = bus.queue(name, { ttl: o.ttl, maxLength: o.maxLength, overflow: o.overflow, retain: o.retain })
+        const q = queue({ ttl: o.ttl, maxLength: o.maxLength, overflow: o.overflow, retain: o.retain })
         return new ServerStream(session, op, undefined, new QueueSink(q, `f.${o.producer}`, o.endMarker === true))
       }
       case 'queue.read': {
-        await this.server.allowed('read', name, this.client)
-        const q = bus.queue(name, { ttl: o.ttl })
+        const q = (await allowedQueue(this.server, 'read', name, this.client, o.deadLetter))({ ttl: o.ttl })
         if (o.mode === 'reliable') {
           // Leases are the server's; the client acks messages by id (reliable.acks calls, batched).
           const held = new Map<number, ReliableMessage>()
@@ -474,8 +473,9 @@ class ServerConnection implements StreamHost {
       }
       case 'queue.attach': {
         // Whoever may open a stream on the queue (which attaches it) may attach it.
-        await this.server.allowed('read', name, this.client).catch(async () => await this.server.allowed('write', name, this.client))
-        const q = bus.queue(name, { ttl: keepTtl(o.ttl) })
+        const queue = await allowedQueue(this.server, 'read', name, this.client, o.deadLetter)
+          .catch(async () => await allowedQueue(this.server, 'write', name, this.client, o.deadLetter))
+        const q = queue({ ttl: keepTtl(o.ttl) })
         const existed = await q.attach()
         return keepStream(session, op, existed, async () => await q.detach())
       }

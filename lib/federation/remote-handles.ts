@@ -14,6 +14,8 @@ import type { Link, LinkOwner } from './link.js'
 import { REPLY_EMPTY, REPLY_ERROR, REPLY_VALUE, REQUEST_STREAMED } from './frame.js'
 import { isStreamLike } from '../service/stream-like.js'
 import { InvalidOptionError } from '../errors.js'
+import { DEAD_LETTER_SUFFIX } from '../keys.js'
+import type { DeadLetterRecord } from '../queue/reliable-message.js'
 import type { FederationClient } from './federation-client.js'
 import { AckBatcher, type SettleMode } from './ack-batcher.js'
 import {
@@ -45,8 +47,13 @@ export class RemoteQueue<T = any> implements RemoteTarget {
   /** One stream per attach() not yet detached. */
   private readonly attachments: Link[] = []
 
-  constructor (private readonly ctx: RemoteContext, name: string, private readonly options: QueueOptions = {}) {
-    this.name = name
+  /**
+   * `deadLetterOf`: for the handle `deadLetter()` returns, the name of its queue. The server knows it by
+   * that name, with `deadLetter: true` in each call and stream (never by parsing `name`).
+   */
+  constructor (private readonly ctx: RemoteContext, name: string, private readonly options: QueueOptions = {},
+    private readonly deadLetterOf?: string) {
+    this.name = deadLetterOf === undefined ? name : `${deadLetterOf}${DEAD_LETTER_SUFFIX}`
     this.objectMode = options.objectMode ?? false
     this.codec = checkCodec(options.codec) ?? jsonCodec
     this.ttl = options.ttl
@@ -63,8 +70,18 @@ export class RemoteQueue<T = any> implements RemoteTarget {
     return this.ctx.maxMessageSize
   }
 
+  /** @internal The name the federation server knows the queue by (see `deadLetterOf`). */
+  get wireName (): string {
+    return this.deadLetterOf ?? this.name
+  }
+
+  /** A call's or stream's arguments, with `deadLetter: true` for a dead-letter queue. */
+  private args (args: Record<string, unknown>): Record<string, unknown> {
+    return this.deadLetterOf === undefined ? args : { ...args, deadLetter: true }
+  }
+
   private get queueOptions (): Record<string, unknown> {
-    return { ttl: this.ttl, maxLength: this.options.maxLength, overflow: this.options.overflow, retain: this.options.retain }
+    return this.args({ ttl: this.ttl, maxLength: this.options.maxLength, overflow: this.options.overflow, retain: this.options.retain })
   }
 
   /** A Writable producer over federation: each chunk is one message; `'finish'` once all are stored. */
@@ -86,10 +103,11 @@ export class RemoteQueue<T = any> implements RemoteTarget {
       // Acks and nacks made in the same turn of the event loop go to the server in one call.
       let acks: AckBatcher | undefined
       const settle = async (link: Link, id: number, mode: SettleMode): Promise<boolean> => {
+        // `allow` sees the acks of a dead-letter queue's reader under the name it saw the stream under.
         acks ??= new AckBatcher(this.client, this.name, link.session)
         return await acks.settle(id, mode)
       }
-      return new RemoteReadStream<T>(this, 'queue.read', {
+      return new RemoteReadStream<T>(this, 'queue.read', this.args({
         mode: 'reliable',
         lease: options.lease,
         maxDeliveries: options.maxDeliveries,
@@ -100,7 +118,7 @@ export class RemoteQueue<T = any> implements RemoteTarget {
         untilEnd: options.untilEnd,
         ttl: this.ttl,
         highWaterMark: hwm
-      }, (m, link) => {
+      }), (m, link) => {
         const deliveries = m.payload.readUInt32BE(0)
         return {
           id: m.id,
@@ -112,14 +130,14 @@ export class RemoteQueue<T = any> implements RemoteTarget {
         }
       }, hwm)
     }
-    return new RemoteReadStream<T>(this, 'queue.read', {
+    return new RemoteReadStream<T>(this, 'queue.read', this.args({
       mode: options.mode,
       from: options.from,
       max: options.max === Infinity ? undefined : options.max,
       untilEmpty: options.untilEmpty,
       untilEnd: options.untilEnd,
       ttl: this.ttl
-    }, decoder(options.objectMode ?? this.objectMode, codec, options.withIds === true), hwm, options.mode === 'replay' ? 'replay' : 'consume')
+    }), decoder(options.objectMode ?? this.objectMode, codec, options.withIds === true), hwm, options.mode === 'replay' ? 'replay' : 'consume')
   }
 
   /** A Writable that acks the reliable messages written to it (as `Queue.createAckStream()`). */
@@ -133,33 +151,33 @@ export class RemoteQueue<T = any> implements RemoteTarget {
     const payload = encodeFor(this, message, this.objectMode, this.codec)
     this.producer ??= { id: this.client.producerId(), batch: 0 }
     const batch = ++this.producer.batch
-    const { result } = await this.client.call('push', this.name, { ...this.queueOptions, producer: this.producer.id, batch }, [payload])
+    const { result } = await this.client.call('push', this.wireName, { ...this.queueOptions, producer: this.producer.id, batch }, [payload])
     return result
   }
 
   /** Messages waiting in the queue. */
   async count (): Promise<number> {
-    return (await this.client.call('count', this.name, {})).result
+    return (await this.client.call('count', this.wireName, this.args({}))).result
   }
 
   /** True when the queue exists on the federation server's bus. */
   async exists (): Promise<boolean> {
-    return (await this.client.call('exists', this.name, {})).result
+    return (await this.client.call('exists', this.wireName, this.args({}))).result
   }
 
   /** The URL of the first federation server whose bus has the queue, or null. */
   async find (): Promise<string | null> {
-    return await this.client.find(this.name)
+    return await this.client.find(this.wireName, this.args({}))
   }
 
   /** Length, counters, attached clients, TTL left and shard, as the federation server's bus sees them. */
   async stats (): Promise<QueueStats> {
-    return (await this.client.call('stats', this.name, {})).result
+    return (await this.client.call('stats', this.wireName, this.args({}))).result
   }
 
   /** ms until the queue expires if nobody touches it; -2 when it does not exist. */
   async ttlLeft (): Promise<number> {
-    return (await this.client.call('ttlLeft', this.name, {})).result
+    return (await this.client.call('ttlLeft', this.wireName, this.args({}))).result
   }
 
   /** User metadata: one field, or all of them. */
@@ -167,7 +185,7 @@ export class RemoteQueue<T = any> implements RemoteTarget {
   async getMeta (field: string): Promise<string | null>
   async getMeta (field?: string): Promise<Record<string, string> | string | null> {
     if (field !== undefined && typeof field !== 'string') throw new InvalidOptionError('a metadata field is a string')
-    return (await this.client.call('getMeta', this.name, field === undefined ? {} : { field })).result
+    return (await this.client.call('getMeta', this.wireName, this.args(field === undefined ? {} : { field }))).result
   }
 
   /** Sets metadata fields (strings); they expire with the queue. */
@@ -175,17 +193,17 @@ export class RemoteQueue<T = any> implements RemoteTarget {
     this.ctx.assertOpen()
     if (fields === null || typeof fields !== 'object') throw new InvalidOptionError('setMeta needs an object of fields')
     if (Object.keys(fields).length === 0) return
-    await this.client.call('setMeta', this.name, { fields, ttl: this.ttl })
+    await this.client.call('setMeta', this.wireName, this.args({ fields, ttl: this.ttl }))
   }
 
   /** Deletes every waiting and in-flight message; counters and attachments stay. */
   async flush (): Promise<void> {
-    await this.client.call('flush', this.name, {})
+    await this.client.call('flush', this.wireName, this.args({}))
   }
 
   /** Deletes the queue on the federation server's bus (see `Queue.delete()`); resolves with whether it existed. */
   async delete (): Promise<boolean> {
-    return (await this.client.call('delete', this.name, {}, [], { retry: false })).result
+    return (await this.client.call('delete', this.wireName, this.args({}), [], { retry: false })).result
   }
 
   /**
@@ -196,7 +214,7 @@ export class RemoteQueue<T = any> implements RemoteTarget {
   async attach (options: { ttl?: number } = {}): Promise<boolean> {
     this.ctx.assertOpen()
     if (options.ttl !== undefined) (this as { ttl?: number }).ttl = checkInt(options.ttl, 'ttl', 10)
-    const kept = keepLink(this.client, 'queue.attach', this.name, { ttl: this.ttl })
+    const kept = keepLink(this.client, 'queue.attach', this.wireName, this.args({ ttl: this.ttl }))
     this.attachments.push(kept.link)
     try {
       return await kept.existed
@@ -209,6 +227,21 @@ export class RemoteQueue<T = any> implements RemoteTarget {
   /** Drops one attachment; when none is left, the queue expires `ttl` ms later unless used again. */
   async detach (): Promise<void> {
     await this.attachments.pop()?.finish()
+  }
+
+  /**
+   * The queue's dead-letter queue on the federation server's bus (named `<name>:dead-letter`, as
+   * `Queue.deadLetter()`). A dead-letter queue has none over federation: its `deadLetter()` throws.
+   */
+  deadLetter (): RemoteQueue<T> {
+    if (this.deadLetterOf !== undefined) throw new InvalidOptionError('a dead-letter queue has no dead-letter queue over federation')
+    return new RemoteQueue<T>(this.ctx, this.name, { ttl: this.ttl, objectMode: this.objectMode, codec: this.codec }, this.name)
+  }
+
+  /** Why message `id` of this dead-letter queue got there, and its delivery history (null when unknown). */
+  async history (id: number): Promise<DeadLetterRecord | null> {
+    if (!Number.isSafeInteger(id)) throw new InvalidOptionError('history needs a message id (an integer)')
+    return (await this.client.call('history', this.wireName, this.args({ id }))).result
   }
 
   /** Drops every attachment of this handle. */

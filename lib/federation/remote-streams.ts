@@ -12,6 +12,8 @@ type Callback = (err?: Error | null) => void
 /** What a remote stream needs of its handle. */
 export interface RemoteTarget {
   readonly name: string
+  /** The name the federation server knows it by, when not `name` (a dead-letter queue: its queue's). */
+  readonly wireName?: string
   readonly client: FederationClient
   readonly objectMode: boolean
   readonly codec: Codec
@@ -80,7 +82,7 @@ export class RemoteWriteStream<T = any> extends Writable {
       onEnd: () => {},
       onFail: (err) => failQuietlyOnClose(this, err)
     }
-    this.link = target.client.link(op, target.name, options, owner)
+    this.link = target.client.link(op, target.wireName ?? target.name, options, owner)
   }
 
   _construct (callback: Callback): void {
@@ -188,7 +190,7 @@ export class RemoteReadStream<T = any> extends Readable {
   private count = 0
 
   /** @internal */
-  constructor (target: { name: string, client: FederationClient }, op: string, options: Record<string, unknown>, chunkOf: ChunkOf,
+  constructor (target: { name: string, wireName?: string, client: FederationClient }, op: string, options: Record<string, unknown>, chunkOf: ChunkOf,
     highWaterMark = 256, resume: 'consume' | 'replay' | 'none' = 'none', messages = Math.max(2000, 2 * highWaterMark)) {
     super({ objectMode: true, highWaterMark })
     this.name = target.name
@@ -223,7 +225,7 @@ export class RemoteReadStream<T = any> extends Readable {
       onEnd: () => this.push(null),
       onFail: (err) => failQuietlyOnClose(this, err)
     }
-    this.link = target.client.link(op, target.name, options, owner, { bytes: 4 * 1024 * 1024, messages })
+    this.link = target.client.link(op, target.wireName ?? target.name, options, owner, { bytes: 4 * 1024 * 1024, messages })
   }
 
   _construct (callback: Callback): void {

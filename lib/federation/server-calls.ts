@@ -1,6 +1,9 @@
 import type { FederationServer } from './federation-server.js'
-import type { FederationClientInfo } from './federation-options.js'
+import type { FederationClientInfo, FederationOp } from './federation-options.js'
 import type { Codec } from '../queue/codec.js'
+import type { Queue } from '../queue/queue.js'
+import type { QueueOptions } from '../queue/queue-options.js'
+import { DEAD_LETTER_SUFFIX } from '../keys.js'
 import { ProtocolError } from './frame.js'
 import { PARTS_PER_BATCH } from './server-stream.js'
 import { MAX_ACKS_PER_CALL } from './ack-batcher.js'
@@ -18,7 +21,23 @@ function names (value: unknown, what: string): string[] {
   return value
 }
 
-/** One client call (`push`, `count`, `find`, `stats`, `getMeta`, `setMeta`, `flush`, `delete`, `publish`, `request`, `send`, object operations) run against the bus. */
+/**
+ * Checks that `client` may do `op` on the queue a call or stream names, then gives what makes its handle:
+ * `name`'s queue, or with `deadLetter: true` its dead-letter queue (`queue.deadLetter()`), which `allow`
+ * sees as `<name>:dead-letter`. The flag says which, never the name: a queue may be called `x:dead-letter`.
+ */
+export async function allowedQueue (server: FederationServer, op: FederationOp, name: unknown, client: FederationClientInfo,
+  deadLetter: unknown): Promise<(options?: QueueOptions) => Queue> {
+  if (deadLetter !== undefined && typeof deadLetter !== 'boolean') throw new ProtocolError('deadLetter must be a boolean')
+  if (typeof name !== 'string') throw new ProtocolError('name must be a string')
+  await server.allowed(op, deadLetter === true ? `${name}${DEAD_LETTER_SUFFIX}` : name, client)
+  return (options) => {
+    const q = server.bus.queue(name, options)
+    return deadLetter === true ? q.deadLetter() : q
+  }
+}
+
+/** One client call (`push`, `count`, `find`, `stats`, `getMeta`, `setMeta`, `flush`, `delete`, `history`, `publish`, `request`, `send`, object operations) run against the bus. */
 export async function runCall (server: FederationServer, client: FederationClientInfo, call: Record<string, any>,
   payloads: Buffer[]): Promise<{ result: unknown, payloads?: Buffer[] }> {
   const { op, name } = call
@@ -26,11 +45,11 @@ export async function runCall (server: FederationServer, client: FederationClien
   const bus = server.bus
   switch (op) {
     case 'push': {
-      await server.allowed('write', name, client)
+      const queue = await allowedQueue(server, 'write', name, client, a.deadLetter)
       if (payloads.length !== 1 || typeof a.producer !== 'string' || !PRODUCER_ID.test(a.producer) || !Number.isSafeInteger(a.batch) || a.batch < 1) {
         throw new ProtocolError('push: bad call')
       }
-      const q = bus.queue(name, { ttl: a.ttl, maxLength: a.maxLength, overflow: a.overflow, retain: a.retain })
+      const q = queue({ ttl: a.ttl, maxLength: a.maxLength, overflow: a.overflow, retain: a.retain })
       const producer = q.producer({ identity: { id: `f.${a.producer}`, batch: a.batch * PARTS_PER_BATCH - 1 } })
       const { firstId, stored } = await producer.push(payloads)
       return { result: stored === 0 ? null : firstId }
@@ -38,16 +57,14 @@ export async function runCall (server: FederationServer, client: FederationClien
     case 'count':
     case 'exists':
     case 'find': {
-      await server.allowed('inspect', name, client)
-      const q = bus.queue(name)
+      const q = (await allowedQueue(server, 'inspect', name, client, a.deadLetter))()
       if (op === 'count') return { result: await q.count() }
       return { result: await q.exists() }
     }
     case 'stats':
     case 'ttlLeft':
     case 'getMeta': {
-      await server.allowed('inspect', name, client)
-      const q = bus.queue(name)
+      const q = (await allowedQueue(server, 'inspect', name, client, a.deadLetter))()
       if (op === 'stats') return { result: await q.stats() }
       if (op === 'ttlLeft') return { result: await q.ttlLeft() }
       if (a.field === undefined) return { result: await q.getMeta() }
@@ -55,22 +72,27 @@ export async function runCall (server: FederationServer, client: FederationClien
       return { result: await q.getMeta(a.field) }
     }
     case 'setMeta': {
-      await server.allowed('write', name, client)
+      const queue = await allowedQueue(server, 'write', name, client, a.deadLetter)
       const fields = a.fields as Record<string, unknown> | undefined
       if (fields === null || typeof fields !== 'object' || Array.isArray(fields) ||
         Object.values(fields).some((v) => typeof v !== 'string' && !(typeof v === 'number' && Number.isFinite(v)))) {
         throw new ProtocolError('setMeta: fields must be an object of strings and numbers')
       }
-      await bus.queue(name, { ttl: a.ttl }).setMeta(fields as Record<string, string | number>)
+      await queue({ ttl: a.ttl }).setMeta(fields as Record<string, string | number>)
       return { result: true }
     }
     case 'flush':
     case 'delete': {
-      await server.allowed('admin', name, client)
-      const q = bus.queue(name)
+      const q = (await allowedQueue(server, 'admin', name, client, a.deadLetter))()
       if (op === 'delete') return { result: await q.delete() }
       await q.flush()
       return { result: true }
+    }
+    case 'history': {
+      // Why message `id` of a dead-letter queue got there (`dlq.history(id)`).
+      const q = (await allowedQueue(server, 'inspect', name, client, a.deadLetter))()
+      if (!Number.isSafeInteger(a.id)) throw new ProtocolError('history: bad id')
+      return { result: await q.history(a.id) }
     }
     case 'publish': {
       await server.allowed('publish', name, client)
