@@ -196,6 +196,111 @@ test('a federated server stream: requests answered with reply(), replyStream() (
   await assert.rejects(native.request({ n: 1, op: 'double' }, { timeout: 500 }), { code: 'ERR_BUSMQ_REQUEST_TIMEOUT' })
 })
 
+/**
+ * A handler that records what it saw: answers with reply() (then returns a value, ignored), tries
+ * replyStream() on a one-value request, and waits for its signal (deadline, requester gone, closing).
+ */
+function probe (seen: Map<string, unknown>): (req: any) => Promise<unknown> {
+  return async (req) => {
+    const { op } = req.data as { op: string }
+    if (op === 'reply') {
+      await req.reply('by reply()')
+      return 'returned after reply()'
+    }
+    if (op === 'one') {
+      try {
+        req.replyStream()
+        seen.set('one', 'no throw')
+      } catch (err) {
+        seen.set('one', (err as { code?: string }).code)
+      }
+      return 'one value'
+    }
+    if (op === 'send') {
+      // Nobody reads it: a sink.
+      req.replyStream().end('dropped')
+      seen.set('send', req.replyWanted)
+      return
+    }
+    if (op === 'leave') req.replyStream().write('first')
+    seen.set(`${op}:started`, true)
+    const reason = await new Promise<any>((resolve) => req.signal.addEventListener('abort', () => resolve(req.signal.reason), { once: true }))
+    seen.set(op, op === 'leave' ? 'aborted' : reason.code)
+    return op === 'leave' ? undefined : 'too late'
+  }
+}
+
+test('a federated handler\'s request, as a native one\'s: reply() answers it, replyStream() throws for a one-value request, its signal aborts at the deadline, when the requester leaves and on close()', async () => {
+  const server = await fedServer(redis.servers)
+  const client = await fedClient([server.url])
+  const outcomes: Record<string, unknown[]> = {}
+  for (const where of ['native', 'federated']) {
+    const svc = uniqueName(`fedprobe-${where}`)
+    const seen = new Map<string, unknown>()
+    const bus = where === 'native' ? server.bus : client
+    const served: any = bus.service(svc, { objectMode: true }).serve(probe(seen) as any)
+    if (where === 'federated') await once(served, 'ready')
+    const native = server.bus.service<{ op: string }, any>(svc, { objectMode: true })
+    const replied = await native.request({ op: 'reply' }, { timeout: 10_000 })
+    const one = await native.request({ op: 'one' }, { timeout: 10_000 })
+    await native.send({ op: 'send' })
+    await eventually(() => seen.has('send'))
+    // The requester gives up at its deadline: the handler's signal aborts.
+    const timedOut = await native.request({ op: 'deadline' }, { timeout: 300 }).catch((err) => err.code)
+    await eventually(() => seen.has('deadline'))
+    // The requester of a streamed reply leaves after its first chunk.
+    const leaving = native.requestStream({ op: 'leave' }, { timeout: 10_000 })
+    assert.deepEqual(await once(leaving, 'data'), ['first'])
+    leaving.destroy()
+    await eventually(() => seen.has('leave'))
+    // The server closes while the handler runs: its requester gets ERR_BUSMQ_SERVICE_CLOSED.
+    const closing = native.request({ op: 'close' }, { timeout: 10_000 }).catch((err) => err.code)
+    await eventually(() => seen.has('close:started'))
+    await served.close()
+    await eventually(() => seen.has('close'))
+    outcomes[where] = [replied, one, seen.get('one'), seen.get('send'), timedOut, seen.get('deadline'), seen.get('leave'), seen.get('close'), await closing]
+  }
+  assert.deepEqual(outcomes.native, ['by reply()', 'one value', 'ERR_BUSMQ_INVALID_OPTION', false, 'ERR_BUSMQ_REQUEST_TIMEOUT',
+    'ERR_BUSMQ_REQUEST_TIMEOUT', 'aborted', 'ERR_BUSMQ_SERVICE_CLOSED', 'ERR_BUSMQ_SERVICE_CLOSED'])
+  assert.deepEqual(outcomes.federated, outcomes.native)
+})
+
+test('a federated server stream, as a native one: running counts the requests not yet answered, reply() resolves once the reply is stored, replyStream() throws for a one-value request', async () => {
+  const server = await fedServer(redis.servers)
+  const client = await fedClient([server.url])
+  const outcomes: Record<string, unknown[]> = {}
+  for (const where of ['native', 'federated']) {
+    const svc = uniqueName(`fedrunning-${where}`)
+    const bus = where === 'native' ? server.bus : client
+    const requests: any = bus.service(svc, { objectMode: true }).createServerStream({ concurrency: 4, reliable: true })
+    await once(requests, 'ready')
+    const native = server.bus.service<number, number>(svc, { objectMode: true })
+    const replies = [1, 2, 3].map((n) => native.request(n, { timeout: 10_000, reliable: true }))
+    const taken: any[] = []
+    requests.on('data', (req: any) => taken.push(req))
+    await eventually(() => taken.length === 3)
+    const seen: unknown[] = [requests.running]
+    let code: string | undefined
+    try {
+      taken[0].replyStream()
+    } catch (err) {
+      code = (err as { code?: string }).code
+    }
+    seen.push(code)
+    for (const req of taken) {
+      await req.reply(req.data * 10)
+      // Stored (and the reliable request acked): nothing of it is left in flight in Redis.
+      const stats = await native.requestQueue(true).stats()
+      seen.push([requests.running, stats.inFlight])
+    }
+    seen.push(await Promise.all(replies))
+    await requests.close()
+    outcomes[where] = seen
+  }
+  assert.deepEqual(outcomes.native, [3, 'ERR_BUSMQ_INVALID_OPTION', [2, 2], [1, 1], [0, 0], [10, 20, 30]])
+  assert.deepEqual(outcomes.federated, outcomes.native)
+})
+
 /** A native echo peer on `name` (reliable), ending its side when the other one has ended. */
 function nativeEcho (bus: Bus, name: string): void {
   const native = bus.channel(name, { listen: true, objectMode: true, reliable: true })

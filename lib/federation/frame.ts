@@ -260,3 +260,10 @@ export const REPLY_ERROR = 2
 export const REPLY_CHUNK = 3
 /** Flags of a request handed to a federated handler (`deadline (f64) | flags (u8) | data`): the reply is streamed. */
 export const REQUEST_STREAMED = 1
+/** Flag of a request: nobody waits for its reply (`service.send()`). */
+export const REQUEST_NO_REPLY = 4
+/**
+ * Flag of a message on the `service.serve` stream that is not a request: request `id` (answered or not)
+ * was aborted on the federation server (its `signal` aborted); the data is the reason, JSON `{ name, message, code }`.
+ */
+export const REQUEST_ABORT = 2

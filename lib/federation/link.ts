@@ -51,6 +51,8 @@ export class Link {
    */
   writeMessages = Infinity
   private creditWaiters: Array<() => void> = []
+  /** Waiting for the server to acknowledge every batch up to `tag` (see {@link acknowledged}). */
+  private ackWaiters: Array<{ tag: number, resolve: () => void, reject: (err: Error) => void }> = []
   private endSent = false
   private finished = false
   private finishWaiters: Array<{ resolve: () => void, reject: (err: Error) => void }> = []
@@ -149,6 +151,21 @@ export class Link {
     }
   }
 
+  /**
+   * Resolves once the server acknowledged every batch written so far (call it after `write()` resolved):
+   * for a sink that acknowledges once it stored a batch, once that is stored.
+   */
+  acknowledged (): Promise<void> {
+    const tag = this.nextTag - 1
+    if (this.unacked.length === 0 || this.unacked[0].tag > tag) return Promise.resolve()
+    if (this.failure) return Promise.reject(this.failure)
+    return new Promise((resolve, reject) => this.ackWaiters.push({ tag, resolve, reject }))
+  }
+
+  private rejectAckWaiters (err: Error): void {
+    for (const w of this.ackWaiters.splice(0)) w.reject(err)
+  }
+
   /** Ends the writing side; resolves once the server stored everything and finished. */
   finish (): Promise<void> {
     if (this.failure) return Promise.reject(this.failure)
@@ -173,6 +190,13 @@ export class Link {
       const u = this.unacked.shift()!
       this.unackedBytes -= u.bytes
       this.unackedMessages -= u.messages
+    }
+    if (this.ackWaiters.length > 0) {
+      this.ackWaiters = this.ackWaiters.filter((w) => {
+        if (w.tag > tag) return true
+        w.resolve()
+        return false
+      })
     }
     this.wakeWriters()
   }
@@ -223,6 +247,7 @@ export class Link {
     this.failure = err
     for (const w of this.openWaiters.splice(0)) w.reject(err)
     for (const w of this.finishWaiters.splice(0)) w.reject(err)
+    this.rejectAckWaiters(err)
     this.wakeWriters()
     this.close()
     this.owner.onFail(err)
@@ -235,6 +260,7 @@ export class Link {
     this.failure ??= new FederationError('the stream was destroyed')
     for (const w of this.openWaiters.splice(0)) w.reject(this.failure)
     for (const w of this.finishWaiters.splice(0)) w.reject(this.failure)
+    this.rejectAckWaiters(this.failure)
     this.wakeWriters()
     this.close()
   }

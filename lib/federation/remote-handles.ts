@@ -11,9 +11,9 @@ import { checkInt } from '../names.js'
 import { EventEmitter } from 'events'
 import { AckStream } from '../queue/ack-stream.js'
 import type { Link, LinkOwner } from './link.js'
-import { REPLY_EMPTY, REPLY_ERROR, REPLY_VALUE, REQUEST_STREAMED } from './frame.js'
+import { REPLY_EMPTY, REPLY_ERROR, REPLY_VALUE, REQUEST_ABORT, REQUEST_NO_REPLY, REQUEST_STREAMED } from './frame.js'
 import { isStreamLike } from '../service/stream-like.js'
-import { InvalidOptionError } from '../errors.js'
+import { InvalidOptionError, RequestTimeoutError, ServiceClosedError } from '../errors.js'
 import { DEAD_LETTER_SUFFIX } from '../keys.js'
 import type { DeadLetterRecord } from '../queue/reliable-message.js'
 import type { FederationClient } from './federation-client.js'
@@ -380,8 +380,10 @@ export class RemoteService<Req = any, Res = any> {
    * to `handler` here and answers with what it returns: a value, or a streamed reply (a Readable or an
    * async iterable of chunks) for a requester that called `requestStream()` (`req.streamed`). A streamed
    * reply goes as a federated stream of its own, at its requester's pace. A handler that throws (or whose
-   * stream fails, after the chunks before) answers with `ERR_BUSMQ_REMOTE` at the requester. `close()`
-   * stops serving.
+   * stream fails, after the chunks before) answers with `ERR_BUSMQ_REMOTE` at the requester. As natively,
+   * the request has a `signal` (aborted at its deadline, when its streamed reply's requester went away,
+   * and on `close()`) and may be answered by the handler itself with `reply()`, `replyStream()` or
+   * `fail()` (it then returns nothing). `close()` stops serving.
    */
   serve (handler: RemoteServiceHandler<Req, Res>, options: ServeOptions = {}): RemoteServiceServer {
     this.ctx.assertOpen()
@@ -396,46 +398,150 @@ export class RemoteService<Req = any, Res = any> {
   }
 }
 
-/** A request as a federated handler gets it. */
-export interface RemoteServiceRequest<Req = any> {
+/** A request as a federated handler gets it (and a federated server stream yields): answer it once. */
+export interface RemoteServiceRequest<Req = any, Res = any> {
   /** The request's number on this server (unique while it runs). */
   id: string
   data: Req
   /** When the requester stops waiting: ms since the epoch, on the federation server's clock. */
   deadline: number
-  /** The requester reads a stream (`requestStream`): return a Readable or an async iterable of chunks. */
+  /** The requester reads a stream (`requestStream`): answer with `replyStream()`, or a value for one chunk. */
   streamed: boolean
-}
-
-/** What a federated handler returns: a value, or a streamed reply (a Readable or an async iterable). */
-export type RemoteServiceHandler<Req = any, Res = any> = (req: RemoteServiceRequest<Req>) =>
-Res | undefined | NodeJS.ReadableStream | AsyncIterable<Res> | Promise<Res | undefined | NodeJS.ReadableStream | AsyncIterable<Res>>
-
-/** A request of a federated server stream: answer it once, with `reply`, `replyStream` or `fail`. */
-export interface RemoteServerRequest<Req = any, Res = any> extends RemoteServiceRequest<Req> {
-  /** Answers with one value; resolves once the answer is sent. A second answer is ignored. */
+  /** False for `service.send()`: nobody waits for a reply (what you reply is dropped). */
+  replyWanted: boolean
+  /**
+   * Aborts when the federation server's request aborts: at the deadline (unless a streamed reply has
+   * started by then), when the requester of a streamed reply went away, and when this server closes.
+   */
+  readonly signal: AbortSignal
+  /**
+   * Answers with one value; resolves once the federation server stored the reply. A second answer is
+   * ignored (a handler that answered with it returns nothing).
+   */
   reply: (value?: Res) => Promise<void>
-  /** A Writable for a streamed reply (`streamed` requests); see `RemoteReplyStream`. */
+  /**
+   * A Writable for a streamed reply (see `RemoteReplyStream`); throws `ERR_BUSMQ_INVALID_OPTION` for a
+   * request that wants one value (`request`), as natively.
+   */
   replyStream: () => RemoteReplyStream<Res>
   /** Answers with an error: `ERR_BUSMQ_REMOTE` at the requester (after the chunks of a streamed reply). */
   fail: (err: unknown) => Promise<void>
 }
 
+/** What a federated handler returns: a value, or a streamed reply (a Readable or an async iterable). */
+export type RemoteServiceHandler<Req = any, Res = any> = (req: RemoteServiceRequest<Req, Res>) =>
+Res | undefined | void | NodeJS.ReadableStream | AsyncIterable<Res> | Promise<Res | undefined | void | NodeJS.ReadableStream | AsyncIterable<Res>>
+
+/** A request of a federated server stream: the same as a handler's. */
+export interface RemoteServerRequest<Req = any, Res = any> extends RemoteServiceRequest<Req, Res> {}
+
+/** A request handed over by the federation server, answered through its {@link ServeLink}. */
+class RemoteRequest<Req = any, Res = any> implements RemoteServiceRequest<Req, Res> {
+  readonly id: string
+  /** Answered (or its streamed reply made): later answers are ignored. */
+  done = false
+  stream?: RemoteReplyStream<Res>
+  private controller?: AbortController
+  private abortReason?: Error
+
+  constructor (private readonly serving: ServeLink, readonly n: number, readonly data: Req, readonly deadline: number,
+    readonly streamed: boolean, readonly replyWanted: boolean) {
+    this.id = String(n)
+  }
+
+  get signal (): AbortSignal {
+    if (!this.controller) {
+      this.controller = new AbortController()
+      if (this.abortReason) this.controller.abort(this.abortReason)
+    }
+    return this.controller.signal
+  }
+
+  /** @internal Aborts `signal` (once). */
+  abort (reason: Error): void {
+    if (this.abortReason) return
+    this.abortReason = reason
+    this.controller?.abort(reason)
+  }
+
+  async reply (value?: Res): Promise<void> {
+    if (this.done) return
+    this.done = true
+    await this.serving.reply(this.n, value)
+    this.serving.settled(this)
+  }
+
+  replyStream (): RemoteReplyStream<Res> {
+    if (this.stream) return this.stream
+    if (!this.streamed && this.replyWanted) {
+      throw new InvalidOptionError(`request ${this.id} wants one reply (service.request()): answer with a value, ` +
+        'or have the requester call requestStream()')
+    }
+    this.done = true
+    const w = this.serving.replyStream(this.n)
+    this.stream = w
+    // The federation server cut it (its requester went away, say): as natively, the signal aborts (the
+    // server's word may come after the stream closed).
+    w.once('error', (err: Error & { code?: unknown }) => { if (err.code === 'ERR_BUSMQ_FEDERATION') this.abort(err) })
+    w.once('close', () => this.serving.settled(this))
+    return w
+  }
+
+  async fail (err: unknown): Promise<void> {
+    const e = err instanceof Error ? err : new Error(String(err))
+    if (this.stream) {
+      // After what was written.
+      const w = this.stream
+      w.fail(e)
+      if (!w.closed) await new Promise((resolve) => w.once('close', resolve))
+      return
+    }
+    if (this.done) return
+    this.done = true
+    await this.serving.answer(this.n, REPLY_ERROR, failurePayload(e))
+    this.serving.settled(this)
+  }
+}
+
+/** The reason a request's signal aborted, as the federation server sent it (`{ name, message, code }`). */
+function abortReason (body: Buffer): Error {
+  let e: { name?: unknown, message?: unknown, code?: unknown } = {}
+  try {
+    e = JSON.parse(body.toString('utf8'))
+  } catch {}
+  const message = typeof e.message === 'string' ? e.message : 'the request was aborted'
+  if (e.code === 'ERR_BUSMQ_REQUEST_TIMEOUT') return new RequestTimeoutError(message)
+  if (e.code === 'ERR_BUSMQ_SERVICE_CLOSED') return new ServiceClosedError(message)
+  const err = new Error(message)
+  if (typeof e.name === 'string') err.name = e.name
+  if (typeof e.code === 'string') (err as Error & { code?: string }).code = e.code
+  return err
+}
+
 /**
  * The client end of a federated server (`service.serve` stream): the federation server runs a native
- * server whose requests arrive here (`onRequest`); answers go back on the stream, streamed replies on
- * streams of their own.
+ * server whose requests arrive here (`onRequest`), and tells when one of them aborted; answers go back on
+ * the stream (acknowledged once stored), streamed replies on streams of their own.
  */
 class ServeLink {
   readonly link: Link
   private readonly target: RemoteTarget
+  /** Requests handed on and not yet answered (a streamed reply: until it closed). */
+  private readonly open = new Map<number, RemoteRequest>()
 
   constructor (private readonly ctx: RemoteContext, name: string, options: ServeOptions, objectMode: boolean, codec: Codec,
-    onRequest: (req: RemoteServiceRequest, n: number) => void, private readonly failed: (err: Error) => void) {
+    onRequest: (req: RemoteRequest) => void, private readonly failed: (err: Error) => void) {
     this.target = { name, client: ctx.client, objectMode, codec, maxMessageSize: ctx.maxMessageSize }
     const owner: LinkOwner = {
       onData: (messages) => {
+        let aborts = false
         for (const m of messages) {
+          const flags = m.payload[8]
+          if ((flags & REQUEST_ABORT) !== 0) {
+            aborts = true
+            this.open.get(m.id)?.abort(abortReason(m.payload.subarray(9)))
+            continue
+          }
           let data: unknown
           try {
             data = decodeMessage(m.payload.subarray(9), objectMode, codec)
@@ -443,11 +549,18 @@ class ServeLink {
             this.answer(m.id, REPLY_ERROR, failurePayload(err as Error))
             continue
           }
-          onRequest({ id: String(m.id), deadline: m.payload.readDoubleBE(0), streamed: (m.payload[8] & REQUEST_STREAMED) !== 0, data }, m.id)
+          const req = new RemoteRequest(this, m.id, data, m.payload.readDoubleBE(0), (flags & REQUEST_STREAMED) !== 0,
+            (flags & REQUEST_NO_REPLY) === 0)
+          this.open.set(m.id, req)
+          onRequest(req)
         }
+        if (aborts) this.link.grant(true)
       },
       onEnd: () => {},
-      onFail: (err) => failed(err)
+      onFail: (err) => {
+        this.stop(err)
+        failed(err)
+      }
     }
     this.link = ctx.client.link('service.serve', name, {
       concurrency: options.concurrency,
@@ -458,14 +571,42 @@ class ServeLink {
     }, owner, { bytes: 4 * 1024 * 1024, messages: 1024 })
   }
 
-  /** Answers request `n`: `status` and its body (see frame.ts); resolves once sent. */
+  /** Requests handed on and not yet answered. */
+  get running (): number {
+    return this.open.size
+  }
+
+  /** @internal `req` is answered (its reply stored, or its streamed reply closed). */
+  settled (req: RemoteRequest): void {
+    if (this.open.get(req.n) === req) this.open.delete(req.n)
+  }
+
+  /**
+   * The server stops serving: the signals of the requests still open abort with `reason`, and what their
+   * handlers answer after is ignored, as natively (the federation server answers them as it closes).
+   */
+  stop (reason: Error): void {
+    for (const req of this.open.values()) {
+      req.done = true
+      req.abort(reason)
+    }
+    this.open.clear()
+  }
+
+  /** Stops serving (the federation server closes its server). */
+  async close (): Promise<void> {
+    this.stop(new ServiceClosedError(`the server of ${this.target.name} closed`))
+    await this.link.finish().catch(() => {})
+  }
+
+  /** Answers request `n`: `status` and its body (see frame.ts); resolves once the federation server stored it. */
   answer (n: number, status: number, body: Buffer): Promise<void> {
     const head = Buffer.allocUnsafe(9)
     head.writeDoubleBE(n, 0)
     head[8] = status
     const sent = this.link.write([Buffer.concat([head, body])])
     this.link.grant(true)
-    return sent.catch((err: Error) => this.failed(err))
+    return sent.then(async () => await this.link.acknowledged()).catch((err: Error) => this.failed(err))
   }
 
   /** Answers request `n` with a value (`undefined`: no value). */
@@ -484,21 +625,31 @@ class ServeLink {
   replyStream (n: number): RemoteReplyStream {
     this.link.grant(true)
     const w = new RemoteReplyStream(this.target, this.link.session, n)
-    // Its failures (the requester went away, a one-value request) reach whoever writes it.
+    // Its failures (the requester went away) reach whoever writes it.
     w.on('error', () => {})
     return w
   }
 
-  /** Writes a handler's stream of chunks as the streamed reply to `n`, at its requester's pace. */
-  async stream (n: number, source: NodeJS.ReadableStream | AsyncIterable<unknown>): Promise<void> {
-    const w = this.replyStream(n)
+  /**
+   * Writes a handler's stream of chunks as the streamed reply to `req`, at its requester's pace; a
+   * request that wants one value gets the error `replyStream()` throws, as natively.
+   */
+  async stream (req: RemoteRequest, source: NodeJS.ReadableStream | AsyncIterable<unknown>): Promise<void> {
+    let w: RemoteReplyStream
+    try {
+      w = req.replyStream()
+    } catch (err) {
+      (source as { destroy?: () => void }).destroy?.()
+      await req.fail(err)
+      return
+    }
     try {
       for await (const chunk of source as AsyncIterable<unknown>) {
         if (w.destroyed) break
         if (!w.write(chunk)) await drained(w)
       }
     } catch (err) {
-      w.fail(err as Error)
+      await req.fail(err)
       return
     }
     // Leaving the loop early (the requester went away) destroyed the source.
@@ -515,18 +666,31 @@ export class RemoteServiceServer extends EventEmitter {
     options: ServeOptions, objectMode: boolean, codec: Codec) {
     super()
     const failed = (err: Error): void => { if (this.listenerCount('error') > 0) this.emit('error', err) }
-    this.serving = new ServeLink(ctx, name, options, objectMode, codec, (req, n) => {
+    this.serving = new ServeLink(ctx, name, options, objectMode, codec, (req) => {
       Promise.resolve().then(() => handler(req)).then((value) => {
-        if (isStreamLike(value)) this.serving.stream(n, value).catch(failed)
-        else this.serving.reply(n, value).catch(failed)
-      }, (err: Error) => this.serving.answer(n, REPLY_ERROR, failurePayload(err)))
+        if (isStreamLike(value)) {
+          this.serving.stream(req, value).catch(failed)
+          return
+        }
+        // A handler that answered by itself (reply(), fail(), or a replyStream() it writes) returns nothing.
+        if (value === undefined && (req.done || req.stream !== undefined)) return
+        req.reply(value).catch(failed)
+      }, (err: Error) => { req.fail(err).catch(failed) })
     }, failed)
     this.serving.link.open().then(() => this.emit('ready'), failed)
   }
 
-  /** Stops serving: the server on the federation server closes (requests it did not start go to other servers). */
+  /** Requests running now (handed to the handler and not yet answered). */
+  get running (): number {
+    return this.serving.running
+  }
+
+  /**
+   * Stops serving: the server on the federation server closes (requests it did not start go to other
+   * servers); the signals of the requests still running abort (`ERR_BUSMQ_SERVICE_CLOSED`).
+   */
   close (): Promise<void> {
-    this.closing ??= this.serving.link.finish().catch(() => {})
+    this.closing ??= this.serving.close()
     return this.closing
   }
 }
@@ -547,30 +711,12 @@ export class RemoteServiceServerStream<Req = any, Res = any> extends Readable {
     const concurrency = checkInt(options.concurrency ?? DEFAULT_SERVICE_OPTIONS.concurrency, 'concurrency', 1, 100_000)
     super({ objectMode: true, highWaterMark: concurrency })
     this.name = name
-    this.serving = new ServeLink(ctx, name, options, objectMode, codec, (req, n) => {
-      let done = false
-      let stream: RemoteReplyStream<Res> | undefined
-      const first = (): boolean => { const was = done; done = true; return !was }
-      const request: RemoteServerRequest<Req, Res> = {
-        ...req,
-        reply: async (value) => { if (first()) await this.serving.reply(n, value) },
-        replyStream: () => {
-          done = true
-          stream ??= this.serving.replyStream(n)
-          return stream
-        },
-        fail: async (err) => {
-          const e = err instanceof Error ? err : new Error(String(err))
-          if (stream) {
-            // After what was written.
-            const w = stream
-            w.fail(e)
-            if (!w.closed) await new Promise((resolve) => w.once('close', resolve))
-          } else if (first()) await this.serving.answer(n, REPLY_ERROR, failurePayload(e))
-        }
-      }
-      this.push(request)
-    }, (err) => this.destroy(err))
+    this.serving = new ServeLink(ctx, name, options, objectMode, codec, (req) => { this.push(req as RemoteServerRequest<Req, Res>) }, (err) => this.destroy(err))
+  }
+
+  /** Requests taken and not yet answered (in its buffer, or handed on). */
+  get running (): number {
+    return this.serving.running
   }
 
   _construct (callback: (err?: Error | null) => void): void {
@@ -588,7 +734,7 @@ export class RemoteServiceServerStream<Req = any, Res = any> extends Readable {
 
   /** Stops serving (the federation server closes its server); idempotent. */
   close (): Promise<void> {
-    this.closing ??= this.serving.link.finish().catch(() => {}).then(() => { if (!this.destroyed) this.destroy() })
+    this.closing ??= this.serving.close().then(() => { if (!this.destroyed) this.destroy() })
     return this.closing
   }
 }

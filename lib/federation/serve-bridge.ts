@@ -7,13 +7,16 @@ import { remoteFailure } from './reply-sink.js'
 import type { Sink } from './server-stream.js'
 import type { WireMessage } from './frame.js'
 
-import { REPLY_EMPTY, REPLY_VALUE, REQUEST_STREAMED } from './frame.js'
+import { REPLY_EMPTY, REPLY_VALUE, REQUEST_ABORT, REQUEST_NO_REPLY, REQUEST_STREAMED } from './frame.js'
 
 /**
  * Serving a service from a federated client: a local server whose handler hands each request to the
  * client (as a message of the stream: id = request number, payload = `deadline (f64) | flags (u8) | data`)
  * and answers with what the client replies (the stream's sink). A streamed reply comes on a stream of its
- * own (`service.reply`, see {@link replyStream}), with its own flow control.
+ * own (`service.reply`, see {@link replyStream}), with its own flow control. When a request's `signal`
+ * aborts (its deadline, its streamed reply's requester gone, the server closing), the client is told (a
+ * message flagged {@link REQUEST_ABORT}, carrying the reason), so that its handler's `signal` aborts too.
+ * An answer is acknowledged once the native server stored it (the client's `reply()` resolves then).
  */
 export class ServeBridge implements Sink {
   readonly pipelined = true
@@ -21,15 +24,21 @@ export class ServeBridge implements Sink {
   private readonly pending = new Map<number, { req: ServiceRequest<Buffer, Buffer>, resolve: (v: Buffer | undefined) => void, reject: (e: Error) => void }>()
   private readonly server: ServiceServer<Buffer, Buffer>
   private next = 0
+  private closed = false
+  private closing?: Promise<void>
 
   constructor (bus: Bus, readonly name: string, options: Record<string, any>) {
     this.server = bus.service(name).serve((req) => new Promise<Buffer | undefined>((resolve, reject) => {
       const n = ++this.next
       this.pending.set(n, { req, resolve, reject })
+      // Closing: not handed on; the server's close answers it (ERR_BUSMQ_SERVICE_CLOSED, or gives it back).
+      if (this.closed) return
       const head = Buffer.allocUnsafe(9)
       head.writeDoubleBE(req.deadline, 0)
-      head[8] = req.streamed ? REQUEST_STREAMED : 0
+      head[8] = (req.streamed ? REQUEST_STREAMED : 0) | (req.replyWanted ? 0 : REQUEST_NO_REPLY)
       this.requests.push({ id: n, payload: Buffer.concat([head, req.data]) } satisfies WireMessage)
+      const signal = req.signal
+      signal.addEventListener('abort', () => this.aborted(n, signal.reason), { once: true })
     }), {
       concurrency: options.concurrency,
       reliable: options.reliable,
@@ -40,7 +49,23 @@ export class ServeBridge implements Sink {
     this.server.on('error', () => {})
   }
 
+  /** Tells the client that request `n`'s signal aborted, and why. */
+  private aborted (n: number, reason: unknown): void {
+    if (this.closed) return
+    const e = (reason ?? {}) as { name?: unknown, message?: unknown, code?: unknown }
+    const body = Buffer.from(JSON.stringify({
+      name: typeof e.name === 'string' ? e.name : 'Error',
+      message: typeof e.message === 'string' ? e.message : 'aborted',
+      code: typeof e.code === 'string' ? e.code : undefined
+    }))
+    const head = Buffer.alloc(9)
+    head[8] = REQUEST_ABORT
+    this.requests.push({ id: n, payload: Buffer.concat([head, body]) } satisfies WireMessage)
+  }
+
+  /** The client's answers (`n (f64) | status (u8) | body`); resolves once they are stored. */
   async accept (payloads: Buffer[]): Promise<void> {
+    const stored: Array<Promise<void>> = []
     for (const p of payloads) {
       if (p.length < 9) continue
       const n = p.readDoubleBE(0)
@@ -48,10 +73,14 @@ export class ServeBridge implements Sink {
       if (!waiting) continue
       this.pending.delete(n)
       const body = p.subarray(9)
-      if (p[8] === REPLY_VALUE) waiting.resolve(Buffer.from(body))
-      else if (p[8] === REPLY_EMPTY) waiting.resolve(undefined)
-      else waiting.reject(remoteFailure(body))
+      const req = waiting.req
+      // Answered here (resolving once stored); the handler then returns nothing, which the server ignores.
+      if (p[8] === REPLY_VALUE) stored.push(req.reply(Buffer.from(body)))
+      else if (p[8] === REPLY_EMPTY) stored.push(req.reply(undefined))
+      else stored.push(req.fail(remoteFailure(body)))
+      waiting.resolve(undefined)
     }
+    await Promise.all(stored)
   }
 
   /**
@@ -83,11 +112,17 @@ export class ServeBridge implements Sink {
     this.close().catch(() => {})
   }
 
-  private async close (): Promise<void> {
-    const closing = this.server.close()
-    for (const w of this.pending.values()) w.reject(new Error('the federated server went away'))
-    this.pending.clear()
-    this.requests.push(null)
-    await closing
+  private close (): Promise<void> {
+    this.closing ??= (async () => {
+      this.closed = true
+      const closing = this.server.close()
+      this.requests.push(null)
+      // As a native server closing (grace 0): what is still running is answered ERR_BUSMQ_SERVICE_CLOSED
+      // (reliable: given back for another server); the handlers it waited on then return nothing.
+      await closing
+      for (const w of this.pending.values()) w.resolve(undefined)
+      this.pending.clear()
+    })()
+    return this.closing
   }
 }
