@@ -12,7 +12,7 @@ import { EventEmitter } from 'events'
 import { AckStream } from '../queue/ack-stream.js'
 import type { Link, LinkOwner } from './link.js'
 import { REPLY_EMPTY, REPLY_ERROR, REPLY_VALUE, REQUEST_ABORT, REQUEST_NO_REPLY, REQUEST_STREAMED } from './frame.js'
-import { isStreamLike } from '../service/stream-like.js'
+import { isStreamLike, writeReply } from '../service/stream-like.js'
 import { InvalidOptionError, RequestTimeoutError, ServiceClosedError } from '../errors.js'
 import { DEAD_LETTER_SUFFIX } from '../keys.js'
 import type { DeadLetterRecord } from '../queue/reliable-message.js'
@@ -22,7 +22,6 @@ import {
   RemoteChannel, RemoteReadStream, RemoteReplyStream, RemoteWriteStream, decoder, encodeFor, failurePayload, type RemoteTarget
 } from './remote-streams.js'
 import { Readable } from 'readable-stream'
-import { drained } from '../util.js'
 
 /** What every remote handle shares: the client, and the bus's size limit. */
 export interface RemoteContext {
@@ -643,17 +642,7 @@ class ServeLink {
       await req.fail(err)
       return
     }
-    try {
-      for await (const chunk of source as AsyncIterable<unknown>) {
-        if (w.destroyed) break
-        if (!w.write(chunk)) await drained(w)
-      }
-    } catch (err) {
-      await req.fail(err)
-      return
-    }
-    // Leaving the loop early (the requester went away) destroyed the source.
-    if (!w.destroyed && !w.writableEnded) w.end()
+    await writeReply(source, w, async (err) => await req.fail(err))
   }
 }
 

@@ -4,10 +4,9 @@ import type { Service } from './service.js'
 import type { ServiceRequest } from './service-request.js'
 import { RequestIntake, type IntakeSettings } from './request-intake.js'
 import { checkInt } from '../names.js'
-import { drained } from '../util.js'
 import { DEFAULT_SERVICE_OPTIONS, type CloseOptions } from './service-options.js'
 import type { MessageInput } from '../queue/message.js'
-import { isStreamLike } from './stream-like.js'
+import { isStreamLike, writeReply } from './stream-like.js'
 
 /**
  * What a handler returns: the reply (a value, or `undefined`), or a streamed reply: a Readable, or any
@@ -111,18 +110,7 @@ export class ServiceServer<Req = any, Res = any> extends EventEmitter {
       (source as { destroy?: () => void }).destroy?.()
       throw err
     }
-    try {
-      // Leaving the loop early (the reply was cut: its requester went away) destroys the source.
-      for await (const chunk of source as AsyncIterable<unknown>) {
-        if (w.destroyed) break
-        if (!w.write(chunk)) await drained(w)
-      }
-    } catch (err) {
-      await req.fail(err)
-      return
-    }
-    if (!w.destroyed && !w.writableEnded) w.end()
-    await finished(w).catch(() => {})
+    if (await writeReply(source, w, async (err) => await req.fail(err))) await finished(w).catch(() => {})
   }
 
   /**
