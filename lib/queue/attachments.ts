@@ -282,7 +282,7 @@ export class Attachments {
   }
 
   /**
-   * The refreshes to send now. Those due within the next thirtieth of their period go too, so that calls
+   * The refreshes to send now. Those due within the next tenth of their period (a thirtieth of the TTL) go too, so that calls
    * are full and the pump wakes up about once per batch rather than once per queue; with `overdue`, only
    * those already due (between two calls of attaches). On time, a round is up to {@link CALLS_ON_TIME}
    * calls; once the earliest is late by a thirtieth of its TTL or more, it is every refresh already due (up
