@@ -215,9 +215,7 @@ export class Attachments {
         const ops = due.length === 0 ? this.takeOps() : undefined
         if (ops) {
           opsLast = true
-          const calls: Array<Promise<void>> = []
-          for (let i = 0; i < ops.batch.length; i += HEARTBEAT_BATCH) calls.push(this.sendOps(ops.op, ops.batch.slice(i, i + HEARTBEAT_BATCH)))
-          await Promise.all(calls)
+          await inCalls(ops.batch, async (batch) => await this.sendOps(ops.op, batch))
           continue
         }
         opsLast = false
@@ -321,9 +319,7 @@ export class Attachments {
 
   /** One round: the refreshes in calls of {@link HEARTBEAT_BATCH}, sent together; resolves once all are answered. */
   private async sendBeats (due: Entry[]): Promise<void> {
-    const calls: Array<Promise<boolean>> = []
-    for (let i = 0; i < due.length; i += HEARTBEAT_BATCH) calls.push(this.sendBeat(due.slice(i, i + HEARTBEAT_BATCH)))
-    const ok = await Promise.all(calls)
+    const ok = await inCalls(due, async (batch) => await this.sendBeat(batch))
     // The shard is away: pause before the next round (the refreshes are due again in 200 ms).
     if (ok.includes(false)) await new Promise((resolve) => setTimeout(resolve, 50).unref())
   }
@@ -409,6 +405,13 @@ export class Attachments {
     for (const p of this.queue) p.resolve(false)
     this.queue = []
   }
+}
+
+/** Sends `items` in calls of {@link HEARTBEAT_BATCH}, all of them at once (one round); resolves with each call's result. */
+async function inCalls<T, R> (items: T[], send: (batch: T[]) => Promise<R>): Promise<R[]> {
+  const calls: Array<Promise<R>> = []
+  for (let i = 0; i < items.length; i += HEARTBEAT_BATCH) calls.push(send(items.slice(i, i + HEARTBEAT_BATCH)))
+  return await Promise.all(calls)
 }
 
 /** Whether the registry lists this entry: queues and service request queues do, objects and the internal queues of services do not. */
