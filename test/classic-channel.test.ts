@@ -4,7 +4,7 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { useRedis } from './helpers/redis-server.js'
 import { nextEvent, uniqueName } from './helpers/bus.js'
-import { call, classicBus, messages, record } from './helpers/classic.js'
+import { call, classicBus, messages, record, connectPair } from './helpers/classic.js'
 import type { ClassicBus } from '../lib/classic/index.js'
 
 const redis = useRedis(1)
@@ -74,9 +74,7 @@ test('end() ends both sides: the ender gets disconnect; the peer gets the messag
   const name = uniqueName('ch')
   const a = bus.channel(name)
   const b = bus.channel(name)
-  a.connect()
-  b.listen()
-  await Promise.all([nextEvent(a, 'remote:connect'), nextEvent(b, 'remote:connect')])
+  await connectPair(a, b)
   const aSeen = record(a, ['disconnect', 'end', 'message'])
   const bSeen = record(b, ['disconnect', 'end', 'message'])
   a.send('last words')
@@ -93,9 +91,7 @@ test('disconnect(): the peer sees remote:disconnect and keeps sending; a later p
   const name = uniqueName('ch')
   const a = bus.channel(name)
   const b = bus.channel(name)
-  a.connect()
-  b.listen()
-  await Promise.all([nextEvent(a, 'remote:connect'), nextEvent(b, 'remote:connect')])
+  await connectPair(a, b)
   const gone = nextEvent(b, 'remote:disconnect')
   const seen = record(a, ['disconnect', 'end'])
   a.disconnect()

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict'
 import { startSentinelGroup, type SentinelGroup } from './helpers/sentinel.js'
 import { startCluster, type RedisCluster } from './helpers/cluster.js'
 import { eventually, nextEvent, uniqueName } from './helpers/bus.js'
-import { call, messages, track } from './helpers/classic.js'
+import { call, messages, track, connectPair } from './helpers/classic.js'
 import Bus, { type ClassicBus, type ClassicBusOptions } from '../lib/classic/index.js'
 
 async function online (options: ClassicBusOptions): Promise<ClassicBus> {
@@ -37,9 +37,7 @@ function subset (open: () => Promise<ClassicBus>): void {
     const name = uniqueName('ch')
     const client = a.channel(name)
     const server = b.channel(name)
-    client.connect()
-    server.listen()
-    await Promise.all([nextEvent(client, 'remote:connect'), nextEvent(server, 'remote:connect')])
+    await connectPair(client, server)
     const toServer = messages(server, 1)
     const toClient = messages(client, 1)
     client.send('ping')

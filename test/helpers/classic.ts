@@ -2,7 +2,7 @@
 // test that made them, also when it failed; record() notes the events of an emitter in order.
 import { afterEach } from 'node:test'
 import type { EventEmitter } from 'node:events'
-import Bus, { type ClassicBus, type ClassicBusOptions } from '../../lib/classic/index.js'
+import Bus, { type ClassicBus, type ClassicBusOptions, type ClassicChannel } from '../../lib/classic/index.js'
 import { nextEvent } from './bus.js'
 import './leaks.js'
 
@@ -59,4 +59,12 @@ export async function messages (emitter: EventEmitter, n: number): Promise<Array
 /** Calls a callback-style method and resolves with its callback's result (rejects with its error). */
 export async function call<T = unknown> (fn: (cb: (err: Error | null, result?: T) => void) => void): Promise<T> {
   return await new Promise((resolve, reject) => fn((err, result) => err ? reject(err) : resolve(result as T)))
+}
+
+/** Connects `client` and listens with `server` (3.1's default roles); resolves once each has seen the other. */
+export async function connectPair (client: ClassicChannel, server: ClassicChannel): Promise<void> {
+  const seen = Promise.all([nextEvent(client, 'remote:connect'), nextEvent(server, 'remote:connect')])
+  client.connect()
+  server.listen()
+  await seen
 }
