@@ -267,3 +267,28 @@ export const REQUEST_NO_REPLY = 4
  * was aborted on the federation server (its `signal` aborted); the data is the reason, JSON `{ name, message, code }`.
  */
 export const REQUEST_ABORT = 2
+
+/**
+ * An error as a message carries it (a federated handler's failure, a request's abort reason): JSON
+ * `{ name, message, code }`; `message` is `fallback` when the error has none.
+ */
+export function errorPayload (err: unknown, fallback = String(err)): Buffer {
+  const e = (err ?? {}) as { name?: unknown, message?: unknown, code?: unknown }
+  return Buffer.from(JSON.stringify({
+    name: typeof e.name === 'string' ? e.name : 'Error',
+    message: typeof e.message === 'string' ? e.message : fallback,
+    code: typeof e.code === 'string' ? e.code : undefined
+  }))
+}
+
+/** The error of an {@link errorPayload} (its `message` is `fallback` when the payload has none). */
+export function errorFromPayload (body: Buffer, fallback: string): Error & { code?: string } {
+  let e: { name?: unknown, message?: unknown, code?: unknown } = {}
+  try {
+    e = JSON.parse(body.toString('utf8'))
+  } catch {}
+  const err: Error & { code?: string } = new Error(typeof e.message === 'string' ? e.message : fallback)
+  if (typeof e.name === 'string') err.name = e.name
+  if (typeof e.code === 'string') err.code = e.code
+  return err
+}

@@ -11,7 +11,7 @@ import { checkInt } from '../names.js'
 import { EventEmitter } from 'events'
 import { AckStream } from '../queue/ack-stream.js'
 import type { Link, LinkOwner } from './link.js'
-import { REPLY_EMPTY, REPLY_ERROR, REPLY_VALUE, REQUEST_ABORT, REQUEST_NO_REPLY, REQUEST_STREAMED } from './frame.js'
+import { REPLY_EMPTY, REPLY_ERROR, REPLY_VALUE, REQUEST_ABORT, REQUEST_NO_REPLY, REQUEST_STREAMED, errorFromPayload, errorPayload } from './frame.js'
 import { isStreamLike, writeReply } from '../service/stream-like.js'
 import { InvalidOptionError, RequestTimeoutError, ServiceClosedError } from '../errors.js'
 import { DEAD_LETTER_SUFFIX } from '../keys.js'
@@ -19,7 +19,7 @@ import type { DeadLetterRecord } from '../queue/reliable-message.js'
 import type { FederationClient } from './federation-client.js'
 import { AckBatcher, type SettleMode } from './ack-batcher.js'
 import {
-  RemoteChannel, RemoteReadStream, RemoteReplyStream, RemoteWriteStream, decoder, encodeFor, failurePayload, type RemoteTarget
+  RemoteChannel, RemoteReadStream, RemoteReplyStream, RemoteWriteStream, decoder, encodeFor, type RemoteTarget
 } from './remote-streams.js'
 import { Readable } from 'readable-stream'
 
@@ -497,23 +497,16 @@ class RemoteRequest<Req = any, Res = any> implements RemoteServiceRequest<Req, R
     }
     if (this.done) return
     this.done = true
-    await this.serving.answer(this.n, REPLY_ERROR, failurePayload(e))
+    await this.serving.answer(this.n, REPLY_ERROR, errorPayload(e))
     this.serving.settled(this)
   }
 }
 
 /** The reason a request's signal aborted, as the federation server sent it (`{ name, message, code }`). */
 function abortReason (body: Buffer): Error {
-  let e: { name?: unknown, message?: unknown, code?: unknown } = {}
-  try {
-    e = JSON.parse(body.toString('utf8'))
-  } catch {}
-  const message = typeof e.message === 'string' ? e.message : 'the request was aborted'
-  if (e.code === 'ERR_BUSMQ_REQUEST_TIMEOUT') return new RequestTimeoutError(message)
-  if (e.code === 'ERR_BUSMQ_SERVICE_CLOSED') return new ServiceClosedError(message)
-  const err = new Error(message)
-  if (typeof e.name === 'string') err.name = e.name
-  if (typeof e.code === 'string') (err as Error & { code?: string }).code = e.code
+  const err = errorFromPayload(body, 'the request was aborted')
+  if (err.code === 'ERR_BUSMQ_REQUEST_TIMEOUT') return new RequestTimeoutError(err.message)
+  if (err.code === 'ERR_BUSMQ_SERVICE_CLOSED') return new ServiceClosedError(err.message)
   return err
 }
 
@@ -545,7 +538,7 @@ class ServeLink {
           try {
             data = decodeMessage(m.payload.subarray(9), objectMode, codec)
           } catch (err) {
-            this.answer(m.id, REPLY_ERROR, failurePayload(err as Error))
+            this.answer(m.id, REPLY_ERROR, errorPayload(err as Error))
             continue
           }
           const req = new RemoteRequest(this, m.id, data, m.payload.readDoubleBE(0), (flags & REQUEST_STREAMED) !== 0,
@@ -615,7 +608,7 @@ class ServeLink {
     try {
       body = encodeFor(this.ctx, value, this.target.objectMode, this.target.codec)
     } catch (err) {
-      return this.answer(n, REPLY_ERROR, failurePayload(err as Error))
+      return this.answer(n, REPLY_ERROR, errorPayload(err as Error))
     }
     return this.answer(n, REPLY_VALUE, body)
   }

@@ -4,7 +4,7 @@ import { checkCodec, decodeMessage, encodeMessage, jsonCodec, type Codec } from 
 import { BusClosedError, EncodeError, MessageTooLargeError, DecodeError } from '../errors.js'
 import type { FederationClient } from './federation-client.js'
 import type { Link, LinkOwner } from './link.js'
-import { REPLY_CHUNK, REPLY_ERROR, type WireMessage } from './frame.js'
+import { REPLY_CHUNK, REPLY_ERROR, errorPayload, type WireMessage } from './frame.js'
 import { AckBatcher, type SettleMode } from './ack-batcher.js'
 
 type Callback = (err?: Error | null) => void
@@ -113,13 +113,6 @@ export class RemoteWriteStream<T = any> extends Writable {
   }
 }
 
-/** A handler's error, as the federation server gets it (JSON `{ name, message, code }`). */
-export function failurePayload (err: Error & { code?: unknown }): Buffer {
-  return Buffer.from(JSON.stringify({
-    name: err?.name ?? 'Error', message: err?.message ?? String(err), code: typeof err?.code === 'string' ? err.code : undefined
-  }))
-}
-
 function kind (k: number, body: Buffer): Buffer {
   const out = Buffer.allocUnsafe(body.length + 1)
   out[0] = k
@@ -161,7 +154,7 @@ export class RemoteReplyStream<T = any> extends RemoteWriteStream<T> {
 
   override _final (callback: Callback): void {
     if (!this.failure) return super._final(callback)
-    this.link.write([kind(REPLY_ERROR, failurePayload(this.failure))]).then(async () => await this.link.finish()).then(() => callback(), callback)
+    this.link.write([kind(REPLY_ERROR, errorPayload(this.failure))]).then(async () => await this.link.finish()).then(() => callback(), callback)
   }
 }
 

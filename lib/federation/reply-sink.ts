@@ -1,6 +1,6 @@
 import type { Writable } from 'readable-stream'
 import { WritableSink } from './server-stream.js'
-import { REPLY_CHUNK } from './frame.js'
+import { REPLY_CHUNK, errorFromPayload } from './frame.js'
 
 /**
  * A streamed reply written by a federated handler (the `service.reply` stream): each message is
@@ -23,7 +23,7 @@ export class ReplySink extends WritableSink {
       }
       await super.accept(chunks)
       chunks = []
-      await this.failWith(remoteFailure(p.subarray(1)))
+      await this.failWith(errorFromPayload(p.subarray(1), 'the federated handler failed'))
     }
     await super.accept(chunks)
   }
@@ -40,16 +40,4 @@ export class ReplySink extends WritableSink {
     }
     await super.finish()
   }
-}
-
-/** The handler's error as sent by the client (JSON `{ name, message, code }`). */
-export function remoteFailure (body: Buffer): Error {
-  let e: { name?: unknown, message?: unknown, code?: unknown } = {}
-  try {
-    e = JSON.parse(body.toString('utf8'))
-  } catch {}
-  const err = new Error(typeof e.message === 'string' ? e.message : 'the federated handler failed')
-  if (typeof e.name === 'string') err.name = e.name
-  if (typeof e.code === 'string') (err as Error & { code?: string }).code = e.code
-  return err
 }

@@ -3,11 +3,10 @@ import type { Bus } from '../bus.js'
 import type { ServiceServer } from '../service/service-server.js'
 import type { ServiceRequest } from '../service/service-request.js'
 import { FederationError } from '../errors.js'
-import { remoteFailure } from './reply-sink.js'
 import type { Sink } from './server-stream.js'
 import type { WireMessage } from './frame.js'
 
-import { REPLY_EMPTY, REPLY_VALUE, REQUEST_ABORT, REQUEST_NO_REPLY, REQUEST_STREAMED } from './frame.js'
+import { REPLY_EMPTY, REPLY_VALUE, REQUEST_ABORT, REQUEST_NO_REPLY, REQUEST_STREAMED, errorFromPayload, errorPayload } from './frame.js'
 
 /**
  * Serving a service from a federated client: a local server whose handler hands each request to the
@@ -52,12 +51,7 @@ export class ServeBridge implements Sink {
   /** Tells the client that request `n`'s signal aborted, and why. */
   private aborted (n: number, reason: unknown): void {
     if (this.closed) return
-    const e = (reason ?? {}) as { name?: unknown, message?: unknown, code?: unknown }
-    const body = Buffer.from(JSON.stringify({
-      name: typeof e.name === 'string' ? e.name : 'Error',
-      message: typeof e.message === 'string' ? e.message : 'aborted',
-      code: typeof e.code === 'string' ? e.code : undefined
-    }))
+    const body = errorPayload(reason, 'aborted')
     const head = Buffer.alloc(9)
     head[8] = REQUEST_ABORT
     this.requests.push({ id: n, payload: Buffer.concat([head, body]) } satisfies WireMessage)
@@ -77,7 +71,7 @@ export class ServeBridge implements Sink {
       // Answered here (resolving once stored); the handler then returns nothing, which the server ignores.
       if (p[8] === REPLY_VALUE) stored.push(req.reply(Buffer.from(body)))
       else if (p[8] === REPLY_EMPTY) stored.push(req.reply(undefined))
-      else stored.push(req.fail(remoteFailure(body)))
+      else stored.push(req.fail(errorFromPayload(body, 'the federated handler failed')))
       waiting.resolve(undefined)
     }
     await Promise.all(stored)
