@@ -10,8 +10,10 @@
  * Run with the rest (`npm run bench`) or alone (`npm run bench -- --idle`).
  */
 import { setTimeout as delay } from 'node:timers/promises'
+import { monitorEventLoopDelay } from 'node:perf_hooks'
 import type { Redis } from 'ioredis'
-import { Bus } from '../lib/index.js'
+import { Bus, type Queue } from '../lib/index.js'
+import { HEARTBEAT_RATE } from '../lib/queue/attachments.js'
 import { CheckError, now, redisCpuSeconds } from './common.js'
 import type { JobContext } from './job.js'
 
@@ -23,6 +25,36 @@ async function scriptCalls (admin: Redis): Promise<number> {
   let n = 0
   for (const m of stats.matchAll(/cmdstat_(?:evalsha|eval):calls=(\d+)/g)) n += Number(m[1])
   return n
+}
+
+/** HSET calls (those in scripts included): one per refresh of a queue, one per push. */
+async function hsetCalls (admin: Redis): Promise<number> {
+  const stats = await admin.info('commandstats')
+  return Number(/cmdstat_hset:calls=(\d+)/.exec(stats)?.[1] ?? 0)
+}
+
+/**
+ * Pushes to `probe` every 5 ms for `seconds`: each push's latency (sorted), the window's length (s), and
+ * how long this process's event loop was held meanwhile (heartbeat rounds, garbage collection; ms).
+ */
+async function probeWindow (probe: Queue, seconds: number): Promise<{ samples: number[], elapsed: number, loopP99: number, loopMax: number }> {
+  const loop = monitorEventLoopDelay({ resolution: 1 })
+  loop.enable()
+  const started = now()
+  const samples: number[] = []
+  const pending: Array<Promise<void>> = []
+  for (let i = 0; now() - started < seconds * 1000; i++) {
+    const due = started + i * 5
+    const wait = due - now()
+    if (wait > 0) await delay(wait)
+    const t = now()
+    pending.push(probe.push('p').then(() => { samples.push(now() - t) }))
+  }
+  await Promise.all(pending)
+  const elapsed = (now() - started) / 1000
+  loop.disable()
+  samples.sort((a, b) => a - b)
+  return { samples, elapsed, loopP99: loop.percentile(99) / 1e6, loopMax: loop.max / 1e6 }
 }
 
 function percentile (sorted: number[], p: number): number {
@@ -49,31 +81,25 @@ export async function attachedQueues (ctx: JobContext): Promise<void> {
       await Promise.all(queues.slice(i, i + WINDOW).map((q) => q.push('x')))
     }
 
-    // Pushes to one more queue, paced, while the heartbeats run: three TTLs (the quick run: one).
+    // Pushes to one more queue, paced, while the heartbeats run: three TTLs (the quick run: one), and, when
+    // heartbeatRate spreads the refreshes out, longer than one refresh holds the keys plus a period, so that
+    // the queues sampled at the end live on refreshes sent during the window.
     const probe = bus.queue('probe', { ttl })
-    const seconds = config.quick ? ttl / 1000 : 3 * ttl / 1000
+    const period = Math.max(ttl / 3, 2000 * count / HEARTBEAT_RATE)
+    const horizon = Math.max(ttl, 3 * period)
+    const seconds = config.quick ? ttl / 1000 : Math.max(3 * ttl, horizon > ttl ? horizon + period : 0) / 1000
     const calls0 = await scriptCalls(admin)
+    const hsets0 = await hsetCalls(admin)
     const cpu0 = await redisCpuSeconds(admin)
-    const started = now()
-    const samples: number[] = []
-    const pending: Array<Promise<void>> = []
-    for (let i = 0; now() - started < seconds * 1000; i++) {
-      const due = started + i * 5
-      const wait = due - now()
-      if (wait > 0) await delay(wait)
-      const t = now()
-      pending.push(probe.push('p').then(() => { samples.push(now() - t) }))
-    }
-    await Promise.all(pending)
-    const elapsed = (now() - started) / 1000
-    const redisBusy = (await redisCpuSeconds(admin) - cpu0) / elapsed
-    const heartbeatCalls = (await scriptCalls(admin) - calls0 - samples.length) / elapsed
+    const attached = await probeWindow(probe, seconds)
+    const redisBusy = (await redisCpuSeconds(admin) - cpu0) / attached.elapsed
+    const heartbeatCalls = (await scriptCalls(admin) - calls0 - attached.samples.length) / attached.elapsed
+    const refreshes = (await hsetCalls(admin) - hsets0 - attached.samples.length) / attached.elapsed
 
     const sample = queues.filter((_, i) => i % Math.max(1, Math.floor(count / 1000)) === 0)
     const counts = await Promise.all(sample.map((q) => q.count()))
     const alive = counts.filter((c) => c === 1).length
-    samples.sort((a, b) => a - b)
-    const refreshesPerSecond = count / (ttl / 3 / 1000)
+    const samples = attached.samples
     result.attached = {
       queues: count,
       ttl,
@@ -84,7 +110,11 @@ export async function attachedQueues (ctx: JobContext): Promise<void> {
       samples: samples.length,
       redisBusy,
       heartbeatCalls,
-      queuesPerCall: heartbeatCalls > 0 ? refreshesPerSecond / heartbeatCalls : 0,
+      refreshes,
+      windowSeconds: attached.elapsed,
+      loopP99: attached.loopP99,
+      loopMax: attached.loopMax,
+      queuesPerCall: heartbeatCalls > 0 ? refreshes / heartbeatCalls : 0,
       alive,
       sampled: sample.length
     }
@@ -92,6 +122,15 @@ export async function attachedQueues (ctx: JobContext): Promise<void> {
       throw new CheckError(`${sample.length - alive} of ${sample.length} sampled attached queues lost their message (expired while attached)`)
     }
     await Promise.all(queues.map((q) => q.detach()))
+    if (!config.quick) {
+      // The control: the same process, the same handles, nothing attached (no heartbeat at all), after a
+      // second for the detaches' garbage. What the heartbeat adds to a push is the difference.
+      await delay(1000)
+      const control = await probeWindow(probe, 3 * ttl / 1000)
+      result.attached.controlP50 = percentile(control.samples, 0.5)
+      result.attached.controlP99 = percentile(control.samples, 0.99)
+      result.attached.controlLoopMax = control.loopMax
+    }
   } finally {
     await bus.close()
   }

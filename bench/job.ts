@@ -49,6 +49,16 @@ export interface AttachedFigures {
   /** Heartbeat script calls per second over the window, and queues refreshed per call. */
   heartbeatCalls: number
   queuesPerCall: number
+  /** Queues refreshed per second over the window (HSET calls in INFO commandstats, less the pushes), and the window (s). */
+  refreshes: number
+  windowSeconds: number
+  /** The bench process's event-loop delay over the window (ms): p99 and max. */
+  loopP99: number
+  loopMax: number
+  /** The control (full runs): push latency in the same process once every queue is detached (no heartbeat), ms. */
+  controlP50?: number
+  controlP99?: number
+  controlLoopMax?: number
   /** Queues of a sample still holding their message at the end (all, if heartbeats kept up). */
   alive: number
   sampled: number

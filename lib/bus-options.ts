@@ -105,6 +105,15 @@ export interface BusOptions {
    * @default 1000
    */
   metricsQueues?: number
+  /**
+   * Refreshes of attached queues (and objects kept alive) per second this bus sends one shard at most, so
+   * that heartbeats take a bounded share of Redis. Up to `heartbeatRate × ttl / 6` attached queues on a
+   * shard (10,000 with a 3 s TTL, 100,000 with the default TTL) are refreshed every `ttl / 3`; beyond
+   * that, every `2 × attached / heartbeatRate` s, each refresh holding the keys three such periods (see
+   * "Lifecycle and inspection").
+   * @default 20000
+   */
+  heartbeatRate?: number
 }
 
 export const DEFAULT_BUS_OPTIONS = {

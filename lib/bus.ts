@@ -10,7 +10,7 @@ import { defineScripts } from './scripts/index.js'
 import { validateName, validatePrefix, checkInt } from './names.js'
 import { BusClosedError, ConnectTimeoutError, InvalidOptionError } from './errors.js'
 import { Queue } from './queue/queue.js'
-import { Attachments } from './queue/attachments.js'
+import { Attachments, HEARTBEAT_RATE } from './queue/attachments.js'
 import { newProducerIdentity, type ProducerIdentity } from './queue/producer.js'
 import type { QueueOptions } from './queue/queue-options.js'
 import { Channel } from './channel/channel.js'
@@ -96,6 +96,8 @@ export class Bus extends EventEmitter {
   readonly log: BusLog
   /** @internal This bus's counters (streams look up their queue's record once) and other metric sources. */
   readonly metricsRegistry: BusMetrics
+  /** Refreshes of attached queues per second per shard at most (the `heartbeatRate` option). */
+  private readonly heartbeatRate: number
   /** Dashboard sections added by later subsystems (services, objects). */
   private readonly extraSections: DashboardSection[] = []
   private readonly options: BusOptions
@@ -139,6 +141,7 @@ export class Bus extends EventEmitter {
       throw new InvalidOptionError('id must be a non-empty string of at most 200 characters')
     }
     checkInt(options.connectTimeout ?? DEFAULT_BUS_OPTIONS.connectTimeout, 'connectTimeout', 1)
+    this.heartbeatRate = checkInt(options.heartbeatRate ?? HEARTBEAT_RATE, 'heartbeatRate', 1)
     this.metricsRegistry = new BusMetrics(() => this.router.all(),
       checkInt(options.metricsQueues ?? DEFAULT_METRICS_QUEUES, 'metricsQueues', 1))
     if (options.meter !== undefined) {
@@ -295,7 +298,7 @@ export class Bus extends EventEmitter {
     let a = this.attachmentsByShard.get(shard)
     if (!a) {
       a = new Attachments(shard, this.settings.id, {
-        perQueueCalls: this.layout === 'cluster', registry: registryKey(this.settings.prefix)
+        perQueueCalls: this.layout === 'cluster', registry: registryKey(this.settings.prefix), rate: this.heartbeatRate
       })
       this.attachmentsByShard.set(shard, a)
     }

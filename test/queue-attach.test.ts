@@ -2,11 +2,10 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { useRedis, type RedisServer } from './helpers/redis-server.js'
-import { collect, eventually, uniqueName } from './helpers/bus.js'
-import { range, trackBuses } from './helpers/queue.js'
+import { collect, eventually, openBus, uniqueName } from './helpers/bus.js'
+import { range } from './helpers/queue.js'
 
 const redis = useRedis(1)
-const openBus = trackBuses()
 
 /** Calls of EVALSHA and EVAL the server has answered since the last CONFIG RESETSTAT. */
 async function scriptCalls (server: RedisServer): Promise<number> {
@@ -44,6 +43,45 @@ test('2,000 attached queues with a 4 s TTL: kept alive by batched heartbeats, a 
   await Promise.all(queues.map((q) => q.detach()))
   // Detached: they expire a TTL later, every key of them.
   assert.ok(await eventually(async () => (await server.cli('--scan', '--pattern', `busmq:q:{${prefix}-*`)) === '', 20_000),
+    'the detached queues expired')
+})
+
+/** Calls of `command` the server has answered (those inside scripts included) since the last CONFIG RESETSTAT. */
+async function commandCalls (server: RedisServer, command: string): Promise<number> {
+  const stats = await server.cli('INFO', 'commandstats')
+  return Number(new RegExp(`cmdstat_${command}:calls=(\\d+)`).exec(stats)?.[1] ?? 0)
+}
+
+test('heartbeatRate bounds the refreshes: more queues than it allows every ttl / 3 are refreshed less often, each holding its keys longer, and still kept alive; a detach gives back the TTL', async (t) => {
+  // 300 queues with a 600 ms TTL would be 1,500 refreshes a second at ttl / 3; 600 a second allows a
+  // period of 2 × 300 / 600 = 1 s, keys held 3 s.
+  const bus = await openBus(redis.servers, { heartbeatRate: 600 })
+  const server = redis.servers[0]
+  const prefix = uniqueName('rate')
+  const queues = range(0, 300).map((i) => bus.queue(`${prefix}-${i}`, { ttl: 600 }))
+  await Promise.all(queues.map((q) => q.attach()))
+  await Promise.all(queues.map((q, i) => q.push(`m${i}`)))
+  await server.cli('CONFIG', 'RESETSTAT')
+  const started = Date.now()
+  // Longer than what one refresh holds (3 s), so the queues live on refreshes, not on the first one.
+  await new Promise((resolve) => setTimeout(resolve, 4500))
+  // Every refresh of a queue sets its attachment field: one HSET each (nothing else runs meanwhile).
+  const refreshes = await commandCalls(server, 'hset')
+  const elapsed = Date.now() - started
+  t.diagnostic(`${refreshes} refreshes in ${elapsed} ms for 300 queues (at ttl / 3: ${Math.round(300 * elapsed / 200)})`)
+  assert.ok(refreshes > 0, 'the queues were refreshed')
+  // The budget: 600 a second, and one second's worth saved up.
+  assert.ok(refreshes <= 600 * (elapsed / 1000 + 1), `${refreshes} refreshes: more than heartbeatRate allows`)
+  const counts = await Promise.all(queues.map((q) => q.count()))
+  assert.equal(counts.filter((c) => c === 1).length, 300, 'every attached queue kept its message')
+  const held = await Promise.all(queues.map((q) => q.ttlLeft()))
+  assert.ok(held.every((ms) => ms > 0 && ms <= 3000), `attached queues hold at most 3 s: ${Math.min(...held)}..${Math.max(...held)}`)
+  assert.ok(held.some((ms) => ms > 600), 'refreshes spread out hold the keys longer than the TTL')
+  await Promise.all(queues.map((q) => q.detach()))
+  // Detached: the TTL from now, not what the last refresh held.
+  const left = await Promise.all(queues.map((q) => q.ttlLeft()))
+  assert.ok(left.every((ms) => ms > 0 && ms <= 600), `detached queues expire a TTL later: ${Math.min(...left)}..${Math.max(...left)}`)
+  assert.ok(await eventually(async () => (await server.cli('--scan', '--pattern', `busmq:q:{${prefix}-*`)) === '', 10_000),
     'the detached queues expired')
 })
 

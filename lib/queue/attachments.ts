@@ -8,7 +8,7 @@ import { DueHeap } from './due-heap.js'
 const debug = createDebug('busmq:attach')
 
 /** Queues per heartbeat call: about a millisecond of Redis time, so other commands wait at most that. */
-export const HEARTBEAT_BATCH = 200
+export const HEARTBEAT_BATCH = 100
 
 /**
  * Refreshes sent in one round at most: calls of {@link HEARTBEAT_BATCH} queues sent together (pipelined
@@ -20,11 +20,14 @@ export const HEARTBEAT_BATCH = 200
  */
 export const HEARTBEAT_ROUND = 20_000
 
-/**
- * Calls of a round on time (the refreshes due within the next thirtieth of a TTL), and of a round of
- * attaches or detaches (of the same kind, in the order they were made).
- */
-const CALLS_ON_TIME = 4
+/** Calls of a round on time (the refreshes due within the next tenth of a period). */
+const CALLS_ON_TIME = 1
+
+/** Calls of a round of attaches or detaches (of the same kind, in the order they were made). */
+const OPS_CALLS = 4
+
+/** Default of the bus option `heartbeatRate`: refreshes per second one bus sends one shard at most. */
+export const HEARTBEAT_RATE = 20_000
 
 interface Entry {
   keys: KeepAliveKeys
@@ -34,8 +37,8 @@ interface Entry {
   lastTtl: number
   /** When the next refresh is due (ms since the epoch); set through `Attachments.setDue`. */
   due: number
-  /** Which of this entry's nodes in the due heap is current (the others are stale). */
-  seq: number
+  /** Its place in the due heap (-1: not in it; see DueHeap). */
+  heapIndex: number
   /** The first attach, until Redis answered it. */
   attaching?: Promise<boolean>
   /** A detach waiting to be sent. */
@@ -62,15 +65,6 @@ interface Pending {
 
 function ttlOf (e: Entry): number {
   return e.ttls.length > 0 ? Math.max(...e.ttls) : e.lastTtl
-}
-
-/**
- * How often an entry is refreshed: every third of its TTL. A refresh gives every key the whole TTL again,
- * so a refresh may run up to two thirds of a TTL late before a key expires; refreshes that run late go
- * out together (see `Attachments.takeDue`), so a process that falls behind catches up in one round.
- */
-function periodOf (e: Entry): number {
-  return Math.max(5, Math.floor(ttlOf(e) / 3))
 }
 
 function rolesOf (e: Entry): string {
@@ -105,6 +99,11 @@ export class Attachments {
   private readonly clientId: string
   private readonly perQueue: boolean
   private readonly registry?: string
+  /** Refreshes per second at most (the bus option `heartbeatRate`). */
+  private readonly rate: number
+  /** Refreshes that may go now (a token bucket: `rate` per second, at most one second's worth saved up). */
+  private tokens: number
+  private tokensAt = Date.now()
   private readonly entries = new Map<string, Entry>()
   /** The entries whose refresh is due some time, earliest first. */
   private readonly dues = new DueHeap<Entry>()
@@ -114,17 +113,39 @@ export class Attachments {
   private timerAt = Infinity
   private closed = false
 
-  constructor (shard: Shard, clientId: string, options: { perQueueCalls?: boolean, registry?: string } = {}) {
+  constructor (shard: Shard, clientId: string, options: { perQueueCalls?: boolean, registry?: string, rate?: number } = {}) {
     this.shard = shard
     this.target = { evalScript: (command, args, options) => shard.evalSideScript(command, args, options) }
     this.clientId = clientId
     this.perQueue = options.perQueueCalls ?? false
     this.registry = options.registry
+    this.rate = Math.max(1, options.rate ?? HEARTBEAT_RATE)
+    this.tokens = this.rate
   }
 
   /** Queues attached now. */
   get size (): number {
     return this.entries.size
+  }
+
+  /**
+   * How often an entry is refreshed: every third of its TTL, or, with more entries than the shard's
+   * budget refreshes that often (`heartbeatRate`), every `2 × entries / heartbeatRate` seconds, so that
+   * on average they take half the budget (the other half absorbs bursts: thousands attached at once
+   * come due together).
+   */
+  private periodOf (e: Entry): number {
+    return Math.max(5, Math.floor(ttlOf(e) / 3), Math.ceil(2000 * this.entries.size / this.rate))
+  }
+
+  /**
+   * What a refresh gives the keys (and the attachment field): three periods, so that a refresh may run
+   * up to two periods late before a key expires. Its TTL while periods are a third of it; longer once they
+   * are stretched (a client that dies then leaves its queues until this lapses; a detach still gives
+   * them their TTL from then, see heartbeat.lua).
+   */
+  private horizonOf (e: Entry): number {
+    return Math.max(ttlOf(e), 3 * this.periodOf(e))
   }
 
   /**
@@ -154,7 +175,7 @@ export class Attachments {
       return Promise.resolve(true)
     }
     const fresh: Entry = {
-      keys, ttls: [ttl], lastTtl: ttl, due: Infinity, seq: 0, forget: [], readers: 0, writers: 0, rolesSent: '', registeredAt: 0
+      keys, ttls: [ttl], lastTtl: ttl, due: Infinity, heapIndex: -1, forget: [], readers: 0, writers: 0, rolesSent: '', registeredAt: 0
     }
     countRole(fresh, role, 1)
     this.entries.set(keys.head, fresh)
@@ -231,15 +252,12 @@ export class Attachments {
 
   private takeOps (): { op: HeartbeatOp, batch: Pending[] } | undefined {
     if (this.queue.length === 0) return undefined
+    // The run of one kind at the head of the queue: a look at the whole queue per round would make
+    // closing a bus with 100,000 attached queues quadratic.
     const op = this.queue[0].op
-    const batch: Pending[] = []
-    const rest: Pending[] = []
-    for (const p of this.queue) {
-      if (p.op === op && batch.length < HEARTBEAT_BATCH * CALLS_ON_TIME) batch.push(p)
-      else rest.push(p)
-    }
-    this.queue = rest
-    return { op, batch }
+    let n = 1
+    while (n < this.queue.length && n < HEARTBEAT_BATCH * OPS_CALLS && this.queue[n].op === op) n++
+    return { op, batch: this.queue.splice(0, n) }
   }
 
   private async sendOps (op: HeartbeatOp, pending: Pending[]): Promise<void> {
@@ -263,7 +281,7 @@ export class Attachments {
           p.entry.forget = []
         } else if (p.entry.ttls.length > 0 && p.entry.detaching === undefined) {
           // (Detached again while this attach was on its way: the detach queued after it decides.)
-          this.setDue(p.entry, now + periodOf(p.entry))
+          this.setDue(p.entry, now + this.periodOf(p.entry))
         }
         p.resolve(existed[i] === 1)
       })
@@ -280,41 +298,36 @@ export class Attachments {
   }
 
   /**
-   * The refreshes to send now. Those due within the next tenth of their period (a thirtieth of the TTL) go too, so that calls
+   * The refreshes to send now. Those due within the next tenth of their period go too, so that calls
    * are full and the pump wakes up about once per batch rather than once per queue; with `overdue`, only
    * those already due (between two calls of attaches). On time, a round is up to {@link CALLS_ON_TIME}
-   * calls; once the earliest is late by a thirtieth of its TTL or more, it is every refresh already due (up
-   * to {@link HEARTBEAT_ROUND}).
+   * calls; once the earliest is late by a tenth of its period or more, it is every refresh already due (up
+   * to {@link HEARTBEAT_ROUND}). Never more than the budget allows (`heartbeatRate`): with none left, the
+   * round waits (see `schedule`).
    */
   private takeDue (overdue: boolean): Entry[] {
     const now = Date.now()
+    this.tokens = Math.min(this.rate, this.tokens + (now - this.tokensAt) * this.rate / 1000)
+    this.tokensAt = now
     const out: Entry[] = []
-    const first = this.nextDue()
-    const late = first !== undefined && now - first.due >= Math.max(1, Math.floor(ttlOf(first.item) / 30))
-    const limit = late ? HEARTBEAT_ROUND : HEARTBEAT_BATCH * CALLS_ON_TIME
-    for (let node = first; node !== undefined && out.length < limit; node = this.nextDue()) {
-      if (node.due > now + (overdue || late ? 0 : Math.floor(ttlOf(node.item) / 30))) break
+    const first = this.dues.peek()
+    const late = first !== undefined && now - first.due >= Math.max(1, Math.floor(this.periodOf(first) / 10))
+    const limit = Math.min(Math.floor(this.tokens), late ? HEARTBEAT_ROUND : HEARTBEAT_BATCH * CALLS_ON_TIME)
+    for (let e = first; e !== undefined && out.length < limit; e = this.dues.peek()) {
+      if (e.due > now + (overdue || late ? 0 : Math.floor(this.periodOf(e) / 10))) break
       this.dues.pop()
-      out.push(node.item)
+      out.push(e)
     }
+    this.tokens -= out.length
     return out
-  }
-
-  /** The earliest refresh due, after dropping the heap's stale nodes (entries refreshed, rescheduled or gone). */
-  private nextDue (): { item: Entry, due: number } | undefined {
-    for (let node = this.dues.peek(); node !== undefined; node = this.dues.peek()) {
-      const e = node.item
-      if (node.seq === e.seq && e.due !== Infinity && this.entries.get(e.keys.head) === e) return node
-      this.dues.pop()
-    }
-    return undefined
   }
 
   /** Sets when an entry's next refresh is due (Infinity: never, it is detaching). */
   private setDue (e: Entry, due: number): void {
-    e.due = due
-    e.seq++
-    if (due !== Infinity) this.dues.push(e, due, e.seq)
+    if (due === Infinity) {
+      e.due = due
+      this.dues.delete(e)
+    } else this.dues.set(e, due)
   }
 
   /** One round: the refreshes in calls of {@link HEARTBEAT_BATCH}, sent together; resolves once all are answered. */
@@ -327,7 +340,7 @@ export class Attachments {
   private async sendBeat (due: Entry[]): Promise<boolean> {
     const started = Date.now()
     // Those due for the registry go first: the script registers the first `registered` of a batch.
-    const register = (e: Entry): boolean => listed(e) && started - e.registeredAt >= ttlOf(e)
+    const register = (e: Entry): boolean => listed(e) && started - e.registeredAt >= this.horizonOf(e)
     const entries = [...due.filter(register), ...due.filter((e) => !register(e))]
     let registered = 0
     while (registered < entries.length && register(entries[registered])) entries[registered++].registeredAt = started
@@ -338,7 +351,7 @@ export class Attachments {
         const late = started - Math.min(...entries.map((e) => e.due))
         debug('%s refreshed %d queue(s) in %d ms, %d ms late', this.shard.id, entries.length, Date.now() - started, late)
       }
-      for (const e of entries) if (e.due !== Infinity) this.setDue(e, started + periodOf(e))
+      for (const e of entries) if (e.due !== Infinity) this.setDue(e, started + this.periodOf(e))
       return true
     } catch (err) {
       // The shard is away: try again soon (the keys still have what is left of their TTL).
@@ -356,9 +369,9 @@ export class Attachments {
   private describe (e: Entry, detaching: boolean): HeartbeatEntry {
     if (detaching) return { keys: e.keys, ttl: ttlOf(e), forget: e.forget }
     const roles = rolesOf(e)
-    if (roles === e.rolesSent) return { keys: e.keys, ttl: ttlOf(e) }
+    if (roles === e.rolesSent) return { keys: e.keys, ttl: this.horizonOf(e) }
     e.rolesSent = roles
-    return { keys: e.keys, ttl: ttlOf(e), roles }
+    return { keys: e.keys, ttl: this.horizonOf(e), roles }
   }
 
   /** One heartbeat call; the first `registered` queues also go to the registry. */
@@ -376,16 +389,18 @@ export class Attachments {
     return replies.map((r) => r[0])
   }
 
-  /** Arms one timer for the earliest refresh due. */
+  /** Arms one timer for the earliest refresh due (or, with the budget spent, for when a call's worth is back). */
   private schedule (): void {
     if (this.closed || this.running) return
-    const next = this.nextDue()?.due ?? Infinity
+    let next = this.dues.peek()?.due ?? Infinity
     if (next === Infinity) {
       clearTimeout(this.timer)
       this.timer = undefined
       this.timerAt = Infinity
       return
     }
+    const short = Math.min(HEARTBEAT_BATCH, this.rate) - this.tokens
+    if (short > 0) next = Math.max(next, this.tokensAt + Math.ceil(short * 1000 / this.rate))
     if (this.timer && this.timerAt <= next) return
     clearTimeout(this.timer)
     this.timerAt = next

@@ -19,7 +19,10 @@
           ';'-separated fields of the info hash to drop (the idempotency records p<producer> and
           g<reader> of producers and readers that are done). For an object: 'o' and its ttl in ms.
   A queue attachment is the field a:<client id> of the info hash, valued with the server time at which it
-  lapses, so a client that died stops counting after its TTL. Keys that exist get their TTL back, never a
+  lapses, so a client that died stops counting after its TTL. The ttl a refresh or attach sends is the
+  horizon the client needs (its TTL, or more when its refreshes are spread out); a detach sends the TTL,
+  and when the keys hold no more than that client's own horizon, they get the TTL from now (or what other
+  clients' attachments still hold) even if it is shorter. Keys that exist get their TTL back, never a
   shorter one (the longest TTL in use wins; see touch.lua); the reliable-mode keys (f, l, o: only with d)
   and the dead-letter queue's (only with dl:i) are looked at only when their group exists, so an idle
   queue costs a handful of commands. A refresh never creates a queue: one deleted (or expired) since it
@@ -69,6 +72,17 @@ local function refresh(base, ttl)
   if string.sub(base, -3) == ':dl' then touch(base .. ':h', ttl) end
 end
 
+-- Calls fn(field, lapses) for each attachment (field a:<client id>) of the queue's info hash.
+local function eachAttachment(info, fn)
+  local cursor = '0'
+  repeat
+    local page = redis.call('HSCAN', info, cursor, 'MATCH', 'a:*', 'COUNT', 100)
+    cursor = page[1]
+    local fields = page[2]
+    for j = 1, #fields, 2 do fn(fields[j], tonumber(fields[j + 1])) end
+  until cursor == '0'
+end
+
 local function queue(i, info, arg)
   -- (Most refreshes' argument is the ttl alone.)
   local ttl = tonumber(arg) or tonumber(string.match(arg, '^%d+'))
@@ -80,18 +94,14 @@ local function queue(i, info, arg)
     out[i] = left == -2 and 0 or 1
     if left ~= -2 then
       -- Attachments of clients that died without detaching: forget them (and their roles).
-      local cursor = '0'
-      repeat
-        local page = redis.call('HSCAN', info, cursor, 'MATCH', 'a:*', 'COUNT', 100)
-        cursor = page[1]
-        local fields = page[2]
-        for j = 1, #fields, 2 do
-          if tonumber(fields[j + 1]) < now then redis.call('HDEL', info, fields[j], 'k:' .. string.sub(fields[j], 3)) end
-        end
-      until cursor == '0'
+      eachAttachment(info, function (field, lapses)
+        if lapses < now then redis.call('HDEL', info, field, 'k:' .. string.sub(field, 3)) end
+      end)
     end
   end
+  local own = nil
   if op == 'd' then
+    own = tonumber(redis.call('HGET', info, client))
     redis.call('HDEL', info, client, roles)
     for field in string.gmatch(arg, ';([^;]+)') do redis.call('HDEL', info, field) end
   elseif tonumber(arg) or not string.find(arg, '/', 1, true) then
@@ -111,13 +121,24 @@ local function queue(i, info, arg)
   end
   -- (left == -1: the hash was just created by the HSET above, with no TTL yet.)
   local keep = ttl
-  if left > ttl then keep = left else redis.call('PEXPIRE', info, ttl) end
+  -- (Within 100 ms: `now` is the script's start, while Redis may count a PEXPIRE from the moment it runs,
+  -- later in a call of many queues.)
+  local shortened = own and left > ttl and now + left <= own + 100
+  if shortened then
+    -- Detaching, and the keys have what this client's last refresh gave them, more than the TTL (its
+    -- refreshes were spread out: a horizon of three periods, lib/queue/attachments.ts): the queue gets its
+    -- TTL from now, or what the attachments of other clients still hold.
+    eachAttachment(info, function (_, lapses)
+      if lapses - now > keep then keep = lapses - now end
+    end)
+    redis.call('PEXPIRE', info, keep)
+  elseif left > ttl then keep = left else redis.call('PEXPIRE', info, ttl) end
   refresh(base, keep)
   local dlInfo = base .. ':dl:i'
   local dlTtl = redis.call('PTTL', dlInfo)
   if dlTtl ~= -2 then
     local dlKeep = keep
-    if dlTtl > keep then dlKeep = dlTtl else redis.call('PEXPIRE', dlInfo, keep) end
+    if dlTtl > keep and not shortened then dlKeep = dlTtl else redis.call('PEXPIRE', dlInfo, keep) end
     touch(base .. ':dl:m', dlKeep)
     refresh(base .. ':dl', dlKeep)
   end
