@@ -107,7 +107,7 @@ export interface BusOptions {
   metricsQueues?: number
   /**
    * Refreshes of attached queues (and objects kept alive) per second this bus sends one shard at most, so
-   * that heartbeats take a bounded share of Redis. Up to `heartbeatRate × ttl / 6` attached queues on a
+   * that heartbeats take a bounded share of Redis. Up to `heartbeatRate × ttl / 6000` attached queues (ttl in ms) on a
    * shard (10,000 with a 3 s TTL, 100,000 with the default TTL) are refreshed every `ttl / 3`; beyond
    * that, every `2 × attached / heartbeatRate` s, each refresh holding the keys three such periods (see
    * "Lifecycle and inspection").

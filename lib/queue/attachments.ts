@@ -39,6 +39,12 @@ interface Entry {
   due: number
   /** Its place in the due heap (-1: not in it; see DueHeap). */
   heapIndex: number
+  /**
+   * What its last attach or refresh sent: the horizon the keys got (ms; the next refresh is due a third of
+   * it after that call) and its TTL then (a detach gives the queue at least that).
+   */
+  sentHorizon: number
+  sentTtl: number
   /** The first attach, until Redis answered it. */
   attaching?: Promise<boolean>
   /** A detach waiting to be sent. */
@@ -155,27 +161,25 @@ export class Attachments {
   attach (keys: KeepAliveKeys, ttl: number, role?: AttachRole): Promise<boolean> {
     if (this.closed) return Promise.reject(new BusClosedError())
     const entry = this.entries.get(keys.head)
-    if (entry) countRole(entry, role, 1)
-    if (entry?.attaching) {
-      entry.ttls.push(ttl)
-      return entry.attaching.then(() => true)
-    }
     if (entry) {
+      countRole(entry, role, 1)
       entry.ttls.push(ttl)
       const pending = entry.detaching
       if (pending && this.queue.includes(pending)) {
-        // Re-attached before the detach went out: it never needs to.
+        // Re-attached before the detach went out (maybe before the first attach was answered): it never
+        // needs to.
         this.queue = this.queue.filter((p) => p !== pending)
         entry.detaching = undefined
         pending.resolve(true)
       }
+      if (entry.attaching) return entry.attaching.then(() => true)
       // Refresh now: the detach may have been sent, or this attachment has a shorter TTL.
       this.setDue(entry, Date.now())
       this.kick()
       return Promise.resolve(true)
     }
     const fresh: Entry = {
-      keys, ttls: [ttl], lastTtl: ttl, due: Infinity, heapIndex: -1, forget: [], readers: 0, writers: 0, rolesSent: '', registeredAt: 0
+      keys, ttls: [ttl], lastTtl: ttl, due: Infinity, heapIndex: -1, sentHorizon: ttl, sentTtl: ttl, forget: [], readers: 0, writers: 0, rolesSent: '', registeredAt: 0
     }
     countRole(fresh, role, 1)
     this.entries.set(keys.head, fresh)
@@ -281,7 +285,7 @@ export class Attachments {
           p.entry.forget = []
         } else if (p.entry.ttls.length > 0 && p.entry.detaching === undefined) {
           // (Detached again while this attach was on its way: the detach queued after it decides.)
-          this.setDue(p.entry, now + this.periodOf(p.entry))
+          this.setDue(p.entry, now + nextAfter(p.entry))
         }
         p.resolve(existed[i] === 1)
       })
@@ -311,10 +315,10 @@ export class Attachments {
     this.tokensAt = now
     const out: Entry[] = []
     const first = this.dues.peek()
-    const late = first !== undefined && now - first.due >= Math.max(1, Math.floor(this.periodOf(first) / 10))
+    const late = first !== undefined && now - first.due >= Math.max(1, Math.floor(nextAfter(first) / 10))
     const limit = Math.min(Math.floor(this.tokens), late ? HEARTBEAT_ROUND : HEARTBEAT_BATCH * CALLS_ON_TIME)
     for (let e = first; e !== undefined && out.length < limit; e = this.dues.peek()) {
-      if (e.due > now + (overdue || late ? 0 : Math.floor(this.periodOf(e) / 10))) break
+      if (e.due > now + (overdue || late ? 0 : Math.floor(nextAfter(e) / 10))) break
       this.dues.pop()
       out.push(e)
     }
@@ -351,7 +355,7 @@ export class Attachments {
         const late = started - Math.min(...entries.map((e) => e.due))
         debug('%s refreshed %d queue(s) in %d ms, %d ms late', this.shard.id, entries.length, Date.now() - started, late)
       }
-      for (const e of entries) if (e.due !== Infinity) this.setDue(e, started + this.periodOf(e))
+      for (const e of entries) if (e.due !== Infinity) this.setDue(e, started + nextAfter(e))
       return true
     } catch (err) {
       // The shard is away: try again soon (the keys still have what is left of their TTL).
@@ -367,11 +371,15 @@ export class Attachments {
   }
 
   private describe (e: Entry, detaching: boolean): HeartbeatEntry {
-    if (detaching) return { keys: e.keys, ttl: ttlOf(e), forget: e.forget }
+    // A detach: the TTL of the last attachment to go, and never less than what the last refresh would
+    // have given without spreading (an attachment with a longer TTL that went before it).
+    if (detaching) return { keys: e.keys, ttl: Math.max(ttlOf(e), e.sentTtl), forget: e.forget }
+    e.sentHorizon = this.horizonOf(e)
+    e.sentTtl = ttlOf(e)
     const roles = rolesOf(e)
-    if (roles === e.rolesSent) return { keys: e.keys, ttl: this.horizonOf(e) }
+    if (roles === e.rolesSent) return { keys: e.keys, ttl: e.sentHorizon }
     e.rolesSent = roles
-    return { keys: e.keys, ttl: this.horizonOf(e), roles }
+    return { keys: e.keys, ttl: e.sentHorizon, roles }
   }
 
   /** One heartbeat call; the first `registered` queues also go to the registry. */
@@ -420,6 +428,14 @@ export class Attachments {
     for (const p of this.queue) p.resolve(false)
     this.queue = []
   }
+}
+
+/**
+ * When an entry's next refresh is due after a call answered: a third of the horizon that call gave its
+ * keys (so that a refresh may run up to two thirds of it late), whatever the period is by now.
+ */
+function nextAfter (e: Entry): number {
+  return Math.max(5, Math.floor(e.sentHorizon / 3))
 }
 
 /** Sends `items` in calls of {@link HEARTBEAT_BATCH}, all of them at once (one round); resolves with each call's result. */

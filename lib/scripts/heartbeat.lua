@@ -20,9 +20,10 @@
           g<reader> of producers and readers that are done). For an object: 'o' and its ttl in ms.
   A queue attachment is the field a:<client id> of the info hash, valued with the server time at which it
   lapses, so a client that died stops counting after its TTL. The ttl a refresh or attach sends is the
-  horizon the client needs (its TTL, or more when its refreshes are spread out); a detach sends the TTL,
-  and when the keys hold no more than that client's own horizon, they get the TTL from now (or what other
-  clients' attachments still hold) even if it is shorter. Keys that exist get their TTL back, never a
+  horizon the client needs (its TTL, or more when its refreshes are spread out); a detach sends the TTL.
+  When the keys hold more than a call gives them and no more than that client's own last refresh gave
+  them, they get what the call gives (or what other clients' attachments still hold) even if it is
+  shorter. Keys that exist get their TTL back, never a
   shorter one (the longest TTL in use wins; see touch.lua); the reliable-mode keys (f, l, o: only with d)
   and the dead-letter queue's (only with dl:i) are looked at only when their group exists, so an idle
   queue costs a handful of commands. A refresh never creates a queue: one deleted (or expired) since it
@@ -83,6 +84,14 @@ local function eachAttachment(info, fn)
   until cursor == '0'
 end
 
+-- `keep`, or longer while an attachment in the info hash holds the queue longer (ms from now).
+local function atLeastAttached(info, keep)
+  eachAttachment(info, function (_, lapses)
+    if lapses - now > keep then keep = lapses - now end
+  end)
+  return keep
+end
+
 local function queue(i, info, arg)
   -- (Most refreshes' argument is the ttl alone.)
   local ttl = tonumber(arg) or tonumber(string.match(arg, '^%d+'))
@@ -99,9 +108,11 @@ local function queue(i, info, arg)
       end)
     end
   end
+  -- When the keys hold more than this call gives them: when this client's own last refresh (its
+  -- attachment field, read before it changes) gave them that, it may be taken back (below).
   local own = nil
+  if left > ttl then own = tonumber(redis.call('HGET', info, client)) end
   if op == 'd' then
-    own = tonumber(redis.call('HGET', info, client))
     redis.call('HDEL', info, client, roles)
     for field in string.gmatch(arg, ';([^;]+)') do redis.call('HDEL', info, field) end
   elseif tonumber(arg) or not string.find(arg, '/', 1, true) then
@@ -121,16 +132,14 @@ local function queue(i, info, arg)
   end
   -- (left == -1: the hash was just created by the HSET above, with no TTL yet.)
   local keep = ttl
-  -- (Within 100 ms: `now` is the script's start, while Redis may count a PEXPIRE from the moment it runs,
-  -- later in a call of many queues.)
-  local shortened = own and left > ttl and now + left <= own + 100
+  -- The keys hold what this client's own last refresh gave them (within 100 ms: `now` is the script's
+  -- start, while Redis may count a PEXPIRE from the moment it runs, later in a call of many queues), more
+  -- than this call gives: its refreshes were spread out (a horizon of three periods,
+  -- lib/queue/attachments.ts) and it detaches, or its horizon shrank. Nobody else asked for that much, so
+  -- the queue gets what this call gives, or what the attachments of other clients still hold.
+  local shortened = own and now + left <= own + 100
   if shortened then
-    -- Detaching, and the keys have what this client's last refresh gave them, more than the TTL (its
-    -- refreshes were spread out: a horizon of three periods, lib/queue/attachments.ts): the queue gets its
-    -- TTL from now, or what the attachments of other clients still hold.
-    eachAttachment(info, function (_, lapses)
-      if lapses - now > keep then keep = lapses - now end
-    end)
+    keep = atLeastAttached(info, keep)
     redis.call('PEXPIRE', info, keep)
   elseif left > ttl then keep = left else redis.call('PEXPIRE', info, ttl) end
   refresh(base, keep)
@@ -138,7 +147,11 @@ local function queue(i, info, arg)
   local dlTtl = redis.call('PTTL', dlInfo)
   if dlTtl ~= -2 then
     local dlKeep = keep
-    if dlTtl > keep and not shortened then dlKeep = dlTtl else redis.call('PEXPIRE', dlInfo, keep) end
+    if shortened then
+      -- (Clients may be attached to the dead-letter queue itself.)
+      dlKeep = atLeastAttached(dlInfo, keep)
+      redis.call('PEXPIRE', dlInfo, dlKeep)
+    elseif dlTtl > keep then dlKeep = dlTtl else redis.call('PEXPIRE', dlInfo, keep) end
     touch(base .. ':dl:m', dlKeep)
     refresh(base .. ':dl', dlKeep)
   end
