@@ -6,6 +6,7 @@ import { Redis, Cluster, type RedisOptions } from 'ioredis'
 import { DEFAULT_BUS_OPTIONS, defaultRedis, type BusOptions, type HostPort } from './bus-options.js'
 import { Shard, type Client } from './router/shard.js'
 import { Router } from './router/router.js'
+import { defineScripts } from './scripts/index.js'
 import { validateName, validatePrefix, checkInt } from './names.js'
 import { BusClosedError, ConnectTimeoutError, InvalidOptionError } from './errors.js'
 import { Queue } from './queue/queue.js'
@@ -236,7 +237,7 @@ export class Bus extends EventEmitter {
   }
 
   private makeShard (id: string, create: () => Client): Shard {
-    const shard = new Shard(id, { create }, {
+    const shard = new Shard(id, { create, prepare: defineScripts }, {
       prefix: this.settings.prefix, commandTimeout: this.settings.commandTimeout
     })
     let seenOnline = false

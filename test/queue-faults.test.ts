@@ -197,22 +197,3 @@ test('a channel whose peer ended: destroyed with messages still buffered, it giv
   assert.deepEqual([...got, ...rest], range(0, 10).map(String))
   second.destroy()
 })
-
-test('scripts flushed from the server (SCRIPT FLUSH, as after a restart) are loaded again by the next call: nothing fails, nothing is lost', async () => {
-  const bus = await openBus(redis.servers)
-  const q = bus.queue(uniqueName(), { objectMode: true })
-  const reader = q.createReadStream()
-  const got: unknown[] = []
-  reader.on('data', (m) => got.push(m))
-  await q.push(1)
-  assert.ok(await eventually(() => got.length === 1))
-  // Every script gone while the reader waits and the heartbeat runs: EVALSHA answers NOSCRIPT.
-  await redis.servers[0].cli('SCRIPT', 'FLUSH')
-  await q.push(2)
-  await writeAll(q.createWriteStream(), [3, 4])
-  assert.equal(await q.attach(), true)
-  assert.ok(await eventually(() => got.length === 4))
-  assert.deepEqual(got, [1, 2, 3, 4])
-  await q.detach()
-  reader.destroy()
-})

@@ -5,7 +5,7 @@ import { BusClosedError, ShardUnavailableError } from '../errors.js'
 import { retryable, classify, wrapRedisError } from './redis-errors.js'
 import { SubscriptionHub } from './subscriptions.js'
 import { ShardHealth } from './shard-health.js'
-import { runScript, type Script, type ScriptCallOptions, type ScriptTarget } from '../scripts/index.js'
+import type { ScriptCallOptions, ScriptTarget } from '../scripts/index.js'
 
 const debug = createDebug('busmq:shard')
 
@@ -15,6 +15,8 @@ export type Client = Redis | Cluster
 export interface ShardConnector {
   /** A new, not yet connected client (lazyConnect). */
   create: () => Client
+  /** Prepares a command connection (registers the scripts). */
+  prepare?: (client: Client) => void
 }
 
 export interface RunOptions {
@@ -60,6 +62,7 @@ export class Shard extends EventEmitter implements ScriptTarget {
     this.commandTimeout = options.commandTimeout ?? 0
     this.connector = connector
     this.client = connector.create()
+    connector.prepare?.(this.client)
     this.subscriptions = new SubscriptionHub(id, connector.create)
     this.health = new ShardHealth(this, options.prefix, (err) => this.emit('dataloss', err))
     this.client.on('ready', () => {
@@ -155,9 +158,9 @@ export class Shard extends EventEmitter implements ScriptTarget {
     return err
   }
 
-  /** Calls a script (lib/scripts/index.ts) under the rules of {@link run}. */
-  evalScript (script: Script, args: Array<string | Buffer | number>, options: ScriptCallOptions = {}): Promise<unknown> {
-    return this.run((c) => runScript(c, script, args, options.buffers), options)
+  /** Calls a registered script (lib/scripts/index.ts) under the rules of {@link run}. */
+  evalScript (command: string, args: Array<string | Buffer | number>, options: ScriptCallOptions = {}): Promise<unknown> {
+    return this.run((c) => (c as unknown as Record<string, (...a: unknown[]) => Promise<unknown>>)[command](...args), options)
   }
 
   /**
@@ -167,10 +170,11 @@ export class Shard extends EventEmitter implements ScriptTarget {
    * expire while attached). While the side connection is not ready (being made, reconnecting), and on a
    * Cluster (whose client is a connection per node already), the command connection is used.
    */
-  evalSideScript (script: Script, args: Array<string | Buffer | number>, options: ScriptCallOptions = {}): Promise<unknown> {
+  evalSideScript (command: string, args: Array<string | Buffer | number>, options: ScriptCallOptions = {}): Promise<unknown> {
     return this.run((c) => {
       const side = this.sideClient()
-      return runScript(side?.status === 'ready' ? side : c, script, args, options.buffers)
+      const on = side?.status === 'ready' ? side : c
+      return (on as unknown as Record<string, (...a: unknown[]) => Promise<unknown>>)[command](...args)
     }, options)
   }
 
@@ -178,6 +182,7 @@ export class Shard extends EventEmitter implements ScriptTarget {
     if (this.closing || (this.client as { isCluster?: boolean }).isCluster === true) return undefined
     if (!this.side) {
       const side = this.side = this.connector.create()
+      this.connector.prepare?.(side)
       side.on('error', (err: Error) => debug('%s side connection: %s', this.id, err.message))
       side.connect().catch(() => { /* reported through 'error' and retried by ioredis */ })
     }

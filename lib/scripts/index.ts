@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import type { Redis, Cluster } from 'ioredis'
 import type { KeepAliveKeys, ObjectKeys, QueueKeys } from '../keys.js'
@@ -9,25 +8,15 @@ import type { KeepAliveKeys, ObjectKeys, QueueKeys } from '../keys.js'
  * lib/ passes keys or arguments to a script by position.
  *
  * Scripts live beside this file as `<name>-<numberOfKeys>.lua` (or `<name>.lua` when the number of keys
- * varies), from the explicit list below. They are called with plain EVALSHA, falling back to EVAL (which
- * loads them) after a NOSCRIPT: not registered with ioredis `defineCommand`, because ioredis copies every
- * registered script onto each pipeline it makes, and auto-pipelining makes one per batch of commands
- * (with 17 scripts that copy was ~15 µs of Node CPU per command, more than the rest of a one-off push).
+ * varies) and are registered from the explicit list below, once per connection, with ioredis
+ * `defineCommand` (EVALSHA, falling back to EVAL after a NOSCRIPT).
  */
 
 type Arg = string | Buffer | number
 
-/** What runs a script: a shard, which adds deadlines, retries and coded errors (see {@link runScript}). */
+/** What runs a registered script: a shard, which adds deadlines, retries and coded errors. */
 export interface ScriptTarget {
-  evalScript: (script: Script, args: Arg[], options?: ScriptCallOptions) => Promise<unknown>
-}
-
-/** A script: its name, source, SHA1 and number of keys (undefined: the caller passes it first). */
-export interface Script {
-  readonly name: string
-  readonly lua: string
-  readonly sha: string
-  readonly numberOfKeys?: number
+  evalScript: (command: string, args: Arg[], options?: ScriptCallOptions) => Promise<unknown>
 }
 
 export interface ScriptCallOptions {
@@ -47,13 +36,15 @@ export const SCRIPT_FILES = [
 
 export type ScriptFile = typeof SCRIPT_FILES[number]
 
-/** `push-2` → script `push` with 2 keys. */
-function parseFile (file: string): { name: string, numberOfKeys?: number } {
+interface ScriptSource { command: string, numberOfKeys?: number, lua: string }
+
+/** `push-2` → command `busmq_push` with 2 keys. */
+function parseFile (file: string): { command: string, numberOfKeys?: number } {
   const m = /^(.+?)(?:-(\d+))?$/.exec(file)!
-  return { name: m[1], numberOfKeys: m[2] === undefined ? undefined : Number(m[2]) }
+  return { command: `busmq_${m[1].replace(/-/g, '_')}`, numberOfKeys: m[2] === undefined ? undefined : Number(m[2]) }
 }
 
-let scripts: Map<string, Script> | undefined
+let sources: ScriptSource[] | undefined
 
 /** Replaces each `--@include <name>` line with `includes/<name>.lua`, so scripts share helpers. */
 function expandIncludes (lua: string, dir: URL): string {
@@ -61,37 +52,34 @@ function expandIncludes (lua: string, dir: URL): string {
     readFileSync(new URL(`includes/${name}.lua`, dir), 'utf8'))
 }
 
-/** The script of `file`: every script is read (and hashed) once per process, on the first call. */
-function scriptOf (file: ScriptFile): Script {
-  if (!scripts) {
-    const dir = new URL('./', import.meta.url)
-    scripts = new Map(SCRIPT_FILES.map((f) => {
-      const lua = expandIncludes(readFileSync(new URL(`${f}.lua`, dir), 'utf8'), dir)
-      return [f, { ...parseFile(f), lua, sha: createHash('sha1').update(lua).digest('hex') }]
-    }))
-  }
-  return scripts.get(file)!
+function loadSources (): ScriptSource[] {
+  if (sources) return sources
+  const dir = new URL('./', import.meta.url)
+  sources = SCRIPT_FILES.map((file) => ({
+    ...parseFile(file),
+    lua: expandIncludes(readFileSync(new URL(`${file}.lua`, dir), 'utf8'), dir)
+  }))
+  return sources
 }
 
-type Caller = Record<string, (...a: unknown[]) => Promise<unknown>>
-
 /**
- * Runs `script` on a connection: EVALSHA, and EVAL when the server does not have it cached (NOSCRIPT: a
- * new or restarted server, SCRIPT FLUSH), which caches it. `buffers`: bulk replies as Buffers.
+ * A script whose number of keys varies is also registered for exactly one key, as `<command>_one`: the
+ * Cluster client routes a call (and groups auto-pipelined ones) by its first argument, which must then be
+ * a key, not the number of keys.
  */
-export async function runScript (client: Redis | Cluster, script: Script, args: Arg[], buffers = false): Promise<unknown> {
-  const full = script.numberOfKeys === undefined ? args : [script.numberOfKeys, ...args]
-  const c = client as unknown as Caller
-  try {
-    return await c[buffers ? 'evalshaBuffer' : 'evalsha'](script.sha, ...full)
-  } catch (err) {
-    if (!/^NOSCRIPT/.test((err as Error).message ?? '')) throw err
-    return await c[buffers ? 'evalBuffer' : 'eval'](script.lua, ...full)
+const ONE_KEY_SUFFIX = '_one'
+
+/** Registers every script on a connection as `busmq_<name>` (and `busmq_<name>Buffer`). */
+export function defineScripts (client: Redis | Cluster): void {
+  for (const s of loadSources()) {
+    client.defineCommand(s.command, { lua: s.lua, numberOfKeys: s.numberOfKeys })
+    if (s.numberOfKeys === undefined) client.defineCommand(s.command + ONE_KEY_SUFFIX, { lua: s.lua, numberOfKeys: 1 })
   }
 }
 
 function call<T> (target: ScriptTarget, file: ScriptFile, args: Arg[], options?: ScriptCallOptions): Promise<T> {
-  return target.evalScript(scriptOf(file), args, options) as Promise<T>
+  const { command } = parseFile(file)
+  return target.evalScript(options?.buffers === true ? `${command}Buffer` : command, args, options) as Promise<T>
 }
 
 /** A queue's keys in the order of the reliable-mode scripts (reserve-9.lua, requeue-9.lua). */
@@ -244,6 +232,9 @@ export function heartbeat (target: ScriptTarget, a: {
   })
   const op = a.registry === undefined ? a.op[0] : `${a.op[0]}r${a.registered ?? a.queues.length}`
   if (a.registry !== undefined) keys.push(a.registry)
+  if (keys.length === 1) {
+    return target.evalScript(parseFile('heartbeat').command + ONE_KEY_SUFFIX, [keys[0], a.client, op, ...args], options) as Promise<number[]>
+  }
   return call(target, 'heartbeat', [keys.length, ...keys, a.client, op, ...args], options)
 }
 
