@@ -13,24 +13,21 @@ import { setTimeout as delay } from 'node:timers/promises'
 import { monitorEventLoopDelay } from 'node:perf_hooks'
 import type { Redis } from 'ioredis'
 import { Bus, type Queue } from '../lib/index.js'
-import { HEARTBEAT_RATE } from '../lib/queue/attachments.js'
+import { HEARTBEAT_RATE, refreshHold, refreshPeriod } from '../lib/queue/attachments.js'
 import { CheckError, now, redisCpuSeconds } from './common.js'
 import type { JobContext } from './job.js'
 
 const PREFIX = 'attachedbench'
 const WINDOW = 2000
 
-async function scriptCalls (admin: Redis): Promise<number> {
+/**
+ * Calls of each command so far (INFO commandstats, those inside scripts included): script calls are
+ * EVALSHA and EVAL; HSET is one per refresh of a queue and one per push.
+ */
+async function commandCalls (admin: Redis): Promise<{ scripts: number, hsets: number }> {
   const stats = await admin.info('commandstats')
-  let n = 0
-  for (const m of stats.matchAll(/cmdstat_(?:evalsha|eval):calls=(\d+)/g)) n += Number(m[1])
-  return n
-}
-
-/** HSET calls (those in scripts included): one per refresh of a queue, one per push. */
-async function hsetCalls (admin: Redis): Promise<number> {
-  const stats = await admin.info('commandstats')
-  return Number(/cmdstat_hset:calls=(\d+)/.exec(stats)?.[1] ?? 0)
+  const calls = (name: string): number => Number(new RegExp(`cmdstat_${name}:calls=(\\d+)`).exec(stats)?.[1] ?? 0)
+  return { scripts: calls('evalsha') + calls('eval'), hsets: calls('hset') }
 }
 
 /**
@@ -85,16 +82,16 @@ export async function attachedQueues (ctx: JobContext): Promise<void> {
     // heartbeatRate spreads the refreshes out, longer than one refresh holds the keys plus a period, so that
     // the queues sampled at the end live on refreshes sent during the window.
     const probe = bus.queue('probe', { ttl })
-    const period = Math.max(ttl / 3, 2000 * count / HEARTBEAT_RATE)
-    const horizon = Math.max(ttl, 3 * period)
+    const period = refreshPeriod(ttl, count, HEARTBEAT_RATE)
+    const horizon = refreshHold(ttl, period)
     const seconds = config.quick ? ttl / 1000 : Math.max(3 * ttl, horizon > ttl ? horizon + period : 0) / 1000
-    const calls0 = await scriptCalls(admin)
-    const hsets0 = await hsetCalls(admin)
+    const calls0 = await commandCalls(admin)
     const cpu0 = await redisCpuSeconds(admin)
     const attached = await probeWindow(probe, seconds)
     const redisBusy = (await redisCpuSeconds(admin) - cpu0) / attached.elapsed
-    const heartbeatCalls = (await scriptCalls(admin) - calls0 - attached.samples.length) / attached.elapsed
-    const refreshes = (await hsetCalls(admin) - hsets0 - attached.samples.length) / attached.elapsed
+    const calls = await commandCalls(admin)
+    const heartbeatCalls = (calls.scripts - calls0.scripts - attached.samples.length) / attached.elapsed
+    const refreshes = (calls.hsets - calls0.hsets - attached.samples.length) / attached.elapsed
 
     const sample = queues.filter((_, i) => i % Math.max(1, Math.floor(count / 1000)) === 0)
     const counts = await Promise.all(sample.map((q) => q.count()))

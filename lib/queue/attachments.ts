@@ -29,6 +29,26 @@ const OPS_CALLS = 4
 /** Default of the bus option `heartbeatRate`: refreshes per second one bus sends one shard at most. */
 export const HEARTBEAT_RATE = 20_000
 
+/**
+ * How often a bus refreshes a queue it keeps attached with `ttl`, with `attached` entries on the shard
+ * and a budget of `rate` refreshes a second (`heartbeatRate`): every third of its TTL, or, with more
+ * entries than the budget refreshes that often, every `2 × attached / rate` seconds, so that on average
+ * they take half the budget (the other half absorbs bursts: thousands attached at once come due together).
+ */
+export function refreshPeriod (ttl: number, attached: number, rate: number): number {
+  return Math.max(5, Math.floor(ttl / 3), Math.ceil(2000 * attached / rate))
+}
+
+/**
+ * What a refresh gives the keys (and the attachment field): three periods, so that a refresh may run up
+ * to two periods late before a key expires. The TTL while periods are a third of it; longer once they are
+ * stretched (a client that dies then leaves its queues until this lapses; a detach still gives them their
+ * TTL from then, see heartbeat.lua).
+ */
+export function refreshHold (ttl: number, period: number): number {
+  return Math.max(ttl, 3 * period)
+}
+
 interface Entry {
   keys: KeepAliveKeys
   /** TTLs of the attachments of this queue by this bus (one per attached handle); the largest applies. */
@@ -134,24 +154,14 @@ export class Attachments {
     return this.entries.size
   }
 
-  /**
-   * How often an entry is refreshed: every third of its TTL, or, with more entries than the shard's
-   * budget refreshes that often (`heartbeatRate`), every `2 × entries / heartbeatRate` seconds, so that
-   * on average they take half the budget (the other half absorbs bursts: thousands attached at once
-   * come due together).
-   */
+  /** How often an entry is refreshed now (see {@link refreshPeriod}). */
   private periodOf (e: Entry): number {
-    return Math.max(5, Math.floor(ttlOf(e) / 3), Math.ceil(2000 * this.entries.size / this.rate))
+    return refreshPeriod(ttlOf(e), this.entries.size, this.rate)
   }
 
-  /**
-   * What a refresh gives the keys (and the attachment field): three periods, so that a refresh may run
-   * up to two periods late before a key expires. Its TTL while periods are a third of it; longer once they
-   * are stretched (a client that dies then leaves its queues until this lapses; a detach still gives
-   * them their TTL from then, see heartbeat.lua).
-   */
+  /** What a refresh gives an entry's keys now (see {@link refreshHold}). */
   private horizonOf (e: Entry): number {
-    return Math.max(ttlOf(e), 3 * this.periodOf(e))
+    return refreshHold(ttlOf(e), this.periodOf(e))
   }
 
   /**
