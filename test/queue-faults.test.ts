@@ -197,3 +197,56 @@ test('a channel whose peer ended: destroyed with messages still buffered, it giv
   assert.deepEqual([...got, ...rest], range(0, 10).map(String))
   second.destroy()
 })
+
+test('scripts flushed from the server (SCRIPT FLUSH, as after a restart) are loaded again by the next call: nothing fails, nothing is lost', async () => {
+  const bus = await openBus(redis.servers)
+  const q = bus.queue(uniqueName(), { objectMode: true })
+  const reader = q.createReadStream()
+  const got: unknown[] = []
+  reader.on('data', (m) => got.push(m))
+  await q.push(1)
+  assert.ok(await eventually(() => got.length === 1))
+  // Every script gone while the reader waits and the heartbeat runs: the next EVALSHA is answered NOSCRIPT.
+  await redis.servers[0].cli('SCRIPT', 'FLUSH')
+  await q.push(2)
+  await writeAll(q.createWriteStream(), [3, 4])
+  assert.equal(await q.attach(), true)
+  assert.ok(await eventually(() => got.length === 4))
+  assert.deepEqual(got, [1, 2, 3, 4])
+  await q.detach()
+  reader.destroy()
+})
+
+test('a server without the scripts: writers on new connections pipelining batches while others load the scripts lose nothing and keep order', async () => {
+  await redis.servers[0].cli('SCRIPT', 'FLUSH')
+  const name = uniqueName()
+  const writers = ['a', 'b', 'c']
+  const buses = await Promise.all(writers.map(async () => await openBus(redis.servers)))
+  const perWriter = 3000
+  const ONE_OFF = 200
+  // Small batches, many in flight at once on each connection: the first calls of each connection race
+  // the other connections' first calls of the same script.
+  await Promise.all(writers.map(async (w, i) => {
+    const q = buses[i].queue(name, { objectMode: true })
+    await Promise.all([
+      writeAll(q.createWriteStream({ highWaterMark: 8 }), range(0, perWriter).map((n) => `${w}${n}`)),
+      // One-off pushes not awaited one by one, a turn of the event loop apart: batches of one producer in
+      // flight in successive pipelines, the later ones sent before the replies of the earlier ones.
+      (async () => {
+        const pushes: Array<Promise<unknown>> = []
+        for (let n = 0; n < ONE_OFF; n++) {
+          pushes.push(q.push(`${w}-one-${n}`))
+          await new Promise((resolve) => setImmediate(resolve))
+        }
+        await Promise.all(pushes)
+      })()
+    ])
+  }))
+  const reader = (await openBus(redis.servers)).queue(name, { objectMode: true }).createReadStream({ untilEmpty: true })
+  const got = await collect<string>(reader)
+  for (const w of writers) {
+    assert.deepEqual(got.filter((m) => new RegExp(`^${w}\\d+$`).test(m)), range(0, perWriter).map((n) => `${w}${n}`))
+    assert.deepEqual(got.filter((m) => m.startsWith(`${w}-one-`)), range(0, ONE_OFF).map((n) => `${w}-one-${n}`))
+  }
+  assert.equal(got.length, writers.length * (perWriter + ONE_OFF))
+})
