@@ -83,17 +83,21 @@ export class Wakeups {
       await Promise.race([subscribing.catch(() => sleep(this.pollInterval, signal)), sleep(this.pollInterval, signal)])
       return
     }
-    const ac = new AbortController()
-    const w = { kind, wake: () => ac.abort() }
-    const onAbort = (): void => ac.abort()
-    signal?.addEventListener('abort', onAbort, { once: true })
-    this.waiters.add(w)
-    try {
-      await sleep(this.pollInterval, ac.signal)
-    } finally {
-      this.waiters.delete(w)
-      signal?.removeEventListener('abort', onAbort)
-    }
+    // A plain timer and resolver, not an AbortController: a wake-up is on the path of every message to a
+    // waiting reader, and aborting a controller builds a DOMException (with its stack) each time.
+    await new Promise<void>((resolve) => {
+      const done = (): void => {
+        clearTimeout(timer)
+        this.waiters.delete(w)
+        signal?.removeEventListener('abort', done)
+        resolve()
+      }
+      const w = { kind, wake: done }
+      const timer = setTimeout(done, this.pollInterval)
+      timer.unref()
+      signal?.addEventListener('abort', done, { once: true })
+      this.waiters.add(w)
+    })
   }
 
   /** Wakes everything waiting (closing). */
