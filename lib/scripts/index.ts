@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import { Pipeline, type Redis, type Cluster } from 'ioredis'
 import type { KeepAliveKeys, ObjectKeys, QueueKeys } from '../keys.js'
@@ -40,13 +41,13 @@ export type ScriptFile = typeof SCRIPT_FILES[number]
 
 interface ScriptSource { command: string, numberOfKeys?: number, lua: string }
 
-/** `push-2` → command `busmq_push` with 2 keys. */
-function parseFile (file: string): { command: string, numberOfKeys?: number } {
+/** `push-2` → script `push` with 2 keys. */
+function parseFile (file: string): { name: string, numberOfKeys?: number } {
   const m = /^(.+?)(?:-(\d+))?$/.exec(file)!
-  return { command: `busmq_${m[1].replace(/-/g, '_')}`, numberOfKeys: m[2] === undefined ? undefined : Number(m[2]) }
+  return { name: m[1].replace(/-/g, '_'), numberOfKeys: m[2] === undefined ? undefined : Number(m[2]) }
 }
 
-let sources: ScriptSource[] | undefined
+let sources: Map<ScriptFile, ScriptSource> | undefined
 
 /** Replaces each `--@include <name>` line with `includes/<name>.lua`, so scripts share helpers. */
 function expandIncludes (lua: string, dir: URL): string {
@@ -54,14 +55,26 @@ function expandIncludes (lua: string, dir: URL): string {
     readFileSync(new URL(`includes/${name}.lua`, dir), 'utf8'))
 }
 
-function loadSources (): ScriptSource[] {
+/**
+ * Every script, read once per process. Its command is `busmq_<name>_<first 8 hex digits of its SHA1>`:
+ * the registrations are shared through ioredis's `Pipeline.prototype` (see {@link shareWithPipelines}),
+ * so two copies of this package in one process, with scripts that differ, must not share a name.
+ */
+function loadSources (): Map<ScriptFile, ScriptSource> {
   if (sources) return sources
   const dir = new URL('./', import.meta.url)
-  sources = SCRIPT_FILES.map((file) => ({
-    ...parseFile(file),
-    lua: expandIncludes(readFileSync(new URL(`${file}.lua`, dir), 'utf8'), dir)
+  sources = new Map(SCRIPT_FILES.map((file) => {
+    const { name, numberOfKeys } = parseFile(file)
+    const lua = expandIncludes(readFileSync(new URL(`${file}.lua`, dir), 'utf8'), dir)
+    const command = `busmq_${name}_${createHash('sha1').update(lua).digest('hex').slice(0, 8)}`
+    return [file, { command, numberOfKeys, lua }]
   }))
   return sources
+}
+
+/** The command a script is registered as. */
+function commandOf (file: ScriptFile): string {
+  return loadSources().get(file)!.command
 }
 
 /**
@@ -71,9 +84,9 @@ function loadSources (): ScriptSource[] {
  */
 const ONE_KEY_SUFFIX = '_one'
 
-/** Registers every script on a connection as `busmq_<name>` (and `busmq_<name>Buffer`). */
+/** Registers every script on a connection as its command (and `<command>Buffer`). */
 export function defineScripts (client: Redis | Cluster): void {
-  for (const s of loadSources()) {
+  for (const s of loadSources().values()) {
     client.defineCommand(s.command, { lua: s.lua, numberOfKeys: s.numberOfKeys })
     if (s.numberOfKeys === undefined) client.defineCommand(s.command + ONE_KEY_SUFFIX, { lua: s.lua, numberOfKeys: 1 })
   }
@@ -85,12 +98,12 @@ type Methods = Record<string, unknown>
 /**
  * ioredis copies every script registered on a client onto each pipeline it makes for it, and
  * auto-pipelining makes one per batch of commands: with 18 registrations (each also as `…Buffer`) that copy
- * cost about 20 µs of Node CPU per batch, more than the rest of a one-off push. So on a single-server
+ * cost about 13 µs of Node CPU per batch (a one-off push took 94 µs with it, 81 without). So on a single-server
  * client the registrations move: their methods onto `Pipeline.prototype` (where an auto-pipeline finds
  * them, under their `busmq_` names), off the client's list that the copy walks. Calls keep every property
  * of a registered script (auto-pipelined, EVAL first on each socket, then EVALSHA). The methods are shared
- * by every such client, which is right while they run the same scripts with the same key prefix: a client
- * with a `keyPrefix` of its own keeps the copy.
+ * by every such client, which is right while they run the same scripts (a command's name carries its
+ * script's hash) with the same key prefix: a client with a `keyPrefix` of its own keeps the copy.
  */
 function shareWithPipelines (client: Redis): void {
   if (client.options.keyPrefix) return
@@ -105,7 +118,7 @@ function shareWithPipelines (client: Redis): void {
 }
 
 function call<T> (target: ScriptTarget, file: ScriptFile, args: Arg[], options?: ScriptCallOptions): Promise<T> {
-  const { command } = parseFile(file)
+  const command = commandOf(file)
   return target.evalScript(options?.buffers === true ? `${command}Buffer` : command, args, options) as Promise<T>
 }
 
@@ -260,7 +273,7 @@ export function heartbeat (target: ScriptTarget, a: {
   const op = a.registry === undefined ? a.op[0] : `${a.op[0]}r${a.registered ?? a.queues.length}`
   if (a.registry !== undefined) keys.push(a.registry)
   if (keys.length === 1) {
-    return target.evalScript(parseFile('heartbeat').command + ONE_KEY_SUFFIX, [keys[0], a.client, op, ...args], options) as Promise<number[]>
+    return target.evalScript(commandOf('heartbeat') + ONE_KEY_SUFFIX, [keys[0], a.client, op, ...args], options) as Promise<number[]>
   }
   return call(target, 'heartbeat', [keys.length, ...keys, a.client, op, ...args], options)
 }
