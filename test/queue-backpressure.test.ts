@@ -226,3 +226,22 @@ test('queue → through2 → queue with stream.pipeline moves everything, in ord
   assert.equal(await to.count(), 0)
   await bus.close()
 })
+
+test('a reader that found the queue empty while a producer of the same handle was subscribing for room is woken by the push, not the poll', { timeout: 30_000 }, async () => {
+  // No polling to fall back on: a wake-up missed here leaves the reader waiting past the test's timeout.
+  const bus = await openBus(redis.servers, { pollInterval: 600_000 })
+  const q = bus.queue(uniqueName(), { maxLength: 7 })
+  const messages = range(0, 60).map((i) => Buffer.alloc(32, i))
+  const w = q.createWriteStream({ highWaterMark: 64 })
+  // In one tick: the writer's batch (more than fits: it stores 7, then subscribes to wait for room) and a
+  // reader whose first look comes before that push and whose wait comes after the writer's subscribe.
+  w.cork()
+  for (const m of messages) w.write(m)
+  w.uncork()
+  w.end()
+  const finished = once(w, 'finish')
+  const got = await collect<Buffer>(q.createReadStream({ max: messages.length, highWaterMark: 3 }))
+  await finished
+  assert.equal(got.length, messages.length)
+  assert.ok(got.every((m, i) => m.equals(messages[i])), 'every message once, in order')
+})

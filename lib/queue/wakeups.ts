@@ -72,7 +72,13 @@ export class Wakeups {
       this.handler = handler
       const subscribing = this.hub.subscribe(this.channel, handler)
       this.subscribed = subscribing
-      subscribing.catch((err: Error) => {
+      subscribing.then(() => {
+        // Whoever looked before the subscription was active (a reader that found the queue empty while
+        // a producer of the same handle was subscribing) may have missed the wake-up of that moment: it
+        // looks again. A look that starts from now on cannot miss one.
+        this.bump('m')
+        this.bump('r')
+      }, (err: Error) => {
         if (this.subscribed === subscribing) {
           this.subscribed = undefined
           this.handler = undefined
