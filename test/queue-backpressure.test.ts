@@ -6,7 +6,7 @@ import { pipeline } from 'node:stream/promises'
 import through2 from 'through2'
 import { useRedis } from './helpers/redis-server.js'
 import { collect, eventually, uniqueName } from './helpers/bus.js'
-import { range, sleep, trackBuses, writeAll } from './helpers/queue.js'
+import { range, sleep, trackBuses, writeAll, writeCorked } from './helpers/queue.js'
 
 const redis = useRedis(1)
 const openBus = trackBuses()
@@ -232,14 +232,9 @@ test('a reader that found the queue empty while a producer of the same handle wa
   const bus = await openBus(redis.servers, { pollInterval: 600_000 })
   const q = bus.queue(uniqueName(), { maxLength: 7 })
   const messages = range(0, 60).map((i) => Buffer.alloc(32, i))
-  const w = q.createWriteStream({ highWaterMark: 64 })
   // In one tick: the writer's batch (more than fits: it stores 7, then subscribes to wait for room) and a
   // reader whose first look comes before that push and whose wait comes after the writer's subscribe.
-  w.cork()
-  for (const m of messages) w.write(m)
-  w.uncork()
-  w.end()
-  const finished = once(w, 'finish')
+  const finished = writeCorked(q, messages)
   const got = await collect<Buffer>(q.createReadStream({ max: messages.length, highWaterMark: 3 }))
   await finished
   assert.equal(got.length, messages.length)

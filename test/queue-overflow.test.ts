@@ -6,7 +6,7 @@ import assert from 'node:assert/strict'
 import { once } from 'node:events'
 import { useRedis } from './helpers/redis-server.js'
 import { collect, uniqueName } from './helpers/bus.js'
-import { range, trackBuses } from './helpers/queue.js'
+import { range, trackBuses, writeCorked } from './helpers/queue.js'
 
 const redis = useRedis(1)
 const openBus = trackBuses()
@@ -72,4 +72,21 @@ test('overflow is validated, and without maxLength it changes nothing', async ()
   assert.equal(await q.count(), 20)
   assert.equal(q.overflow, 'error')
   assert.equal(bus.queue('y').overflow, 'wait')
+})
+
+test("overflow 'wait': small messages (sent packed in one argument) and large ones (one argument each) that fit only in part keep their order and ids", async () => {
+  const bus = await openBus(redis.servers)
+  // 32 B and 1 KiB payloads, and a batch mixing both: each batch is pushed in parts as the reader frees room.
+  const sizes = [[32], [1024], [8, 2000, 8]]
+  for (const pattern of sizes) {
+    const q = bus.queue(uniqueName(), { maxLength: 7 })
+    const messages = range(0, 60).map((i) => Buffer.alloc(pattern[i % pattern.length], i))
+    // One batch of 60, of which the queue takes 7 at a time.
+    const finished = writeCorked(q, messages)
+    const reader = q.createReadStream({ withIds: true, max: messages.length, highWaterMark: 3 })
+    const got = await collect<{ id: number, data: Buffer }>(reader)
+    await finished
+    assert.deepEqual(got.map((m) => m.id), range(1, 61), `ids, payloads of ${pattern.join('/')} B`)
+    assert.ok(got.every((m, i) => m.data.equals(messages[i])), `payloads of ${pattern.join('/')} B arrive intact, in order`)
+  }
 })

@@ -5,7 +5,7 @@ import type { QueueKeys } from '../keys.js'
 import { BusClosedError, QueueFullError, ReplicationError } from '../errors.js'
 import { push as pushScript } from '../scripts/index.js'
 import { batches } from '../util.js'
-import { KIND_DATA, encodeElements } from './element.js'
+import { KIND_DATA, dropElements, encodeNewElements, type NewElements } from './element.js'
 import type { Wakeups } from './wakeups.js'
 import type { Overflow } from './queue-options.js'
 import { QueueBinding } from './queue-binding.js'
@@ -120,7 +120,7 @@ export class Producer {
     // records the bus keeps (metricsQueues).
     const counts = t.counters()
     const { shard, wakeups } = await t.open(waits)
-    const parts = batches(payloads, MAX_BATCH_COUNT, MAX_BATCH_BYTES).map((part) => encodeElements(part, kind))
+    const parts = batches(payloads, MAX_BATCH_COUNT, MAX_BATCH_BYTES).map((part) => encodeNewElements(part, kind))
     if (!bounded && (this.settings.replicas === 0 || parts.length === 1)) {
       // Unbounded: every batch is accepted whole, so they can all be in flight at once.
       const seqs = await Promise.all(parts.map(async (part) => {
@@ -128,7 +128,7 @@ export class Producer {
         counts.pushed += n
         return seq
       }))
-      return { firstId: seqs[0] - parts[0].length + 1, stored: payloads.length }
+      return { firstId: seqs[0] - parts[0].count + 1, stored: payloads.length }
     }
     // Bounded (a batch may be accepted in part), or re-sent after a failover (a batch re-sent must not
     // overtake a later one, which the idempotency record would take for a duplicate): in order.
@@ -142,15 +142,15 @@ export class Producer {
         counts.pushed += n
         if (n > 0 && firstId === 0) firstId = seq - n + 1
         stored += n
-        rest = rest.slice(n)
-        if (rest.length === 0) break
+        rest = dropElements(rest, n)
+        if (rest.count === 0) break
         if (t.overflow === 'drop') break
         if (t.overflow === 'error') {
           throw new QueueFullError(`queue ${t.name} is full (maxLength ${t.maxLength}): ${stored} of ${payloads.length} message(s) ` +
             'stored, the rest refused (overflow: \'error\')')
         }
         if (this.settings.closed()) {
-          throw new BusClosedError(`the bus closed while ${rest.length} message(s) waited for room in ${t.name}`)
+          throw new BusClosedError(`the bus closed while ${rest.count} message(s) waited for room in ${t.name}`)
         }
         signal?.throwIfAborted()
         await wakeups.wait('r', since, signal)
@@ -161,7 +161,7 @@ export class Producer {
   }
 
   /** One batch: the push script, then (with `replicas`) WAIT; resolves with [pushed, seq]. */
-  private async send (shard: Shard, elements: Buffer[], counts: QueueCounters): Promise<[number, number]> {
+  private async send (shard: Shard, elements: NewElements, counts: QueueCounters): Promise<[number, number]> {
     const batch = ++this.identity.batch
     const t = this.target
     // A stream re-sends for as long as a command may take: a failover, not a replica that never returns.

@@ -147,7 +147,8 @@ export interface PushArgs {
   waitForRoom: boolean
   /** The incarnation the producer is bound to; '' = not bound yet. */
   incarnation: string
-  elements: Buffer[]
+  /** The elements (see `NewElements` in lib/queue/element.ts): how many, packed in one buffer or one buffer each. */
+  elements: { count: number, packed?: Buffer, separate?: Buffer[] }
 }
 
 /**
@@ -157,7 +158,8 @@ export interface PushArgs {
 export function push (target: ScriptTarget, k: QueueKeys, a: PushArgs, options: ScriptCallOptions = {}): Promise<[number, number, string]> {
   const maxLength = a.waitForRoom ? a.maxLength : -a.maxLength
   return call(target, 'push-2', [k.messages, k.info, a.ttl, maxLength, a.retain, k.wake, a.producer, a.batch, a.incarnation,
-    ...a.elements], { ...options, idempotent: true })
+    ...(a.elements.packed ? [-a.elements.count, a.elements.packed] : [a.elements.count, ...a.elements.separate!])],
+  { ...options, idempotent: true })
 }
 
 /** pop-2.lua: takes up to `count` messages (never timed out: the reply holds the messages). */

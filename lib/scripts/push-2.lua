@@ -16,7 +16,9 @@
   ARGV[4] wake-up pub/sub channel
   ARGV[5] producer id   ARGV[6] batch number (grows by one per call of that producer)
   ARGV[7] the incarnation the producer is bound to ('' = not bound yet: push to whatever exists)
-  ARGV[8..] elements (kind byte + payload, see lib/queue/element.ts), in order
+  ARGV[8] how many elements: n, when ARGV[9..8+n] are the elements (kind byte + payload, see
+          lib/queue/element.ts), in order; -n when ARGV[9] holds them packed, each after its length, 4
+          bytes big-endian (one argument for a batch of small messages: see NewElements)
 
   Returns { number pushed, seq after the push, incarnation }: the pushed messages have ids
   seq - pushed + 1 .. seq. { -1, 0, '' } when the bound incarnation was deleted (nothing is written).
@@ -35,7 +37,9 @@ if last then
   if tonumber(b) >= batch then return { tonumber(n), tonumber(seq), inc } end
 end
 
-local n = #ARGV - 7
+local n = tonumber(ARGV[8])
+local packed = n < 0
+if packed then n = -n end
 local maxlen = tonumber(ARGV[2])
 local waits = maxlen > 0
 if maxlen < 0 then maxlen = -maxlen end
@@ -52,8 +56,27 @@ local seq
 if n == 0 then
   seq = tonumber(redis.call('HGET', KEYS[2], 'seq') or 0)
 else
-  for i = 8, 7 + n, 1000 do
-    redis.call('RPUSH', KEYS[1], unpack(ARGV, i, math.min(i + 999, 7 + n)))
+  -- RPUSHed 1000 at a time (unpack's limit); packed ones cut out of their argument first.
+  if packed then
+    local all = ARGV[9]
+    local part = {}
+    local k = 0
+    local at = 1
+    for _ = 1, n do
+      local len = struct.unpack('>I4', all, at)
+      k = k + 1
+      part[k] = string.sub(all, at + 4, at + 3 + len)
+      at = at + 4 + len
+      if k == 1000 then
+        redis.call('RPUSH', KEYS[1], unpack(part, 1, k))
+        k = 0
+      end
+    end
+    if k > 0 then redis.call('RPUSH', KEYS[1], unpack(part, 1, k)) end
+  else
+    for i = 9, 8 + n, 1000 do
+      redis.call('RPUSH', KEYS[1], unpack(ARGV, i, math.min(i + 999, 8 + n)))
+    end
   end
   seq = redis.call('HINCRBY', KEYS[2], 'seq', n)
   local retain = tonumber(ARGV[3])

@@ -51,6 +51,20 @@ export async function writeAll (w: Sink, items: Iterable<unknown>): Promise<void
   await once(w, 'finish')
 }
 
+/**
+ * Writes `items` to a new write stream of `queue` corked, so that they reach its producer as one batch,
+ * and ends it; resolves at 'finish' (listened for at once, so it is never missed).
+ */
+export function writeCorked (queue: Queue, items: unknown[]): Promise<unknown> {
+  const w = queue.createWriteStream({ highWaterMark: items.length + 1 })
+  const finished = once(w, 'finish')
+  w.cork()
+  for (const item of items) w.write(item)
+  w.uncork()
+  w.end()
+  return finished
+}
+
 /** Every key on `server` whose name contains `part` (SCAN, not KEYS). */
 export async function keysContaining (server: RedisServer, part: string): Promise<string[]> {
   const out = await server.cli('--scan', '--pattern', '*')
