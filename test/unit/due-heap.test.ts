@@ -7,10 +7,14 @@ import { DueHeap } from '../../lib/queue/due-heap.js'
 interface Item { name: string, due: number, heapIndex: number }
 const item = (name: string): Item => ({ name, due: Infinity, heapIndex: -1 })
 
+/** A seeded pseudo-random sequence (a linear congruential generator): the same dues on every run. */
+function randoms (seed: number): () => number {
+  return () => { seed = (seed * 1103515245 + 12345) % 2147483648; return seed }
+}
+
 test('pops come out in due order, each item exactly once', () => {
   const heap = new DueHeap<Item>()
-  let seed = 7
-  const random = (): number => { seed = (seed * 1103515245 + 12345) % 2147483648; return seed }
+  const random = randoms(7)
   const dues: number[] = []
   for (let i = 0; i < 5000; i++) {
     const due = random() % 1000
@@ -32,8 +36,7 @@ test('pops come out in due order, each item exactly once', () => {
 
 test('moving and deleting items in place keeps the order; an item is never in the heap twice', () => {
   const heap = new DueHeap<Item>()
-  let seed = 11
-  const random = (): number => { seed = (seed * 1103515245 + 12345) % 2147483648; return seed }
+  const random = randoms(11)
   const items = Array.from({ length: 2000 }, (_, i) => item(String(i)))
   for (const e of items) heap.set(e, random() % 1000)
   // Reschedule some twice, delete others.
