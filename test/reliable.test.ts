@@ -367,10 +367,52 @@ test('throughput: reliable reader piped into an ack stream', async (t) => {
   })
 })
 
-// Known lib bug (see the report): a message handed back by destroy()/bus.close() after it reached the
-// application is never checked against maxDeliveries (requeue-12.lua runs 'release' with maxDeliveries =
-// math.huge and reserve-12.lua never checks the count on LPOP), so a message whose handler makes the reader
-// close (a throw inside `for await`) is delivered forever, with deliveries > maxDeliveries.
+// Regression: a message handed back by destroy()/bus.close() after it reached the application was once
+// never checked against maxDeliveries, so a message whose handler makes the reader close (a throw inside
+// `for await`) was delivered for ever, with deliveries > maxDeliveries.
+test('a pipeline that acks as it goes: the reader fetches ahead, yet neither it nor Redis ever holds more than prefetch', { timeout: 60_000 }, async () => {
+  await withBus(async (bus) => {
+    const q = bus.queue(uniqueName('rel-ahead'), { objectMode: true })
+    const n = 600
+    await fill(q, n)
+    for (const prefetch of [1, 2, 7, 64]) {
+      const r = q.createReadStream({ mode: 'reliable', lease: 60_000, prefetch, max: n / 4 })
+      let readerMax = 0
+      const got: number[] = []
+      const check = new Transform({
+        objectMode: true,
+        transform (m: Msg, _enc, callback) {
+          got.push(m.data.i)
+          readerMax = Math.max(readerMax, r.inFlight)
+          // Every few messages, let the event loop turn (acks and the next reserve go out meanwhile).
+          if (got.length % 3 === 0) setImmediate(() => callback(null, m))
+          else callback(null, m)
+        }
+      })
+      // Redis's own count, read on a connection of its own as often as it answers, while the pipeline runs.
+      let redisMax = 0
+      let running = true
+      const sampler = (async () => {
+        while (running) redisMax = Math.max(redisMax, (await q.stats()).inFlight)
+      })()
+      const acker = q.createAckStream()
+      await pipeline(r, check, acker)
+      running = false
+      await sampler
+      const start = got[0]
+      assert.deepEqual(got, range(start, start + n / 4), `prefetch ${prefetch}: in order, each once`)
+      assert.equal(acker.acked, n / 4)
+      assert.equal(acker.stale, 0)
+      assert.ok(readerMax <= prefetch, `prefetch ${prefetch}: the reader held ${readerMax}`)
+      assert.ok(redisMax <= prefetch, `prefetch ${prefetch}: Redis had ${redisMax} in flight`)
+      assert.equal((await q.stats()).inFlight, 0)
+    }
+    const stats = await q.stats()
+    assert.equal(stats.length, 0)
+    assert.equal(stats.consumed, n)
+  })
+})
+
 test('a message handed to the application maxDeliveries times and released by destroy() is dead-lettered', async () => {
   await withBus(async (bus) => {
     const q = bus.queue(uniqueName('rel-release-poison'), { objectMode: true })

@@ -207,7 +207,7 @@ export abstract class QueueReader<C = any> extends Readable {
             asked = ahead.count
             els = await ahead.fetch
           } else {
-            asked = Math.min(this.batch, this.max - this.delivered, capacity)
+            asked = Math.min(this.fetchSize, this.max - this.delivered, capacity)
             els = await this.fetch(asked)
           }
         } catch (err) {
@@ -247,13 +247,14 @@ export abstract class QueueReader<C = any> extends Readable {
    * consumer works through this batch while Redis answers the next (one fetch ahead, never more). Only
    * when the batch came back full (the queue has more), the stream flows (`'data'` listeners, `pipe()`,
    * `pipeline()`: the consumer takes each message as it is pushed) and has taken everything before it
-   * (the Readable's buffer is empty), and the reader may prefetch (consume-once, no owner's demand): what
-   * the reader holds stays within its buffer plus one round trip of at most `highWaterMark`, as without
-   * it, and what the fetch ahead took always ends up in the buffer, where it is given back on destroy.
+   * (the Readable's buffer is empty), and the reader may prefetch (consume-once, and reliable within its
+   * `prefetch`; no owner's demand): what the reader holds stays within its buffer plus one round trip of
+   * at most `highWaterMark`, as without it, and what the fetch ahead took always ends up in the buffer,
+   * where it is given back on destroy.
    */
   private fetchAhead (taken: number, capacity: number): void {
     if (!this.prefetches || this.demand !== undefined || this.readableFlowing !== true || this.readableLength > 0 || this.destroyed) return
-    const count = Math.min(this.batch, this.max - this.delivered - taken, capacity - taken)
+    const count = Math.min(this.fetchSize, this.max - this.delivered - taken, capacity - taken, this.capacity())
     if (count <= 0) return
     const since = this.wakeups.generation('m')
     const fetch = this.fetch(count)
@@ -407,6 +408,11 @@ export abstract class QueueReader<C = any> extends Readable {
   async settled (): Promise<void> {
     if (this.closed) return
     await new Promise<void>((resolve) => this.once('close', () => resolve()))
+  }
+
+  /** Most messages one fetch asks for. */
+  protected get fetchSize (): number {
+    return this.batch
   }
 
   /** Whether the reader may fetch ahead of its consumer (see {@link fetchAhead}). */

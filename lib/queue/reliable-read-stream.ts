@@ -32,6 +32,8 @@ export class ReliableReadStream<T = any> extends QueueReader<ReliableMessage<T>>
   private readonly pendingDeliveries = new Map<number, number>()
   private renewTimer?: NodeJS.Timeout
   private ackBatch: Array<{ id: number, resolve: (ok: boolean) => void, reject: (err: Error) => void }> = []
+  /** Held ids whose ack is on its way to Redis: they no longer count against `prefetch` (see {@link capacity}). */
+  private acking = 0
   /** Ids of the envelopes pushed, newest last, to know which are still in the Readable's buffer. */
   private recent: number[] = []
   private lingering = false
@@ -50,9 +52,9 @@ export class ReliableReadStream<T = any> extends QueueReader<ReliableMessage<T>>
     this.prefetch = prefetch ?? this.batch
   }
 
-  /** Messages held by this reader: delivered and not yet acknowledged. */
+  /** Messages held by this reader: delivered, and no ack sent for them yet. */
   get inFlight (): number {
-    return this.held.size
+    return this.held.size - this.acking
   }
 
   override _construct (callback: (err?: Error | null) => void): void {
@@ -84,8 +86,27 @@ export class ReliableReadStream<T = any> extends QueueReader<ReliableMessage<T>>
     return false
   }
 
+  /**
+   * Room under `prefetch`. A message whose ack has been sent no longer counts: the ack goes on the same
+   * connection ahead of the reserve this room lets the loop send, so Redis applies it first and never
+   * sees the reader holding more than `prefetch`; the reserve's round trip overlaps the ack's instead
+   * of waiting for its reply.
+   */
   protected override capacity (): number {
-    return Math.min(this.prefetch - this.held.size, super.capacity())
+    return Math.min(this.prefetch - this.held.size + this.acking, super.capacity())
+  }
+
+  /**
+   * Half of `prefetch` (at most `highWaterMark`) per reserve, so that the next one can be on its way
+   * while the consumer works through this one (see fetchAhead in queue-read-stream.ts) without the
+   * reader ever holding more than `prefetch`.
+   */
+  protected override get fetchSize (): number {
+    return Math.min(this.batch, Math.max(1, Math.ceil(this.prefetch / 2)))
+  }
+
+  protected override get prefetches (): boolean {
+    return true
   }
 
   protected override async fetch (count: number): Promise<Element[]> {
@@ -169,8 +190,15 @@ export class ReliableReadStream<T = any> extends QueueReader<ReliableMessage<T>>
   private flushAcks (): void {
     const batch = this.ackBatch
     this.ackBatch = []
+    let sent = 0
+    for (const id of new Set(batch.map((b) => b.id))) if (this.held.has(id)) sent++
+    const settled = (): void => {
+      this.acking -= sent
+      sent = 0
+    }
     ack(this.shard, this.queue.keys, { consumer: this.consumerId, ids: batch.map((b) => b.id) })
       .then((res) => {
+        settled()
         const now = performance.now()
         batch.forEach((b, i) => {
           const arrived = this.held.get(b.id)
@@ -181,7 +209,13 @@ export class ReliableReadStream<T = any> extends QueueReader<ReliableMessage<T>>
           this.forget(b.id)
           b.resolve(res[i] === 1)
         })
-      }, (err: Error) => { for (const b of batch) b.reject(err) })
+      }, (err: Error) => {
+        // Not acked: they count against prefetch again (and are redelivered once their lease lapses).
+        settled()
+        for (const b of batch) b.reject(err)
+      })
+    this.acking += sent
+    if (sent > 0) this.capacityChanged()
   }
 
   /** Hands messages back (see requeue-9.lua); `undo` = how many of the first ids never reached the app. */
