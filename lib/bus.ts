@@ -7,7 +7,7 @@ import { DEFAULT_BUS_OPTIONS, defaultRedis, type BusOptions, type HostPort } fro
 import { Shard, type Client } from './router/shard.js'
 import { Router } from './router/router.js'
 import { defineScripts } from './scripts/index.js'
-import { validateName, validatePrefix, checkInt } from './names.js'
+import { validateName, validatePrefix, checkInt, checkDelay } from './names.js'
 import { BusClosedError, ConnectTimeoutError, InvalidOptionError } from './errors.js'
 import { Queue } from './queue/queue.js'
 import { Attachments, HEARTBEAT_RATE } from './queue/attachments.js'
@@ -131,16 +131,16 @@ export class Bus extends EventEmitter {
       prefix: validatePrefix(options.prefix ?? DEFAULT_BUS_OPTIONS.prefix),
       ttl: checkInt(options.ttl ?? DEFAULT_BUS_OPTIONS.ttl, 'ttl', 10),
       maxMessageSize: checkInt(options.maxMessageSize ?? DEFAULT_BUS_OPTIONS.maxMessageSize, 'maxMessageSize', 1, 512 * 1024 * 1024 - 64),
-      pollInterval: checkInt(options.pollInterval ?? DEFAULT_BUS_OPTIONS.pollInterval, 'pollInterval', 1),
-      commandTimeout: checkInt(options.commandTimeout ?? DEFAULT_BUS_OPTIONS.commandTimeout, 'commandTimeout', 1),
+      pollInterval: checkDelay(options.pollInterval ?? DEFAULT_BUS_OPTIONS.pollInterval, 'pollInterval', 1),
+      commandTimeout: checkDelay(options.commandTimeout ?? DEFAULT_BUS_OPTIONS.commandTimeout, 'commandTimeout', 1),
       replicas: checkInt(options.replicas ?? 0, 'replicas', 0),
-      replicasTimeout: checkInt(options.replicasTimeout ?? DEFAULT_BUS_OPTIONS.replicasTimeout, 'replicasTimeout', 1),
+      replicasTimeout: checkDelay(options.replicasTimeout ?? DEFAULT_BUS_OPTIONS.replicasTimeout, 'replicasTimeout', 1),
       id: options.id ?? randomUUID()
     }
     if (typeof this.settings.id !== 'string' || this.settings.id.length === 0 || this.settings.id.length > 200) {
       throw new InvalidOptionError('id must be a non-empty string of at most 200 characters')
     }
-    checkInt(options.connectTimeout ?? DEFAULT_BUS_OPTIONS.connectTimeout, 'connectTimeout', 1)
+    checkDelay(options.connectTimeout ?? DEFAULT_BUS_OPTIONS.connectTimeout, 'connectTimeout', 1)
     this.heartbeatRate = checkInt(options.heartbeatRate ?? HEARTBEAT_RATE, 'heartbeatRate', 1)
     this.metricsRegistry = new BusMetrics(() => this.router.all(),
       checkInt(options.metricsQueues ?? DEFAULT_METRICS_QUEUES, 'metricsQueues', 1))

@@ -1,4 +1,5 @@
 import { InvalidNameError, InvalidOptionError } from './errors.js'
+import { MAX_DELAY } from './util.js'
 
 /** Longest queue, channel or pub/sub name, in characters (all allowed characters are ASCII). */
 export const MAX_NAME_LENGTH = 200
@@ -39,4 +40,9 @@ export function checkInt (value: unknown, what: string, min: number, max = Numbe
     throw new InvalidOptionError(`${what} must be an integer from ${min} to ${max}, got ${String(value)}`)
   }
   return value
+}
+
+/** A duration that arms a timer (ms): an integer from `min` to {@link MAX_DELAY} (about 24.8 days). */
+export function checkDelay (value: unknown, what: string, min: number): number {
+  return checkInt(value, what, min, MAX_DELAY)
 }

@@ -5,6 +5,17 @@ export function isReplyError (err: unknown): boolean {
   return (err as { code?: unknown })?.code === 'ERR_BUSMQ_REDIS'
 }
 
+/**
+ * setTimeout's longest delay, 2^31 − 1 ms (about 24.8 days). Node fires a longer one after 1 ms (with a
+ * TimeoutOverflowWarning), which would turn a long poll or lease into a busy loop.
+ */
+export const MAX_DELAY = 2_147_483_647
+
+/** A timer's delay: `ms`, at least 0 and at most {@link MAX_DELAY} (a timer armed for a far deadline looks again then). */
+export function timerDelay (ms: number): number {
+  return Math.min(MAX_DELAY, Math.max(0, ms))
+}
+
 /** Resolves after `ms`, or at once when `signal` aborts; the timer never keeps the process alive. */
 export function sleep (ms: number, signal?: AbortSignal): Promise<void> {
   return new Promise((resolve) => {
@@ -14,7 +25,7 @@ export function sleep (ms: number, signal?: AbortSignal): Promise<void> {
       signal?.removeEventListener('abort', done)
       resolve()
     }
-    const timer = setTimeout(done, ms)
+    const timer = setTimeout(done, timerDelay(ms))
     timer.unref()
     signal?.addEventListener('abort', done, { once: true })
   })

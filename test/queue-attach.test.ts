@@ -1,22 +1,11 @@
 // Attachments at scale: heartbeats batched per shard, no wake-up subscription unless someone waits.
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { useRedis, type RedisServer } from './helpers/redis-server.js'
+import { commandCalls, useRedis, type RedisServer } from './helpers/redis-server.js'
 import { collect, eventually, openBus, uniqueName } from './helpers/bus.js'
 import { range } from './helpers/queue.js'
 
 const redis = useRedis(1)
-
-/**
- * Calls of `commands` the server has answered (those inside scripts included) since the last CONFIG
- * RESETSTAT, together.
- */
-async function commandCalls (server: RedisServer, ...commands: string[]): Promise<number> {
-  const stats = await server.cli('INFO', 'commandstats')
-  let n = 0
-  for (const m of stats.matchAll(/cmdstat_(\w+):calls=(\d+)/g)) if (commands.includes(m[1])) n += Number(m[2])
-  return n
-}
 
 async function numsub (server: RedisServer, channel: string): Promise<number> {
   const out = (await server.cli('PUBSUB', 'NUMSUB', channel)).split('\n')

@@ -9,7 +9,7 @@ import type { Producer } from '../queue/producer.js'
 import type { Shard } from '../router/shard.js'
 import { checkCodec, jsonCodec, type Codec } from '../queue/codec.js'
 import { KIND_ABORT, KIND_END } from '../queue/element.js'
-import { validateName, checkInt } from '../names.js'
+import { validateName, checkInt, checkDelay } from '../names.js'
 import { BusClosedError, InvalidNameError, InvalidOptionError, PeerDestroyedError } from '../errors.js'
 import { presenceKey } from '../keys.js'
 import { presence } from '../scripts/index.js'
@@ -109,7 +109,7 @@ export class Channel<T = any, R = T> extends Duplex {
     const local = validateName(options.local ?? (listen ? 'remote' : 'local'), 'channel local role')
     const remote = validateName(options.remote ?? (listen ? 'local' : 'remote'), 'channel remote role')
     if (local === remote) throw new InvalidNameError(`channel roles must differ, both are ${local}`)
-    const heartbeat = checkInt(options.heartbeat ?? DEFAULT_HEARTBEAT, 'heartbeat', 10)
+    const heartbeat = checkDelay(options.heartbeat ?? DEFAULT_HEARTBEAT, 'heartbeat', 10)
     if (options.reliable !== undefined && typeof options.reliable !== 'boolean') throw new InvalidOptionError('reliable must be a boolean')
     const ack = options.ack ?? 'auto'
     if (ack !== 'auto' && ack !== 'manual') throw new InvalidOptionError(`ack must be 'auto' or 'manual', got ${JSON.stringify(ack)}`)

@@ -4,7 +4,7 @@ import type { IncomingMessage, Server, ServerResponse } from 'node:http'
 import createDebug from 'debug'
 import type { Bus } from '../bus.js'
 import type { Shard } from '../router/shard.js'
-import { checkInt, validateName } from '../names.js'
+import { checkInt, checkDelay, validateName } from '../names.js'
 import { InvalidOptionError, type BusMQErrorCode } from '../errors.js'
 import { prometheusText } from '../metrics/prometheus.js'
 import { ADMIN_TOKEN_HEADER, DEFAULT_DASHBOARD_OPTIONS, type DashboardOptions } from './dashboard-options.js'
@@ -83,7 +83,7 @@ export class Dashboard {
     this.bus = bus
     this.path = path.length > 1 ? path.replace(/\/+$/, '') : '/'
     this.adminToken = options.adminToken === undefined ? undefined : sha(options.adminToken)
-    this.interval = checkInt(options.interval ?? DEFAULT_DASHBOARD_OPTIONS.interval, 'interval', 100)
+    this.interval = checkDelay(options.interval ?? DEFAULT_DASHBOARD_OPTIONS.interval, 'interval', 100)
     this.limit = checkInt(options.limit ?? DEFAULT_DASHBOARD_OPTIONS.limit, 'limit', 1, 10_000)
     this.inspector = new Inspector(bus.settings.prefix)
     const shards = (): Shard[] => bus.router.all()

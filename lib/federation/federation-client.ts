@@ -2,7 +2,7 @@ import { Buffer } from 'buffer'
 import createDebug from 'debug'
 import { ClientConnection, type SocketFactory } from './client-connection.js'
 import { Link, type LinkOwner } from './link.js'
-import { checkInt } from '../names.js'
+import { checkInt, checkDelay } from '../names.js'
 import {
   BusMQError, FederationError, InvalidOptionError, RemoteError, UnauthorizedError, type BusMQErrorCode
 } from '../errors.js'
@@ -49,11 +49,11 @@ export class FederationClient {
     this.secret = options.secret
     const d = DEFAULT_FEDERATION_OPTIONS
     const poolSize = checkInt(options.poolSize ?? d.poolSize, 'federation.poolSize', 1, 1024)
-    this.pingInterval = checkInt(options.pingInterval ?? d.pingInterval, 'federation.pingInterval', 10)
-    this.reconnectDelay = checkInt(options.reconnectDelay ?? d.reconnectDelay, 'federation.reconnectDelay', 1)
-    this.maxReconnectDelay = checkInt(options.maxReconnectDelay ?? d.maxReconnectDelay, 'federation.maxReconnectDelay', 1)
+    this.pingInterval = checkDelay(options.pingInterval ?? d.pingInterval, 'federation.pingInterval', 10)
+    this.reconnectDelay = checkDelay(options.reconnectDelay ?? d.reconnectDelay, 'federation.reconnectDelay', 1)
+    this.maxReconnectDelay = checkDelay(options.maxReconnectDelay ?? d.maxReconnectDelay, 'federation.maxReconnectDelay', 1)
     this.giveUpAfter = checkInt(options.giveUpAfter ?? d.giveUpAfter, 'federation.giveUpAfter', 0)
-    this.callTimeout = checkInt(options.callTimeout ?? d.callTimeout, 'federation.callTimeout', 1)
+    this.callTimeout = checkDelay(options.callTimeout ?? d.callTimeout, 'federation.callTimeout', 1)
     const size = Math.max(poolSize, this.urls.length)
     this.pool = Array.from({ length: size }, (_, i) => new ClientConnection(this, this.urls[i % this.urls.length]))
   }

@@ -4,7 +4,7 @@ import { timingSafeEqual } from 'node:crypto'
 import createDebug from 'debug'
 import { WebSocketServer, type WebSocket } from 'ws'
 import type { Bus } from '../bus.js'
-import { checkInt } from '../names.js'
+import { checkInt, checkDelay } from '../names.js'
 import { FederationError, ForbiddenError, InvalidOptionError } from '../errors.js'
 import type { ReliableMessage } from '../queue/reliable-message.js'
 import {
@@ -94,9 +94,9 @@ export class FederationServer implements Federation {
       path,
       maxStreams: checkInt(options.maxStreams ?? DEFAULT_FEDERATE_OPTIONS.maxStreams, 'maxStreams', 1),
       maxMessageSize: checkInt(options.maxMessageSize ?? DEFAULT_FEDERATE_OPTIONS.maxMessageSize, 'maxMessageSize', 1024),
-      idleTimeout: checkInt(options.idleTimeout ?? DEFAULT_FEDERATE_OPTIONS.idleTimeout, 'idleTimeout', 100),
+      idleTimeout: checkDelay(options.idleTimeout ?? DEFAULT_FEDERATE_OPTIONS.idleTimeout, 'idleTimeout', 100),
       maxBufferedBytes: checkInt(options.maxBufferedBytes ?? DEFAULT_FEDERATE_OPTIONS.maxBufferedBytes, 'maxBufferedBytes', 64 * 1024),
-      resumeTimeout: checkInt(options.resumeTimeout ?? DEFAULT_FEDERATE_OPTIONS.resumeTimeout, 'resumeTimeout', 0)
+      resumeTimeout: checkDelay(options.resumeTimeout ?? DEFAULT_FEDERATE_OPTIONS.resumeTimeout, 'resumeTimeout', 0)
     }
     this.wss = new WebSocketServer({ noServer: true, maxPayload: this.options.maxMessageSize, perMessageDeflate: false })
     this.onUpgrade = (req, socket, head) => { this.upgrade(req, socket, head) }

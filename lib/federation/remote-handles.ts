@@ -7,7 +7,7 @@ import type { ChannelOptions } from '../channel/channel-options.js'
 import type { ObjectChange, ObjectOptions, SaveOptions, ChangeStreamOptions } from '../object/object-options.js'
 import { DEFAULT_SERVICE_OPTIONS, type RequestOptions, type RequestStreamOptions, type ServeOptions, type ServiceOptions, type ServiceTransformOptions } from '../service/service-options.js'
 import { ServiceTransform } from '../service/service-transform.js'
-import { checkInt } from '../names.js'
+import { checkInt, checkDelay } from '../names.js'
 import { EventEmitter } from 'events'
 import { AckStream } from '../queue/ack-stream.js'
 import type { Link, LinkOwner } from './link.js'
@@ -340,7 +340,7 @@ export class RemoteService<Req = any, Res = any> {
   requestStream (data: Req, options: RequestStreamOptions = {}): RemoteReadStream<Res> {
     this.ctx.assertOpen()
     const hwm = checkInt(options.highWaterMark ?? DEFAULT_SERVICE_OPTIONS.streamHighWaterMark, 'highWaterMark', 1, 100_000)
-    const timeout = options.timeout === undefined ? this.timeout : checkInt(options.timeout, 'timeout', 1)
+    const timeout = options.timeout === undefined ? this.timeout : checkDelay(options.timeout, 'timeout', 1)
     if (options.reliable !== undefined && typeof options.reliable !== 'boolean') throw new InvalidOptionError('reliable must be a boolean')
     const payload = encodeFor(this.ctx, data, this.objectMode, this.codec)
     return new RemoteReadStream<Res>({ name: this.name, client: this.ctx.client }, 'service.requestStream', {

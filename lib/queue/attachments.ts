@@ -4,6 +4,7 @@ import type { KeepAliveKeys, QueueKeys } from '../keys.js'
 import { heartbeat, register, type HeartbeatEntry, type HeartbeatOp, type ScriptTarget } from '../scripts/index.js'
 import { BusClosedError } from '../errors.js'
 import { DueHeap } from './due-heap.js'
+import { timerDelay } from '../util.js'
 
 const debug = createDebug('busmq:attach')
 
@@ -426,7 +427,7 @@ export class Attachments {
       this.timer = undefined
       this.timerAt = Infinity
       this.kick()
-    }, Math.max(0, next - Date.now()))
+    }, timerDelay(next - Date.now()))
     this.timer.unref()
   }
 

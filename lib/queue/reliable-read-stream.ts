@@ -4,7 +4,7 @@ import { QueueReader } from './queue-read-stream.js'
 import { parseElement, type Element } from './element.js'
 import { READER, type ReliableMessage } from './reliable-message.js'
 import { DEFAULT_LEASE, DEFAULT_MAX_DELIVERIES, type ReadStreamOptions } from './queue-options.js'
-import { checkInt } from '../names.js'
+import { checkInt, checkDelay } from '../names.js'
 import type { DecodeError } from '../errors.js'
 import { ack, renew, requeue, reserve, type RequeueMode } from '../scripts/index.js'
 
@@ -40,7 +40,7 @@ export class ReliableReadStream<T = any> extends QueueReader<ReliableMessage<T>>
   private untrackLinger?: () => void
 
   constructor (queue: Queue, options: ReadStreamOptions = {}) {
-    const lease = checkInt(options.lease ?? DEFAULT_LEASE, 'lease', 100)
+    const lease = checkDelay(options.lease ?? DEFAULT_LEASE, 'lease', 100)
     const maxDeliveries = checkInt(options.maxDeliveries ?? DEFAULT_MAX_DELIVERIES, 'maxDeliveries', 1)
     const prefetch = options.prefetch === undefined ? undefined : checkInt(options.prefetch, 'prefetch', 1)
     const after = checkInt(options.after ?? 0, 'after', 0)

@@ -7,6 +7,7 @@ import { replyQueueKeys } from '../keys.js'
 import { BusClosedError, RequestTimeoutError } from '../errors.js'
 import { REPLY_CLOSED, REPLY_ERROR, REPLY_VOID, decodeError, replyBody, replySeq } from './envelope.js'
 import type { ServiceCounters } from '../metrics/service-counters.js'
+import { timerDelay } from '../util.js'
 
 const debug = createDebug('busmq:service')
 
@@ -144,7 +145,7 @@ export class ReplyRouter {
   private arm (expiry: Expiry): void {
     const first = expiry.waiting.values().next()
     if (first.done === true) return
-    expiry.timer = setTimeout(() => this.expire(expiry), Math.max(0, first.value.deadline - Date.now()))
+    expiry.timer = setTimeout(() => this.expire(expiry), timerDelay(first.value.deadline - Date.now()))
   }
 
   private expire (expiry: Expiry): void {

@@ -10,7 +10,7 @@ import { decodeMessage } from '../queue/codec.js'
 import { replyStreamKeys } from '../keys.js'
 import { InvalidOptionError, ServiceClosedError } from '../errors.js'
 import { serve } from '../scripts/index.js'
-import { destroyAndWait, sleep } from '../util.js'
+import { destroyAndWait, sleep, timerDelay } from '../util.js'
 import {
   REPLY_CLOSED, REPLY_ERROR, REPLY_VALUE, REPLY_VOID, decodeRequest, encodeError, encodeReply, type Payload,
   type RequestEnvelope
@@ -135,7 +135,7 @@ export class RequestIntake implements RequestOwner {
       this.previous = this.recent
       this.recent = new Array<number>(LATENCY_BUCKETS.length + 1).fill(0)
       this.beat('beat')
-    }, Math.max(10, Math.floor(this.service.ttl / 3)))
+    }, timerDelay(Math.max(10, Math.floor(this.service.ttl / 3))))
     this.beatTimer.unref()
   }
 

@@ -3,6 +3,7 @@ import type { MessageInput } from '../queue/message.js'
 import type { ReliableMessage } from '../queue/reliable-message.js'
 import { RequestTimeoutError } from '../errors.js'
 import { FLAG_REPLY, FLAG_STREAM, correlationId, type RequestEnvelope } from './envelope.js'
+import { timerDelay } from '../util.js'
 
 /** @internal What a request asks of the server that took it (lib/service/request-intake.ts). */
 export interface RequestOwner {
@@ -89,7 +90,7 @@ export class ServiceRequest<Req = any, Res = any> {
         this.timer = setTimeout(() => {
           // A streamed reply that has started is bounded by its reader instead.
           if (!this.done && !(this.streamed && this.started)) this.abort(new RequestTimeoutError(`the deadline of request ${this.id} passed`))
-        }, this.deadline - Date.now())
+        }, timerDelay(this.deadline - Date.now()))
       }
     }
     return this.controller.signal

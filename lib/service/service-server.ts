@@ -3,7 +3,7 @@ import { finished } from 'node:stream/promises'
 import type { Service } from './service.js'
 import type { ServiceRequest } from './service-request.js'
 import { RequestIntake, type IntakeSettings } from './request-intake.js'
-import { checkInt } from '../names.js'
+import { checkDelay } from '../names.js'
 import { DEFAULT_SERVICE_OPTIONS, type CloseOptions } from './service-options.js'
 import type { MessageInput } from '../queue/message.js'
 import { isStreamLike, writeReply } from './stream-like.js'
@@ -20,7 +20,7 @@ export type ServiceHandler<Req = any, Res = any> =
 
 /** Resolves `grace` from close options. */
 export function graceOf (options: CloseOptions): number {
-  return checkInt(options.grace ?? DEFAULT_SERVICE_OPTIONS.grace, 'grace', 0)
+  return checkDelay(options.grace ?? DEFAULT_SERVICE_OPTIONS.grace, 'grace', 0)
 }
 
 /**

@@ -5,7 +5,7 @@ import { Queue } from '../queue/queue.js'
 import { checkCodec, encodeValue, jsonCodec, type Codec } from '../queue/codec.js'
 import type { MessageInput } from '../queue/message.js'
 import { PRODUCER_FIELD_PREFIX, ServiceKeys, replyStreamKeys } from '../keys.js'
-import { checkInt } from '../names.js'
+import { checkInt, checkDelay } from '../names.js'
 import { InvalidOptionError, MessageTooLargeError } from '../errors.js'
 import { decodeMessage } from '../queue/codec.js'
 import { FLAG_REPLY, FLAG_STREAM, correlationId, encodeRequest, payloadLength, type Payload } from './envelope.js'
@@ -95,7 +95,7 @@ export class Service<Req = any, Res = any> {
     this.name = name
     this.keys = new ServiceKeys(bus.settings.prefix, name)
     this.ttl = checkInt(options.ttl ?? bus.settings.ttl, 'ttl', 10)
-    this.timeout = checkInt(options.timeout ?? DEFAULT_SERVICE_OPTIONS.timeout, 'timeout', 1)
+    this.timeout = checkDelay(options.timeout ?? DEFAULT_SERVICE_OPTIONS.timeout, 'timeout', 1)
     this.reliable = checkBoolean(options.reliable, 'reliable') ?? DEFAULT_SERVICE_OPTIONS.reliable
     this.objectMode = checkBoolean(options.objectMode, 'objectMode') ?? false
     this.codec = checkCodec(options.codec) ?? jsonCodec
@@ -175,7 +175,7 @@ export class Service<Req = any, Res = any> {
     if (options === undefined) return this.defaults
     if (options === null || typeof options !== 'object') throw new InvalidOptionError('request options must be an object')
     return {
-      timeout: checkInt(options.timeout ?? this.timeout, 'timeout', 1),
+      timeout: checkDelay(options.timeout ?? this.timeout, 'timeout', 1),
       reliable: checkBoolean(options.reliable, 'reliable') ?? this.reliable
     }
   }
@@ -185,7 +185,7 @@ export class Service<Req = any, Res = any> {
     return {
       concurrency: checkInt(options.concurrency ?? DEFAULT_SERVICE_OPTIONS.concurrency, 'concurrency', 1, 100_000),
       reliable: checkBoolean(options.reliable, 'reliable') ?? this.reliable,
-      lease: checkInt(options.lease ?? DEFAULT_SERVICE_OPTIONS.lease, 'lease', 100),
+      lease: checkDelay(options.lease ?? DEFAULT_SERVICE_OPTIONS.lease, 'lease', 100),
       maxDeliveries: checkInt(options.maxDeliveries ?? DEFAULT_SERVICE_OPTIONS.maxDeliveries, 'maxDeliveries', 1),
       exposeStack: checkBoolean(options.exposeStack, 'exposeStack') ?? DEFAULT_SERVICE_OPTIONS.exposeStack
     }

@@ -42,3 +42,14 @@ export function useRedis (n = 1, opts: RedisOptions = {}): { readonly servers: R
   })
   return ctx
 }
+
+/**
+ * Calls of `commands` the server has answered (those inside scripts included) since it started or the
+ * last CONFIG RESETSTAT, together.
+ */
+export async function commandCalls (server: RedisServer, ...commands: string[]): Promise<number> {
+  const stats = await server.cli('INFO', 'commandstats')
+  let n = 0
+  for (const m of stats.matchAll(/cmdstat_(\w+):calls=(\d+)/g)) if (commands.includes(m[1])) n += Number(m[2])
+  return n
+}
