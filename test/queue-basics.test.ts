@@ -191,6 +191,26 @@ test('push() resolves with ids that start at 1 and increase in push order', asyn
   await bus.close()
 })
 
+test('one-off pushes keep call order, alone or several to a turn of the event loop', async () => {
+  const bus = await oneShard()
+  const q = bus.queue(uniqueName(), { objectMode: true })
+  assert.equal(await q.push(-1), 1)
+  // 0 to 3 pushes per turn; turns end in a microtask, a setImmediate or a timer, so some pushes share a
+  // write to Redis and some go alone.
+  const calls: Array<Promise<number | null>> = []
+  let next = 0
+  for (let turn = 0; turn < 60; turn++) {
+    for (let j = 0; j < turn % 4; j++) calls.push(q.push(next++))
+    if (turn % 3 === 0) await new Promise((resolve) => setImmediate(resolve))
+    else if (turn % 3 === 1) await Promise.resolve()
+    else await sleep(0)
+  }
+  assert.deepEqual(await Promise.all(calls), range(2, 2 + next))
+  const got = await collect<number>(q.createReadStream({ untilEmpty: true }))
+  assert.deepEqual(got, [-1, ...range(0, next)])
+  await bus.close()
+})
+
 test('max: n ends the reader after n messages and takes nothing beyond them', async () => {
   const bus = await oneShard()
   const q = bus.queue(uniqueName(), { objectMode: true })

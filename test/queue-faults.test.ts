@@ -6,7 +6,7 @@ import { once } from 'node:events'
 import { Bus } from '../lib/index.js'
 import { startRedis, useRedis } from './helpers/redis-server.js'
 import { collect, eventually, uniqueName } from './helpers/bus.js'
-import { range, trackBuses, writeAll } from './helpers/queue.js'
+import { range, sleep, trackBuses, writeAll } from './helpers/queue.js'
 import { startProxy } from './helpers/proxy.js'
 
 const redis = useRedis(1)
@@ -73,6 +73,38 @@ test('bus.close() while the shard is down resolves, and no error escapes', async
   } finally {
     await server.dispose()
   }
+})
+
+test('one-off pushes in flight and made while the shard is away for a second are each stored once, in call order', async (t) => {
+  const proxy = await startProxy(redis.servers[0].port)
+  t.after(() => proxy.close())
+  const name = uniqueName()
+  const bus = new Bus({ redis: proxy.url, commandTimeout: 20_000 })
+  t.after(() => bus.close())
+  const q = bus.queue(name, { objectMode: true })
+  await q.push(-1)
+  const calls: Array<Promise<number | null>> = []
+  let next = 0
+  let outage: Promise<void> | undefined
+  // A few pushes every 5 ms, never awaited one by one; 100 ms in, every connection is cut and new ones
+  // are refused for a second (several reconnection attempts and re-checks), then let through.
+  const started = Date.now()
+  while (Date.now() - started < 2000) {
+    for (let j = 0; j < 3; j++) calls.push(q.push(next++))
+    if (outage === undefined && Date.now() - started > 100) {
+      proxy.refuseNewConnections(true)
+      proxy.cutAll()
+      outage = sleep(1000).then(() => proxy.refuseNewConnections(false))
+    }
+    await sleep(5)
+  }
+  await outage
+  const ids = await Promise.all(calls)
+  const reader = await openBus(redis.servers)
+  const got = await collect<number>(reader.queue(name, { objectMode: true }).createReadStream({ untilEmpty: true }))
+  assert.equal(got.length, next + 1, `${next + 1} pushes resolved, ${got.length} stored`)
+  assert.deepEqual(got, [-1, ...range(0, next)])
+  assert.deepEqual(ids, range(2, next + 2))
 })
 
 test('a producer waiting for room whose subscriber never connects falls back to polling, and bus.close() resolves', async (t) => {

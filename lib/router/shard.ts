@@ -34,6 +34,23 @@ export interface RunOptions {
  * Events: `online` when the command connection is ready (again), `offline` when it is lost, `error`,
  * `dataloss` when it came back without its data.
  */
+/** A call waiting in a shard's line (see Shard.inLine). */
+interface LineEntry {
+  readonly seq: number
+  readonly deadline: number
+  readonly resolve: () => void
+}
+
+/** Removes from `line` (in order) and returns the entries past their deadline. */
+function takeExpired (line: LineEntry[], now: number): LineEntry[] {
+  const expired: LineEntry[] = []
+  for (let i = 0; i < line.length;) {
+    if (line[i].deadline <= now) expired.push(...line.splice(i, 1))
+    else i++
+  }
+  return expired
+}
+
 export class Shard extends EventEmitter implements ScriptTarget {
   readonly id: string
   readonly client: Client
@@ -55,6 +72,15 @@ export class Shard extends EventEmitter implements ScriptTarget {
   private readonly health: ShardHealth
   private closing?: Promise<void>
   private nextReady?: Promise<void>
+  /** Calls made so far: a call's number is its place in {@link line}. */
+  private calls = 0
+  /** Calls waiting to be sent (again), by number: see {@link inLine}. */
+  private readonly line: LineEntry[] = []
+  /** Calls let go from the line that have not sent yet: until they have, new calls queue up behind them. */
+  private resuming = 0
+  /** The line's re-check (200 ms) and whether it waits for the connection's 'ready'. */
+  private lineTimer?: NodeJS.Timeout
+  private lineAwaitsReady = false
 
   constructor (id: string, connector: ShardConnector, options: { prefix?: string, commandTimeout?: number } = {}) {
     super()
@@ -124,10 +150,24 @@ export class Shard extends EventEmitter implements ScriptTarget {
   async run<T> (fn: (client: Client) => Promise<T>, options: RunOptions = {}): Promise<T> {
     const timeout = options.timeout ?? this.commandTimeout
     const deadline = timeout > 0 ? Date.now() + timeout : Infinity
+    const seq = ++this.calls
+    // Behind calls waiting to be sent again: sent after them, never before.
+    let turn = this.line.length > 0 || this.resuming > 0 ? this.inLine(seq, deadline) : undefined
     for (;;) {
       let timer: NodeJS.Timeout | undefined
       try {
-        const call = fn(this.client)
+        let call: Promise<T>
+        if (turn) {
+          await turn
+          turn = undefined
+          try {
+            call = fn(this.client)
+          } finally {
+            this.resumed()
+          }
+        } else {
+          call = fn(this.client)
+        }
         if (deadline === Infinity) return await call
         // Our own timer, not ioredis's commandTimeout: it starts when the call is made (not when an
         // auto-pipelined batch is finally written), and calls made without one (readers' pops) keep
@@ -139,7 +179,7 @@ export class Shard extends EventEmitter implements ScriptTarget {
         })])
       } catch (err) {
         if (retryable(err, options.idempotent ?? false) && Date.now() < deadline && !this.closing) {
-          await this.whenReady(deadline)
+          turn = this.inLine(seq, deadline)
           continue
         }
         if (classify(err) === 'not-sent') {
@@ -189,19 +229,60 @@ export class Shard extends EventEmitter implements ScriptTarget {
     return this.side
   }
 
-  /** Resolves when the command connection is ready, or at the deadline (at most 200 ms later, to re-check). */
-  private whenReady (deadline: number): Promise<void> {
-    // One 'ready' listener however many commands wait (a failover can hold up hundreds).
-    if (this.client.status === 'ready') return Promise.resolve()
-    const ready = this.ready()
+  /**
+   * Resolves when call number `seq` may be sent (again): the command connection is ready and every call
+   * made before it that waits too has been sent first. Calls so go out again in the order they were
+   * first made, however long the shard was away: a producer's batch sent again after a later batch of
+   * the same producer would be taken by the push script for a duplicate (its record says a later batch
+   * is in) and never stored. Resolves at `deadline` too, when the shard is still away (the call then
+   * fails), and when the shard closes.
+   */
+  private inLine (seq: number, deadline: number): Promise<void> {
     return new Promise((resolve) => {
-      const timer = setTimeout(resolve, Math.max(1, Math.min(200, deadline - Date.now())))
-      timer.unref()
-      ready.then(() => {
-        clearTimeout(timer)
-        resolve()
-      })
+      let i = this.line.length
+      while (i > 0 && this.line[i - 1].seq > seq) i--
+      this.line.splice(i, 0, { seq, deadline, resolve })
+      this.checkLine()
     })
+  }
+
+  /** A call let go from the line has sent (or failed to): once all have, the next ones may go. */
+  private resumed (): void {
+    this.resuming--
+    if (this.resuming === 0 && this.line.length > 0) this.checkLine()
+  }
+
+  /**
+   * Lets the whole line go, in order, when the connection is ready and nothing let go before is still
+   * on its way; otherwise only the calls past their deadline (or all, closing), and looks again at the
+   * next 'ready' and every 200 ms.
+   */
+  private checkLine (): void {
+    if (this.line.length === 0) {
+      clearTimeout(this.lineTimer)
+      this.lineTimer = undefined
+      return
+    }
+    const now = Date.now()
+    const ready = this.client.status === 'ready' && this.resuming === 0
+    const go = ready || this.closing !== undefined ? this.line.splice(0) : takeExpired(this.line, now)
+    this.resuming += go.length
+    for (const e of go) e.resolve()
+    if (this.line.length === 0) return this.checkLine()
+    if (!this.lineAwaitsReady && this.client.status !== 'ready') {
+      this.lineAwaitsReady = true
+      this.ready().then(() => {
+        this.lineAwaitsReady = false
+        this.checkLine()
+      }, () => {})
+    }
+    if (!this.lineTimer) {
+      this.lineTimer = setTimeout(() => {
+        this.lineTimer = undefined
+        this.checkLine()
+      }, 200)
+      this.lineTimer.unref()
+    }
   }
 
   /**
@@ -230,7 +311,8 @@ export class Shard extends EventEmitter implements ScriptTarget {
 
   /** Closes its connections; safe to call more than once. */
   close (): Promise<void> {
-    this.closing ??= (async () => {
+    if (this.closing) return this.closing
+    this.closing = (async () => {
       const quit = async (c: Client | undefined): Promise<void> => {
         if (!c) return
         // A socket torn down mid-handshake (TLS) may still report an error after ioredis stopped
@@ -251,6 +333,8 @@ export class Shard extends EventEmitter implements ScriptTarget {
         this.emit('offline')
       }
     })()
+    // Calls waiting for the shard fail now (BusClosedError) instead of at their deadline.
+    this.checkLine()
     return this.closing
   }
 }

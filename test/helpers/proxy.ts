@@ -12,6 +12,10 @@ export interface RedisProxy {
   readonly fired: boolean
   /** Connections accepted from now on get no answer at all (existing ones carry on). */
   blackholeNewConnections: (on: boolean) => void
+  /** Connections accepted from now on are closed at once (the client keeps trying to reconnect). */
+  refuseNewConnections: (on: boolean) => void
+  /** Cuts every connection open now, both ways. */
+  cutAll: () => void
   close: () => Promise<void>
 }
 
@@ -19,11 +23,16 @@ export async function startProxy (targetPort: number, host = '127.0.0.1'): Promi
   let armed: Buffer | undefined
   let fired = false
   let blackhole = false
+  let refuse = false
   const sockets = new Set<net.Socket>()
   const server = net.createServer((client) => {
     sockets.add(client)
     client.on('close', () => sockets.delete(client))
     client.on('error', () => {})
+    if (refuse) {
+      client.destroy()
+      return
+    }
     if (blackhole) return
     const upstream = net.connect(targetPort, host)
     sockets.add(upstream)
@@ -64,6 +73,8 @@ export async function startProxy (targetPort: number, host = '127.0.0.1'): Promi
       return fired
     },
     blackholeNewConnections: (on) => { blackhole = on },
+    refuseNewConnections: (on) => { refuse = on },
+    cutAll: () => { for (const s of sockets) s.destroy() },
     close: async () => {
       for (const s of sockets) s.destroy()
       await new Promise<void>((resolve) => server.close(() => resolve()))
