@@ -75,7 +75,7 @@ test('bus.close() while the shard is down resolves, and no error escapes', async
   }
 })
 
-test('one-off pushes in flight and made while the shard is away for a second are each stored once, in call order', async (t) => {
+test('one-off pushes and stream writes in flight and made while the shard is away for a second are each stored once, in order', async (t) => {
   const proxy = await startProxy(redis.servers[0].port)
   t.after(() => proxy.close())
   const name = uniqueName()
@@ -83,14 +83,23 @@ test('one-off pushes in flight and made while the shard is away for a second are
   t.after(() => bus.close())
   const q = bus.queue(name, { objectMode: true })
   await q.push(-1)
+  const streamed = bus.queue(`${name}-stream`, { objectMode: true })
+  const ws = streamed.createWriteStream()
+  const written = new Promise((resolve, reject) => {
+    ws.on('finish', resolve)
+    ws.on('error', reject)
+  })
   const calls: Array<Promise<number | null>> = []
   let next = 0
   let outage: Promise<void> | undefined
-  // A few pushes every 5 ms, never awaited one by one; 100 ms in, every connection is cut and new ones
-  // are refused for a second (several reconnection attempts and re-checks), then let through.
+  // A few pushes and writes every 5 ms, never awaited one by one; 100 ms in, every connection is cut and
+  // new ones are refused for a second (several reconnection attempts and re-checks), then let through.
   const started = Date.now()
   while (Date.now() - started < 2000) {
-    for (let j = 0; j < 3; j++) calls.push(q.push(next++))
+    for (let j = 0; j < 3; j++) {
+      ws.write(next)
+      calls.push(q.push(next++))
+    }
     if (outage === undefined && Date.now() - started > 100) {
       proxy.refuseNewConnections(true)
       proxy.cutAll()
@@ -98,13 +107,17 @@ test('one-off pushes in flight and made while the shard is away for a second are
     }
     await sleep(5)
   }
+  ws.end()
   await outage
   const ids = await Promise.all(calls)
+  await written
   const reader = await openBus(redis.servers)
   const got = await collect<number>(reader.queue(name, { objectMode: true }).createReadStream({ untilEmpty: true }))
   assert.equal(got.length, next + 1, `${next + 1} pushes resolved, ${got.length} stored`)
   assert.deepEqual(got, [-1, ...range(0, next)])
   assert.deepEqual(ids, range(2, next + 2))
+  const gotStreamed = await collect<number>(reader.queue(`${name}-stream`, { objectMode: true }).createReadStream({ untilEmpty: true }))
+  assert.deepEqual(gotStreamed, range(0, next), `${next} written, ${gotStreamed.length} stored`)
 })
 
 test('a producer waiting for room whose subscriber never connects falls back to polling, and bus.close() resolves', async (t) => {
