@@ -26,14 +26,6 @@ export interface RunOptions {
   idempotent?: boolean
 }
 
-/**
- * One shard: a Redis endpoint, a Sentinel-managed primary, or a whole Redis Cluster. It owns the command
- * connection (auto-pipelined) with its retry rule and deadlines, and a {@link SubscriptionHub} for
- * pub/sub; a {@link ShardHealth} checks the server version and notices data loss.
- *
- * Events: `online` when the command connection is ready (again), `offline` when it is lost, `error`,
- * `dataloss` when it came back without its data.
- */
 /** A call waiting in a shard's line (see Shard.inLine). */
 interface LineEntry {
   readonly seq: number
@@ -51,6 +43,14 @@ function takeExpired (line: LineEntry[], now: number): LineEntry[] {
   return expired
 }
 
+/**
+ * One shard: a Redis endpoint, a Sentinel-managed primary, or a whole Redis Cluster. It owns the command
+ * connection (auto-pipelined) with its retry rule and deadlines, and a {@link SubscriptionHub} for
+ * pub/sub; a {@link ShardHealth} checks the server version and notices data loss.
+ *
+ * Events: `online` when the command connection is ready (again), `offline` when it is lost, `error`,
+ * `dataloss` when it came back without its data.
+ */
 export class Shard extends EventEmitter implements ScriptTarget {
   readonly id: string
   readonly client: Client
@@ -231,10 +231,10 @@ export class Shard extends EventEmitter implements ScriptTarget {
 
   /**
    * Resolves when call number `seq` may be sent (again): the command connection is ready and every call
-   * made before it that waits too has been sent first. Calls so go out again in the order they were
-   * first made, however long the shard was away: a producer's batch sent again after a later batch of
-   * the same producer would be taken by the push script for a duplicate (its record says a later batch
-   * is in) and never stored. Resolves at `deadline` too, when the shard is still away (the call then
+   * made before it that waits too has been sent first. Calls therefore go out again in the order they were
+   * first made, however long the shard was away (a producer's batch sent again after a later batch of
+   * the same producer would be taken by the push script for a duplicate, its record saying a later batch
+   * is in, and never stored). Resolves at `deadline` too, when the shard is still away (the call then
    * fails), and when the shard closes.
    */
   private inLine (seq: number, deadline: number): Promise<void> {
