@@ -195,7 +195,12 @@ export class Bus extends EventEmitter {
   private redisOptions (): RedisOptions {
     return {
       lazyConnect: true,
-      enableAutoPipelining: true,
+      // Not ioredis's auto-pipelining: each command is written as it is made, and the shard corks the
+      // socket for the rest of the turn of the event loop, so the commands of a turn still leave in one
+      // write (see Shard.corkTurn), without a pipeline object per batch, and a connection drop never
+      // splits a pipeline (ioredis aborts the unanswered rest of a pipeline it saw begin to answer, but
+      // sends every other unanswered command again first: a push's retry would come after later ones).
+      enableAutoPipelining: false,
       // Commands fail at once while a shard is away; Shard.run() re-sends them when it is back, until
       // commandTimeout, so a command never runs after its caller was told it failed.
       enableOfflineQueue: false,

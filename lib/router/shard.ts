@@ -45,7 +45,7 @@ function takeExpired (line: LineEntry[], now: number): LineEntry[] {
 
 /**
  * One shard: a Redis endpoint, a Sentinel-managed primary, or a whole Redis Cluster. It owns the command
- * connection (auto-pipelined) with its retry rule and deadlines, and a {@link SubscriptionHub} for
+ * connection (its commands corked per turn of the event loop) with its retry rule and deadlines, and a {@link SubscriptionHub} for
  * pub/sub; a {@link ShardHealth} checks the server version and notices data loss.
  *
  * Events: `online` when the command connection is ready (again), `offline` when it is lost, `error`,
@@ -81,6 +81,7 @@ export class Shard extends EventEmitter implements ScriptTarget {
   /** The line's re-check (200 ms) and whether it waits for the connection's 'ready'. */
   private lineTimer?: NodeJS.Timeout
   private lineAwaitsReady = false
+  private lineCheck = false
 
   constructor (id: string, connector: ShardConnector, options: { prefix?: string, commandTimeout?: number } = {}) {
     super()
@@ -139,9 +140,9 @@ export class Shard extends EventEmitter implements ScriptTarget {
    * into `ERR_BUSMQ_SHARD_UNAVAILABLE`.
    *
    * The offline queue is off: a command issued while the shard is away fails at once without being
-   * sent, so it is sent again once the shard is back, until the deadline. What was in flight when a
-   * connection closed, ioredis sends again itself once it is back (its auto-pipelining depends on every
-   * sent command settling, so that stays on): the scripts that move messages are written so that running
+   * sent, so it is sent again once the shard is back, until the deadline (in the order the calls were
+   * first made: see {@link inLine}). What was in flight when a connection closed, ioredis sends again
+   * itself once it is back, ahead of those: the scripts that move messages are written so that running
    * twice changes nothing (pushes and give-backs carry a producer or reader id and a number; acks,
    * renewals and requeues only touch what the caller still owns); a pop is the exception (see
    * "Guarantees" in the README). A command that fails with `ERR_BUSMQ_SHARD_UNAVAILABLE` after its
@@ -161,16 +162,18 @@ export class Shard extends EventEmitter implements ScriptTarget {
           await turn
           turn = undefined
           try {
+            this.corkTurn()
             call = fn(this.client)
           } finally {
             this.resumed()
           }
         } else {
+          this.corkTurn()
           call = fn(this.client)
         }
         if (deadline === Infinity) return await call
         // Our own timer, not ioredis's commandTimeout: it starts when the call is made (not when an
-        // auto-pipelined batch is finally written), and calls made without one (readers' pops) keep
+        // corked socket is finally written), and calls made without one (readers' pops) keep
         // waiting, so a reply that comes late is never thrown away.
         return await Promise.race([call, new Promise<never>((resolve, reject) => {
           timer = setTimeout(() => reject(this.timedOut(new ShardUnavailableError(`shard ${this.id} did not answer within ${timeout} ms ` +
@@ -196,6 +199,28 @@ export class Shard extends EventEmitter implements ScriptTarget {
   private timedOut (err: Error): Error {
     this.commandTimeouts++
     return err
+  }
+
+  /**
+   * Corks the command connection's socket until the end of this turn of the event loop (a setImmediate),
+   * so the commands made in the turn leave in one write: the batching ioredis's auto-pipelining would
+   * give, without its pipelines (see redisOptions in lib/bus.ts). A Cluster client keeps auto-pipelining.
+   */
+  private corkTurn (): void {
+    if (this.corked !== undefined) return
+    const client = this.client as unknown as { stream?: NodeJS.WritableStream & { cork?: () => void, uncork?: () => void }, status: string, isCluster?: boolean }
+    const stream = client.stream
+    if (client.isCluster === true || !this.writable() || stream?.cork === undefined) return
+    stream.cork()
+    this.corked = stream
+    setImmediate(this.uncork)
+  }
+
+  private corked?: { uncork?: () => void }
+  private readonly uncork = (): void => {
+    const stream = this.corked
+    this.corked = undefined
+    stream?.uncork?.()
   }
 
   /** Calls a registered script (lib/scripts/index.ts) under the rules of {@link run}. */
@@ -242,14 +267,34 @@ export class Shard extends EventEmitter implements ScriptTarget {
       let i = this.line.length
       while (i > 0 && this.line[i - 1].seq > seq) i--
       this.line.splice(i, 0, { seq, deadline, resolve })
-      this.checkLine()
+      this.checkLineSoon()
     })
   }
 
   /** A call let go from the line has sent (or failed to): once all have, the next ones may go. */
   private resumed (): void {
     this.resuming--
-    if (this.resuming === 0 && this.line.length > 0) this.checkLine()
+    if (this.resuming === 0 && this.line.length > 0) this.checkLineSoon()
+  }
+
+  /**
+   * Looks at the line on the next turn of the event loop, never at once: a call that failed at once
+   * (its connection is closing but not closed yet) must let the connection's events in before it is let
+   * go again, or it would retry in a loop of promise callbacks that keeps them out.
+   */
+  private checkLineSoon (): void {
+    if (this.lineCheck) return
+    this.lineCheck = true
+    setImmediate(() => {
+      this.lineCheck = false
+      this.checkLine()
+    })
+  }
+
+  /** Whether commands can be written on the command connection now. */
+  private writable (): boolean {
+    const client = this.client as unknown as { status: string, stream?: { writable?: boolean } }
+    return client.status === 'ready' && client.stream?.writable !== false
   }
 
   /**
@@ -264,7 +309,7 @@ export class Shard extends EventEmitter implements ScriptTarget {
       return
     }
     const now = Date.now()
-    const ready = this.client.status === 'ready' && this.resuming === 0
+    const ready = this.writable() && this.resuming === 0
     const go = ready || this.closing !== undefined ? this.line.splice(0) : takeExpired(this.line, now)
     this.resuming += go.length
     for (const e of go) e.resolve()

@@ -10,7 +10,8 @@ import type { KeepAliveKeys, ObjectKeys, QueueKeys } from '../keys.js'
  *
  * Scripts live beside this file as `<name>-<numberOfKeys>.lua` (or `<name>.lua` when the number of keys
  * varies) and are registered from the explicit list below, once per connection, with ioredis
- * `defineCommand`: auto-pipelined, sent as EVAL the first time on each socket (a new, restarted or
+ * `defineCommand`: written as they are made (the shard corks the socket per turn of the event loop: see
+ * Shard.corkTurn), sent as EVAL the first time on each socket (a new, restarted or
  * failed-over server has the script before any EVALSHA of that socket, so no call is answered NOSCRIPT
  * and sent again after a later one) and as EVALSHA after.
  */
@@ -96,12 +97,12 @@ export function defineScripts (client: Redis | Cluster): void {
 type Methods = Record<string, unknown>
 
 /**
- * ioredis copies every script registered on a client onto each pipeline it makes for it, and
- * auto-pipelining makes one per batch of commands: with 18 registrations (each also as `…Buffer`) that copy
+ * ioredis copies every script registered on a client onto each pipeline it makes for it (a MULTI, and
+ * with auto-pipelining, which the bus no longer uses on a single server, one per batch of commands): with 18 registrations (each also as `…Buffer`) that copy
  * cost about 13 µs of Node CPU per batch (a one-off push took 94 µs with it, 81 without). So on a single-server
  * client the registrations move: their methods onto `Pipeline.prototype` (where an auto-pipeline finds
  * them, under their `busmq_` names), off the client's list that the copy walks. Calls keep every property
- * of a registered script (auto-pipelined, EVAL first on each socket, then EVALSHA). The methods are shared
+ * of a registered script (EVAL first on each socket, then EVALSHA). The methods are shared
  * by every such client, which is right while they run the same scripts (a command's name carries its
  * script's hash) with the same key prefix: a client with a `keyPrefix` of its own keeps the copy.
  */
