@@ -33,7 +33,7 @@ export class ReliableReadStream<T = any> extends QueueReader<ReliableMessage<T>>
   private renewTimer?: NodeJS.Timeout
   private ackBatch: Array<{ id: number, resolve: (ok: boolean) => void, reject: (err: Error) => void }> = []
   /** Held ids whose ack is on its way to Redis: they no longer count against `prefetch` (see {@link capacity}). */
-  private acking = 0
+  private readonly acking = new Set<number>()
   /** Ids of the envelopes pushed, newest last, to know which are still in the Readable's buffer. */
   private recent: number[] = []
   private lingering = false
@@ -54,7 +54,7 @@ export class ReliableReadStream<T = any> extends QueueReader<ReliableMessage<T>>
 
   /** Messages held by this reader: delivered, and no ack sent for them yet. */
   get inFlight (): number {
-    return this.held.size - this.acking
+    return this.held.size - this.acking.size
   }
 
   override _construct (callback: (err?: Error | null) => void): void {
@@ -93,16 +93,18 @@ export class ReliableReadStream<T = any> extends QueueReader<ReliableMessage<T>>
    * of waiting for its reply.
    */
   protected override capacity (): number {
-    return Math.min(this.prefetch - this.held.size + this.acking, super.capacity())
+    return Math.min(this.prefetch - this.held.size + this.acking.size, super.capacity())
   }
 
   /**
-   * Half of `prefetch` (at most `highWaterMark`) per reserve, so that the next one can be on its way
-   * while the consumer works through this one (see fetchAhead in queue-read-stream.ts) without the
-   * reader ever holding more than `prefetch`.
+   * While the stream flows, half of `prefetch` (at most `highWaterMark`) per reserve, so that the next
+   * one can be on its way while the consumer works through this one (see fetchAhead in
+   * queue-read-stream.ts) without the reader ever holding more than `prefetch`; otherwise (read(), an
+   * async iterator: nothing is fetched ahead) as much as `prefetch` allows.
    */
   protected override get fetchSize (): number {
-    return Math.min(this.batch, Math.max(1, Math.ceil(this.prefetch / 2)))
+    const room = this.readableFlowing === true ? Math.ceil(this.prefetch / 2) : this.prefetch
+    return Math.min(this.batch, Math.max(1, room))
   }
 
   protected override get prefetches (): boolean {
@@ -190,11 +192,16 @@ export class ReliableReadStream<T = any> extends QueueReader<ReliableMessage<T>>
   private flushAcks (): void {
     const batch = this.ackBatch
     this.ackBatch = []
-    let sent = 0
-    for (const id of new Set(batch.map((b) => b.id))) if (this.held.has(id)) sent++
+    // Ids held and not already being acked (an id acked twice counts once).
+    const sent: number[] = []
+    for (const { id } of batch) {
+      if (this.held.has(id) && !this.acking.has(id)) {
+        this.acking.add(id)
+        sent.push(id)
+      }
+    }
     const settled = (): void => {
-      this.acking -= sent
-      sent = 0
+      for (const id of sent) this.acking.delete(id)
     }
     ack(this.shard, this.queue.keys, { consumer: this.consumerId, ids: batch.map((b) => b.id) })
       .then((res) => {
@@ -210,12 +217,12 @@ export class ReliableReadStream<T = any> extends QueueReader<ReliableMessage<T>>
           b.resolve(res[i] === 1)
         })
       }, (err: Error) => {
-        // Not acked: they count against prefetch again (and are redelivered once their lease lapses).
+        // Not acked: they count against prefetch again, held (their leases renewed) until acked again,
+        // nacked, or given back when the reader closes.
         settled()
         for (const b of batch) b.reject(err)
       })
-    this.acking += sent
-    if (sent > 0) this.capacityChanged()
+    if (sent.length > 0) this.capacityChanged()
   }
 
   /** Hands messages back (see requeue-9.lua); `undo` = how many of the first ids never reached the app. */

@@ -2,7 +2,8 @@ import { EventEmitter } from 'node:events'
 import createDebug from 'debug'
 import type { Redis, Cluster } from 'ioredis'
 import { BusClosedError, ShardUnavailableError } from '../errors.js'
-import { retryable, classify, wrapRedisError } from './redis-errors.js'
+import { retryable, classify, wrapRedisError, NOT_SENT_MESSAGES } from './redis-errors.js'
+import { sleep } from '../util.js'
 import { SubscriptionHub } from './subscriptions.js'
 import { ShardHealth } from './shard-health.js'
 import type { ScriptCallOptions, ScriptTarget } from '../scripts/index.js'
@@ -24,6 +25,11 @@ export interface RunOptions {
   timeout?: number
   /** The call may be sent again after a connection drop (its effect is applied once). @default false */
   idempotent?: boolean
+  /**
+   * True while the call would go on a connection of its own that is up (the heartbeat's side
+   * connection): it then skips the line of calls waiting for the command connection.
+   */
+  elsewhere?: () => boolean
 }
 
 /** A call waiting in a shard's line (see Shard.inLine). */
@@ -33,13 +39,15 @@ interface LineEntry {
   readonly resolve: () => void
 }
 
-/** Removes from `line` (in order) and returns the entries past their deadline. */
+/** Removes from `line` (keeping its order) and returns the entries past their deadline, in one pass. */
 function takeExpired (line: LineEntry[], now: number): LineEntry[] {
   const expired: LineEntry[] = []
-  for (let i = 0; i < line.length;) {
-    if (line[i].deadline <= now) expired.push(...line.splice(i, 1))
-    else i++
+  let kept = 0
+  for (const e of line) {
+    if (e.deadline <= now) expired.push(e)
+    else line[kept++] = e
   }
+  line.length = kept
   return expired
 }
 
@@ -152,16 +160,24 @@ export class Shard extends EventEmitter implements ScriptTarget {
     const timeout = options.timeout ?? this.commandTimeout
     const deadline = timeout > 0 ? Date.now() + timeout : Infinity
     const seq = ++this.calls
+    const waits = (): boolean => options.elsewhere?.() !== true
     // Behind calls waiting to be sent again: sent after them, never before.
-    let turn = this.line.length > 0 || this.resuming > 0 ? this.inLine(seq, deadline) : undefined
+    let turn = (this.line.length > 0 || this.resuming > 0) && waits() ? this.inLine(seq, deadline) : undefined
+    let pause: Promise<void> | undefined
     for (;;) {
       let timer: NodeJS.Timeout | undefined
       try {
         let call: Promise<T>
+        if (pause) {
+          await pause
+          pause = undefined
+        }
         if (turn) {
           await turn
           turn = undefined
           try {
+            // Let go past its deadline (the line is looked at every 200 ms): it is not sent at all.
+            if (Date.now() >= deadline) throw new Error(NOT_SENT_MESSAGES[0])
             this.corkTurn()
             call = fn(this.client)
           } finally {
@@ -172,7 +188,7 @@ export class Shard extends EventEmitter implements ScriptTarget {
           call = fn(this.client)
         }
         if (deadline === Infinity) return await call
-        // Our own timer, not ioredis's commandTimeout: it starts when the call is made (not when an
+        // Our own timer, not ioredis's commandTimeout: it starts when the call is made (not when the
         // corked socket is finally written), and calls made without one (readers' pops) keep
         // waiting, so a reply that comes late is never thrown away.
         return await Promise.race([call, new Promise<never>((resolve, reject) => {
@@ -182,7 +198,9 @@ export class Shard extends EventEmitter implements ScriptTarget {
         })])
       } catch (err) {
         if (retryable(err, options.idempotent ?? false) && Date.now() < deadline && !this.closing) {
-          turn = this.inLine(seq, deadline)
+          // On a connection of its own that is up: tried again shortly, outside the line.
+          if (waits()) turn = this.inLine(seq, deadline)
+          else pause = sleep(50)
           continue
         }
         if (classify(err) === 'not-sent') {
@@ -240,7 +258,7 @@ export class Shard extends EventEmitter implements ScriptTarget {
       const side = this.sideClient()
       const on = side?.status === 'ready' ? side : c
       return (on as unknown as Record<string, (...a: unknown[]) => Promise<unknown>>)[command](...args)
-    }, options)
+    }, { ...options, elsewhere: () => this.sideClient()?.status === 'ready' })
   }
 
   private sideClient (): Client | undefined {
