@@ -17,7 +17,7 @@ export interface KeepAliveKeys {
  *   busmq:q:{q}:i      hash   seq (last id = messages pushed), consumed; n, the incarnation (a new id each
  *                             time the queue is created: streams bound to it notice a delete); the flags w
  *                             (a reader waits for data) and r (a producer waits for room); a:<client> -> when that client's
- *                             attachment lapses; p<producer> -> its last push (so a push re-sent after a
+ *                             attachment lapses; p<producer> -> the record of its pushes (so a push re-sent after a
  *                             reconnection is not stored twice); u:<field> -> user metadata
  *   busmq:q:{q}:f/l/d/o       reliable mode: in-flight records (owner, time, element), lease deadlines, earlier
  *                             deliveries, owners (records of the earlier layout only; see scripts/includes/inflight.lua)

@@ -8,6 +8,8 @@ import { startRedis, useRedis } from './helpers/redis-server.js'
 import { collect, eventually, uniqueName } from './helpers/bus.js'
 import { range, sleep, trackBuses, writeAll } from './helpers/queue.js'
 import { startProxy } from './helpers/proxy.js'
+import { push as pushScript } from '../lib/scripts/index.js'
+import { encodeNewElements } from '../lib/queue/element.js'
 
 const redis = useRedis(1)
 const openBus = trackBuses()
@@ -118,6 +120,44 @@ test('one-off pushes and stream writes in flight and made while the shard is awa
   assert.deepEqual(ids, range(2, next + 2))
   const gotStreamed = await collect<number>(reader.queue(`${name}-stream`, { objectMode: true }).createReadStream({ untilEmpty: true }))
   assert.deepEqual(gotStreamed, range(0, next), `${next} written, ${gotStreamed.length} stored`)
+})
+
+test('the push script stores a batch that arrives after a later one of its producer, once, and still answers duplicates', async () => {
+  const bus = await openBus(redis.servers)
+  const q = bus.queue(uniqueName(), { objectMode: true })
+  const shard = await q.shard()
+  const push = async (batch: number, low: number, value: string): Promise<[number, number, string]> =>
+    await pushScript(shard, q.keys, {
+      ttl: 60_000,
+      maxLength: 0,
+      retain: 0,
+      waitForRoom: false,
+      producer: 'p-test',
+      batch,
+      low,
+      incarnation: '',
+      elements: encodeNewElements([Buffer.from(JSON.stringify(value))])
+    })
+  // Batches 1 to 3 are in flight together (the oldest unanswered is 1); 3 and 2 reach Redis first.
+  assert.deepEqual((await push(3, 1, 'c')).slice(0, 2), [1, 1])
+  assert.deepEqual((await push(2, 1, 'b')).slice(0, 2), [1, 2])
+  assert.deepEqual((await push(1, 1, 'a')).slice(0, 2), [1, 3])
+  // Each sent again: answered from the record, stored once.
+  assert.deepEqual((await push(2, 1, 'b')).slice(0, 2), [1, 2])
+  assert.deepEqual((await push(1, 1, 'a')).slice(0, 2), [1, 3])
+  assert.deepEqual((await push(3, 1, 'c')).slice(0, 2), [1, 1])
+  // 1 to 3 answered: batch 4 is the oldest unanswered; the record keeps only what it needs.
+  assert.deepEqual((await push(4, 4, 'd')).slice(0, 2), [1, 4])
+  assert.equal(await shard.client.hget(q.keys.info, 'pp-test'), '4:1:4')
+  // A batch done long ago, sent again, stores nothing.
+  assert.deepEqual((await push(2, 2, 'b')).slice(0, 2), [1, 4])
+  // Many in flight: at most 64 batches are kept; the ones before go below the floor.
+  for (let b = 5; b <= 80; b++) await push(b, 5, `m${b}`)
+  const record = await shard.client.hget(q.keys.info, 'pp-test')
+  assert.match(record ?? '', /^17;17:1:\d+,/)
+  assert.equal(record!.split(',').length, 64)
+  const got = await collect<string>(q.createReadStream({ untilEmpty: true }))
+  assert.deepEqual(got, ['c', 'b', 'a', 'd', ...range(5, 81).map((b) => `m${b}`)])
 })
 
 test('a producer waiting for room whose subscriber never connects falls back to polling, and bus.close() resolves', async (t) => {

@@ -33,10 +33,27 @@ const processId = randomBytes(8).toString('base64url').slice(0, 10) + '.'
 export interface ProducerIdentity {
   readonly id: string
   batch: number
+  /**
+   * Its batches sent and not yet answered, oldest first: the push script keeps its record of them, so
+   * one that reaches Redis after a later one (sent again after a connection drop) is still stored once.
+   */
+  unanswered?: Set<number>
 }
 
 export function newProducerIdentity (): ProducerIdentity {
   return { id: `${processId}${(++producers).toString(36)}`, batch: 0 }
+}
+
+/**
+ * The oldest of a producer's unanswered batches (at most `batch`). Batch numbers grow, so it is the
+ * first of the set (insertion order); a federated stream's numbers can restart lower when it resumes,
+ * so a small set is searched whole (the push script keeps 64 batches at most anyway).
+ */
+function oldest (unanswered: Set<number>, batch: number): number {
+  let low = batch
+  if (unanswered.size > 64) return Math.min(low, unanswered.values().next().value ?? batch)
+  for (const b of unanswered) if (b < low) low = b
+  return low
 }
 
 /** What a producer needs of its queue. */
@@ -163,6 +180,16 @@ export class Producer {
   /** One batch: the push script, then (with `replicas`) WAIT; resolves with [pushed, seq]. */
   private async send (shard: Shard, elements: NewElements, counts: QueueCounters): Promise<[number, number]> {
     const batch = ++this.identity.batch
+    const unanswered = this.identity.unanswered ??= new Set()
+    unanswered.add(batch)
+    try {
+      return await this.sendBatch(shard, elements, counts, batch, unanswered)
+    } finally {
+      unanswered.delete(batch)
+    }
+  }
+
+  private async sendBatch (shard: Shard, elements: NewElements, counts: QueueCounters, batch: number, unanswered: Set<number>): Promise<[number, number]> {
     const t = this.target
     // A stream re-sends for as long as a command may take: a failover, not a replica that never returns.
     const deadline = shard.commandTimeout > 0 ? Date.now() + shard.commandTimeout : Infinity
@@ -176,6 +203,7 @@ export class Producer {
         retain: t.retain,
         producer: this.id,
         batch,
+        low: oldest(unanswered, batch),
         incarnation: this.binding.incarnation,
         elements
       })

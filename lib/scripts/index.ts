@@ -144,6 +144,8 @@ export interface PushArgs {
   retain: number
   producer: string
   batch: number
+  /** The producer's oldest batch still unanswered (default: batch): the script keeps the record from it on. */
+  low?: number
   /** Negative maxLength: bounded, but nobody waits for room (overflow 'drop' and 'error'). */
   waitForRoom: boolean
   /** The incarnation the producer is bound to; '' = not bound yet. */
@@ -158,7 +160,8 @@ export interface PushArgs {
  */
 export function push (target: ScriptTarget, k: QueueKeys, a: PushArgs, options: ScriptCallOptions = {}): Promise<[number, number, string]> {
   const maxLength = a.waitForRoom ? a.maxLength : -a.maxLength
-  return call(target, 'push-2', [k.messages, k.info, a.ttl, maxLength, a.retain, k.wake, a.producer, a.batch, a.incarnation,
+  const batch = a.low === undefined || a.low === a.batch ? a.batch : `${a.batch}:${a.low}`
+  return call(target, 'push-2', [k.messages, k.info, a.ttl, maxLength, a.retain, k.wake, a.producer, batch, a.incarnation,
     ...(a.elements.packed ? [-a.elements.count, a.elements.packed] : [a.elements.count, ...a.elements.separate!])],
   { ...options, idempotent: true })
 }

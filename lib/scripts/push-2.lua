@@ -6,15 +6,20 @@
 
   KEYS[1] messages list
   KEYS[2] info hash: seq, consumed, n (incarnation), the flags w (a reader waits for data) and r (a
-          producer waits for room), and per producer p<id> -> "batch:pushed:seq" of its last push
-          (fields of a hash that exists anyway cost far less than a key per queue)
+          producer waits for room), and per producer p<id>, the record of its pushes (fields of a hash
+          that exists anyway cost far less than a key per queue): "batch:pushed:seq" of its last push,
+          every earlier batch done; or, while some of its batches are unanswered, "floor;b:n:s,b:n:s,…":
+          every batch below floor done, and those listed stored (at most 64; see below)
   ARGV[1] ttl in ms (every key touched expires after it unless refreshed; a longer TTL already set stays)
   ARGV[2] maxLength (0 = unbounded): push only what fits, and raise the room flag when something did
           not fit (the producer waits for room); negative: bound at -maxLength without the flag (overflow
           'drop' and 'error': nobody waits)
   ARGV[3] retain (0 = keep all): trim the list to its newest `retain` elements
   ARGV[4] wake-up pub/sub channel
-  ARGV[5] producer id   ARGV[6] batch number (grows by one per call of that producer)
+  ARGV[5] producer id   ARGV[6] batch number (grows by one per call of that producer), or
+          "batch:low" where low is the producer's oldest batch still unanswered (default: batch): the
+          record keeps the batches from low on, so a batch that reaches Redis after a later one of its
+          producer (sent again after a connection drop) is still stored, once
   ARGV[7] the incarnation the producer is bound to ('' = not bound yet: push to whatever exists)
   ARGV[8] how many elements: n, when ARGV[9..8+n] are the elements (kind byte + payload, see
           lib/queue/element.ts), in order; -n when ARGV[9] holds them packed, each after its length, 4
@@ -30,11 +35,27 @@ local info = redis.call('HMGET', KEYS[2], field, 'n')
 local inc = incarnation(KEYS[2], info[2], ARGV[7])
 if not inc then return { -1, 0, '' } end
 local ttl = tonumber(ARGV[1])
-local batch = tonumber(ARGV[6])
+local b0, l0 = string.match(ARGV[6], '^(%d+):?(%d*)$')
+local batch = tonumber(b0)
+local low = tonumber(l0) or batch
+-- The record: floor (every batch below it is done) and the batches stored from it on.
+local floor, entries = 0, {}
 local last = info[1]
 if last then
-  local b, n, seq = string.match(last, '^(%d+):(%d+):(%d+)$')
-  if tonumber(b) >= batch then return { tonumber(n), tonumber(seq), inc } end
+  local f, rest = string.match(last, '^(%d+);(.*)$')
+  if not f then rest = last end
+  for b, n, s in string.gmatch(rest, '(%d+):(%d+):(%d+)') do
+    entries[#entries + 1] = { tonumber(b), n, s }
+  end
+  floor = tonumber(f) or (entries[1] and entries[1][1]) or 0
+  for _, e in ipairs(entries) do
+    if e[1] == batch then return { tonumber(e[2]), tonumber(e[3]), inc } end
+  end
+  if batch < floor then
+    -- Done long ago (its producer had its answer): nothing to store. Answered as a duplicate.
+    local e = entries[#entries]
+    return { tonumber(e and e[2] or 0), tonumber(e and e[3] or 0), inc }
+  end
 end
 
 local n = tonumber(ARGV[8])
@@ -83,7 +104,31 @@ else
   if retain > 0 then redis.call('LTRIM', KEYS[1], -retain, -1) end
   if redis.call('HDEL', KEYS[2], 'w') == 1 then redis.call('PUBLISH', ARGV[4], 'm') end
 end
-redis.call('HSET', KEYS[2], field, batch .. ':' .. n .. ':' .. seq)
+-- The record from the producer's oldest unanswered batch on, in batch order; beyond 64 batches the
+-- oldest go and the floor rises past them.
+local newFloor = math.max(floor, low)
+local keep = {}
+for _, e in ipairs(entries) do
+  if e[1] >= newFloor then keep[#keep + 1] = e end
+end
+keep[#keep + 1] = { batch, n, seq }
+table.sort(keep, function (a, b) return a[1] < b[1] end)
+if #keep > 64 then
+  local drop = #keep - 64
+  newFloor = keep[drop][1] + 1
+  local rest = {}
+  for i = drop + 1, #keep do rest[#rest + 1] = keep[i] end
+  keep = rest
+end
+local record
+if #keep == 1 and keep[1][1] == newFloor then
+  record = batch .. ':' .. n .. ':' .. seq
+else
+  local parts = {}
+  for i, e in ipairs(keep) do parts[i] = e[1] .. ':' .. e[2] .. ':' .. e[3] end
+  record = newFloor .. ';' .. table.concat(parts, ',')
+end
+redis.call('HSET', KEYS[2], field, record)
 local keep = keepAtLeast(KEYS[2], ttl)
 if n > 0 then touch(KEYS[1], keep) end
 return { n, seq, inc }
