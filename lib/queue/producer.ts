@@ -186,6 +186,8 @@ export class Producer {
       return await this.sendBatch(shard, elements, counts, batch, unanswered)
     } finally {
       unanswered.delete(batch)
+      // None in flight: the set goes (a bus keeps an identity for every queue it pushed to once).
+      if (unanswered.size === 0 && this.identity.unanswered === unanswered) this.identity.unanswered = undefined
     }
   }
 

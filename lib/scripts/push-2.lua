@@ -107,25 +107,25 @@ end
 -- The record from the producer's oldest unanswered batch on, in batch order; beyond 64 batches the
 -- oldest go and the floor rises past them.
 local newFloor = math.max(floor, low)
-local keep = {}
+local kept = {}
 for _, e in ipairs(entries) do
-  if e[1] >= newFloor then keep[#keep + 1] = e end
+  if e[1] >= newFloor then kept[#kept + 1] = e end
 end
-keep[#keep + 1] = { batch, n, seq }
-table.sort(keep, function (a, b) return a[1] < b[1] end)
-if #keep > 64 then
-  local drop = #keep - 64
-  newFloor = keep[drop][1] + 1
+kept[#kept + 1] = { batch, n, seq }
+table.sort(kept, function (a, b) return a[1] < b[1] end)
+if #kept > 64 then
+  local drop = #kept - 64
+  newFloor = kept[drop][1] + 1
   local rest = {}
-  for i = drop + 1, #keep do rest[#rest + 1] = keep[i] end
-  keep = rest
+  for i = drop + 1, #kept do rest[#rest + 1] = kept[i] end
+  kept = rest
 end
 local record
-if #keep == 1 and keep[1][1] == newFloor then
+if #kept == 1 and kept[1][1] == newFloor then
   record = batch .. ':' .. n .. ':' .. seq
 else
   local parts = {}
-  for i, e in ipairs(keep) do parts[i] = e[1] .. ':' .. e[2] .. ':' .. e[3] end
+  for i, e in ipairs(kept) do parts[i] = e[1] .. ':' .. e[2] .. ':' .. e[3] end
   record = newFloor .. ';' .. table.concat(parts, ',')
 end
 redis.call('HSET', KEYS[2], field, record)
