@@ -5,7 +5,8 @@ import type { ServiceServerStream } from '../service/service-server-stream.js'
 import type { ServiceRequest } from '../service/service-request.js'
 import { ClassicUsageError } from '../errors.js'
 import type { ClassicBus } from './classic-bus.js'
-import { FOREVER, isClosedError, promisifyMethods } from './util.js'
+import { isClosedError, promisifyMethods } from './util.js'
+import { MAX_DELAY } from '../util.js'
 
 /** What a `request` listener answers with: `reply(err, value)`; `reply.createWriteStream()` streams it. */
 export interface ClassicReply {
@@ -107,7 +108,7 @@ export class ClassicService extends EventEmitter {
       if (max !== undefined && ++served >= max) {
         // Stops taking requests; those taken and not handed on go back for other servers.
         if (this.server === server) this.server = undefined
-        server.close({ grace: FOREVER }).catch(() => {})
+        server.close({ grace: MAX_DELAY }).catch(() => {})
       }
       this.emit('request', req.data, this.replier(req))
     })

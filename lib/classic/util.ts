@@ -77,6 +77,3 @@ export async function ackUpTo (held: Map<number, { ack: () => Promise<boolean> }
   }
   await Promise.all(acks)
 }
-
-/** setTimeout's longest delay: a grace period "until done". */
-export const FOREVER = 2_147_483_647

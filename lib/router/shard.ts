@@ -160,9 +160,8 @@ export class Shard extends EventEmitter implements ScriptTarget {
     const timeout = options.timeout ?? this.commandTimeout
     const deadline = timeout > 0 ? Date.now() + timeout : Infinity
     const seq = ++this.calls
-    const waits = (): boolean => options.elsewhere?.() !== true
     // Behind calls waiting to be sent again: sent after them, never before.
-    let turn = (this.line.length > 0 || this.resuming > 0) && waits() ? this.inLine(seq, deadline) : undefined
+    let turn = (this.line.length > 0 || this.resuming > 0) && options.elsewhere?.() !== true ? this.inLine(seq, deadline) : undefined
     let pause: Promise<void> | undefined
     for (;;) {
       let timer: NodeJS.Timeout | undefined
@@ -199,8 +198,8 @@ export class Shard extends EventEmitter implements ScriptTarget {
       } catch (err) {
         if (retryable(err, options.idempotent ?? false) && Date.now() < deadline && !this.closing) {
           // On a connection of its own that is up: tried again shortly, outside the line.
-          if (waits()) turn = this.inLine(seq, deadline)
-          else pause = sleep(50)
+          if (options.elsewhere?.() === true) pause = sleep(50)
+          else turn = this.inLine(seq, deadline)
           continue
         }
         if (classify(err) === 'not-sent') {
